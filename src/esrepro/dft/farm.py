@@ -1,0 +1,260 @@
+"""Farm out independent per-material DFT calculations with Dask.
+
+Each material is one Dask task; the task launches `esrepro.dft.worker` in its own process
+(group), under ``mpirun`` when more than one MPI rank is asked for, and enforces a time-out.
+Products land in the content-addressed cache as they finish, so an interrupted farm resumes
+where it stopped. Failures (SCF not converged, exceptions, crashes, time-outs) are recorded
+in the cache with their reason and reported, never dropped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from ase import Atoms
+
+from esrepro.dft.cache import DFTCache
+from esrepro.dft.settings import DFTSettings, cache_key
+from esrepro.dft.worker import atoms_to_dict
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FarmOptions:
+    """How to run (never part of the cache key)."""
+
+    workers: int = 1  # concurrent materials
+    mpi_ranks: int = 2  # MPI ranks per material
+    timeout_s: float = 1800.0
+    retry_failed: bool = False  # re-run materials whose failure is recorded in the cache
+    cluster: str = "local"  # "local" or a dask-jobqueue class name, e.g. "SLURMCluster"
+    cluster_kwargs: dict[str, Any] | None = None
+    scratch: str | None = None  # GPAW text logs; default: a temporary directory
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> FarmOptions:
+        return cls(**dict(params))
+
+
+@dataclass
+class MaterialRecord:
+    """Outcome for one material, as written to the stage's summary."""
+
+    material_id: str
+    cache_key: str
+    status: str  # "computed" | "cached" | "seed" | "failed"
+    reason: str = ""
+    wall_s: float = 0.0
+    product_path: str = ""
+
+
+def _worker_command(task_file: Path, mpi_ranks: int) -> list[str]:
+    cmd = [sys.executable, "-m", "esrepro.dft.worker", str(task_file)]
+    if mpi_ranks <= 1:
+        return cmd
+    mpirun = shutil.which("mpirun") or shutil.which("mpiexec")
+    if mpirun is None:
+        raise RuntimeError("mpi_ranks > 1 but no mpirun/mpiexec on PATH (install openmpi-bin)")
+    prefix = [mpirun, "-np", str(mpi_ranks), "--oversubscribe", "--bind-to", "none"]
+    if os.geteuid() == 0:  # Open MPI refuses root without this flag
+        prefix.append("--allow-run-as-root")
+    return prefix + cmd
+
+
+def run_one(
+    material_id: str,
+    atoms_dict: dict,
+    key: str,
+    settings: dict,
+    cache_root: str,
+    mpi_ranks: int,
+    timeout_s: float,
+    scratch: str,
+) -> dict:
+    """Compute one product into the cache (runs on a Dask worker). Returns a MaterialRecord dict."""
+    cache = DFTCache(cache_root)
+    product_path = cache.product_path(key)
+    product_path.parent.mkdir(parents=True, exist_ok=True)
+    task_file = Path(scratch) / f"{material_id}.task.json"
+    failure_tmp = Path(scratch) / f"{material_id}.failed.json"
+    failure_tmp.unlink(missing_ok=True)
+    task_file.write_text(
+        json.dumps(
+            {
+                "atoms": atoms_dict,
+                "settings": settings,
+                "product_path": str(product_path),
+                "failure_path": str(failure_tmp),
+                "txt": str(Path(scratch) / f"{material_id}.gpaw.txt"),
+            }
+        )
+    )
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    if mpi_ranks > 1:
+        # GPAW >= 25 only uses its own MPI under a launcher when asked to (or via `gpaw python`).
+        env["GPAW_MPI_BACKEND"] = "cgpaw"
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(
+        _worker_command(task_file, mpi_ranks),
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # own process group: a time-out kills mpirun and every rank
+    )
+    try:
+        out, _ = proc.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        reason = f"TimeoutError: exceeded {timeout_s:.0f} s"
+        cache.record_failure(key, {"material_id": material_id, "reason": reason})
+        return asdict(MaterialRecord(material_id, key, "failed", reason, time.perf_counter() - t0))
+    wall = time.perf_counter() - t0
+    if proc.returncode == 0 and product_path.is_file():
+        cache.clear_failure(key)
+        return asdict(MaterialRecord(material_id, key, "computed", "", wall, str(product_path)))
+    if failure_tmp.is_file():
+        info = json.loads(failure_tmp.read_text())
+    else:  # crashed before it could say why (segfault, MPI abort, out of memory)
+        tail = out.decode(errors="replace")[-2000:] if out else ""
+        last = _last_error_line(tail)
+        info = {
+            "reason": f"worker exited with status {proc.returncode}" + (f": {last}" if last else ""),
+            "output_tail": tail,
+        }
+    info["material_id"] = material_id
+    cache.record_failure(key, info)
+    return asdict(MaterialRecord(material_id, key, "failed", info["reason"], wall))
+
+
+def _last_error_line(output: str) -> str:
+    """The last line that looks like a Python exception, to make a crash's reason readable."""
+    for line in reversed(output.splitlines()):
+        if "Error" in line or "Exception" in line:
+            return line.strip()[:300]
+    return ""
+
+
+def _make_client(options: FarmOptions):
+    from dask.distributed import Client, LocalCluster
+
+    if options.cluster == "local":
+        # The heavy lifting happens in worker subprocesses, so threads are enough here and
+        # avoid spawning a Python process per Dask worker.
+        cluster = LocalCluster(
+            n_workers=1,
+            threads_per_worker=max(1, options.workers),
+            processes=False,
+            dashboard_address=None,
+        )
+    else:
+        import dask_jobqueue
+
+        cluster_cls = getattr(dask_jobqueue, options.cluster)
+        cluster = cluster_cls(**(options.cluster_kwargs or {}))
+        cluster.scale(jobs=max(1, options.workers))
+    return Client(cluster), cluster
+
+
+def compute_products(
+    materials: Mapping[str, Atoms],
+    settings: DFTSettings,
+    cache: DFTCache,
+    options: FarmOptions,
+    *,
+    progress: bool = True,
+    journal: Path | None = None,
+) -> list[MaterialRecord]:
+    """Make sure every material has a product in `cache`; return one record per material.
+
+    Materials already in the cache (or a seed) are not recomputed; recorded failures are
+    reported again unless `options.retry_failed`. `journal`, if given, receives one JSON line
+    per finished material as it completes.
+    """
+    records: dict[str, MaterialRecord] = {}
+    todo: list[tuple[str, Atoms, str]] = []
+    for material_id, atoms in materials.items():
+        key = cache_key(atoms, settings)
+        found = cache.find_product(key)
+        if found is not None:
+            path, origin = found
+            status = "cached" if origin == "cache" else "seed"
+            records[material_id] = MaterialRecord(material_id, key, status, product_path=str(path))
+            continue
+        failure = cache.find_failure(key)
+        if failure is not None and not options.retry_failed:
+            records[material_id] = MaterialRecord(material_id, key, "failed", failure["reason"])
+            continue
+        todo.append((material_id, atoms, key))
+
+    log.info(
+        "DFT: %d materials, %d from cache, %d to compute (%d workers x %d MPI ranks)",
+        len(materials), len(materials) - len(todo), len(todo), options.workers, options.mpi_ranks,
+    )
+    if journal:
+        Path(journal).parent.mkdir(parents=True, exist_ok=True)
+    journal_fh = open(journal, "a") if journal else None  # noqa: SIM115 - closed below
+    try:
+        if todo:
+            _farm(todo, settings, cache, options, records, progress, journal_fh)
+    finally:
+        if journal_fh:
+            journal_fh.close()
+    return [records[m] for m in materials]
+
+
+def _farm(todo, settings, cache, options, records, progress, journal_fh) -> None:
+    from dask.distributed import as_completed
+    from tqdm.auto import tqdm
+
+    scratch_ctx = tempfile.TemporaryDirectory(prefix="esrepro-dft-") if not options.scratch else None
+    scratch = options.scratch or scratch_ctx.name
+    Path(scratch).mkdir(parents=True, exist_ok=True)
+    client, cluster = _make_client(options)
+    try:
+        futures = [
+            client.submit(
+                run_one,
+                material_id,
+                atoms_to_dict(atoms),
+                key,
+                settings.to_dict(),
+                str(cache.root),
+                options.mpi_ranks,
+                options.timeout_s,
+                scratch,
+                key=f"dft-{material_id}-{key[:12]}",
+                pure=False,
+            )
+            for material_id, atoms, key in todo
+        ]
+        bar = tqdm(total=len(futures), desc="GPAW", unit="material", disable=not progress)
+        n_failed = 0
+        for future in as_completed(futures):
+            record = MaterialRecord(**future.result())
+            records[record.material_id] = record
+            n_failed += record.status == "failed"
+            bar.set_postfix(failed=n_failed, last=f"{record.material_id} {record.wall_s:.0f}s")
+            bar.update()
+            if journal_fh:
+                journal_fh.write(json.dumps(asdict(record)) + "\n")
+                journal_fh.flush()
+        bar.close()
+    finally:
+        client.close()
+        cluster.close()
+        if scratch_ctx is not None:
+            scratch_ctx.cleanup()

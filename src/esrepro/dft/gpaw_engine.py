@@ -1,0 +1,174 @@
+"""One GPAW ground-state calculation and the extraction of its products.
+
+Runs inside a worker process (optionally under ``mpirun``); see `esrepro.dft.worker`.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from ase import Atoms
+
+from esrepro.dft.product import L_OFFSET, N_CHANNELS, DFTProduct
+from esrepro.dft.settings import DFTSettings, code_versions
+
+
+class SCFNotConverged(RuntimeError):
+    """The self-consistency loop hit `max_iterations`."""
+
+
+def count_bands(atoms: Atoms, settings: DFTSettings) -> int:
+    """max(nbands_factor x occupied, occupied + min_empty_bands), from the PAW setups' valence."""
+    from gpaw.setup_data import SetupData
+
+    valence = sum(SetupData(s, settings.xc, "paw").Nv for s in atoms.get_chemical_symbols())
+    occupied = int(np.ceil(valence / 2))
+    return max(int(np.ceil(settings.nbands_factor * occupied)), occupied + settings.min_empty_bands)
+
+
+def build_calculator(settings: DFTSettings, txt: str | Path | None, nbands: int):
+    """A GPAW calculator for `settings` (imported lazily: GPAW is heavy and MPI-aware)."""
+    from gpaw import GPAW, PW
+
+    if settings.mode == "pw":
+        mode: Any = PW(settings.ecut_ev)
+        extra = {}
+    elif settings.mode == "lcao":
+        mode = "lcao"
+        extra = {"basis": settings.basis}
+    else:
+        raise ValueError(f"unknown GPAW mode {settings.mode!r} (use 'pw' or 'lcao')")
+    return GPAW(
+        mode=mode,
+        xc=settings.xc,
+        kpts={"density": settings.kpt_density, "gamma": True},
+        occupations={"name": settings.smearing, "width": settings.smearing_width_ev},
+        nbands=nbands,
+        convergence={
+            "density": settings.density_tolerance,
+            "eigenstates": settings.eigenstates_tolerance,
+            "bands": settings.converge_bands,
+        },
+        maxiter=settings.max_iterations,
+        txt=str(txt) if txt is not None else None,
+        **extra,
+        **settings.extra,
+    )
+
+
+def _band_edges(eigenvalues: np.ndarray, n_electrons: float, fermi: float) -> tuple[float, float, float]:
+    """(VBM, CBM, gap) of a non-spin-polarized band structure; gap 0 for metals.
+
+    A system is a metal when the electron count is odd or a band crosses the Fermi level
+    (VBM above CBM); eigenvalues come from the same k-mesh as the SCF.
+    """
+    n_occ = n_electrons / 2
+    if abs(n_occ - round(n_occ)) > 1e-6:
+        return fermi, fermi, 0.0
+    n_occ = int(round(n_occ))
+    vbm = float(eigenvalues[:, n_occ - 1].max())
+    cbm = float(eigenvalues[:, n_occ].min())
+    if cbm <= vbm:
+        return fermi, fermi, 0.0
+    return vbm, cbm, cbm - vbm
+
+
+def _projector_indices(setup, ell: int) -> list[int]:
+    """Indices of the bound-state PAW projectors of angular momentum `ell` (GPAW's own rule)."""
+    from gpaw.dos import get_projector_numbers
+
+    return get_projector_numbers(setup, ell)
+
+
+def run_gpaw(atoms: Atoms, settings: DFTSettings, txt: str | Path | None = None) -> DFTProduct:
+    """Run the SCF for `atoms` and extract eigenvalues, band edges and projector weights.
+
+    Projector weights per (atom, l, m) sum over the bound projectors of that l, as
+    `gpaw.dos.DOSCalculator.raw_pdos` does; channels whose l the setup lacks stay zero and are
+    flagged in `channel_mask`.
+    """
+    from gpaw.dos import IBZWaveFunctions
+    from gpaw.mpi import world
+
+    t0 = time.perf_counter()
+    calc = build_calculator(settings, txt, count_bands(atoms, settings))
+    atoms = atoms.copy()
+    atoms.calc = calc
+    energy = atoms.get_potential_energy()
+    iterations = _scf_iterations(calc)
+    if iterations is not None and iterations >= settings.max_iterations:
+        raise SCFNotConverged(f"SCF not converged in {settings.max_iterations} iterations")
+
+    fermi = float(calc.get_fermi_level())
+    n_k = len(calc.get_ibz_k_points())
+    eigenvalues = np.array([calc.get_eigenvalues(kpt=k, spin=0) for k in range(n_k)])
+    n_electrons = float(calc.get_number_of_electrons())
+    vbm, cbm, gap = _band_edges(eigenvalues, n_electrons, fermi)
+    e_ref = vbm if gap > 0 else fermi
+
+    in_window = (eigenvalues.max(axis=0) >= e_ref - settings.window_below_ev) & (
+        eigenvalues.min(axis=0) <= e_ref + settings.window_above_ev
+    )
+    bands = np.flatnonzero(in_window)
+    band_start, band_stop = int(bands.min()), int(bands.max()) + 1
+
+    wfs = IBZWaveFunctions(calc)
+    weights = np.zeros((len(atoms), N_CHANNELS, n_k, band_stop - band_start), dtype=np.float32)
+    mask = np.zeros((len(atoms), N_CHANNELS), dtype=bool)
+    for a, setup in enumerate(calc.setups):
+        for ell, offset in L_OFFSET.items():
+            indices = _projector_indices(setup, ell)
+            if not indices:
+                continue
+            for m in range(2 * ell + 1):
+                # Projector indices are grouped per radial function, m fastest.
+                w_kns = wfs.pdos_weights(a, indices[m::2 * ell + 1])
+                weights[a, offset + m] = w_kns[:, band_start:band_stop, 0]
+                mask[a, offset + m] = True
+
+    return DFTProduct(
+        numbers=atoms.numbers.copy(),
+        cell=np.array(atoms.cell),
+        positions=atoms.positions.copy(),
+        eigenvalues=eigenvalues.astype(np.float32),
+        k_weights=np.asarray(wfs.weights(), dtype=np.float32),
+        fermi_level=fermi,
+        vbm=vbm,
+        cbm=cbm,
+        gap=gap,
+        n_electrons=n_electrons,
+        projector_weights=weights.astype(np.float16),
+        band_start=band_start,
+        band_stop=band_stop,
+        channel_mask=mask,
+        meta={
+            "energy_ev": float(energy),
+            "scf_iterations": iterations,
+            "n_bands": int(eigenvalues.shape[1]),
+            "n_kpoints_ibz": n_k,
+            "kpt_grid": [int(x) for x in calc.wfs.kd.N_c],
+            "wall_s": time.perf_counter() - t0,
+            "mpi_ranks": int(world.size),
+            "versions": code_versions(),
+            "settings": settings.to_dict(),
+            "setups": {s.symbol: getattr(s, "fingerprint", None) for s in calc.setups},
+            "host": os.uname().nodename,
+        },
+    )
+
+
+def _scf_iterations(calc) -> int | None:
+    """Number of SCF iterations, across GPAW's old and new calculator interfaces."""
+    for path in ("scf.niter", "dft.scf_loop.niter"):
+        obj = calc
+        try:
+            for part in path.split("."):
+                obj = getattr(obj, part)
+            return int(obj)
+        except (AttributeError, TypeError):
+            continue
+    return None

@@ -1,0 +1,113 @@
+"""The per-material DFT product: what the cache stores and what paper code consumes.
+
+Stored as one compressed ``.npz`` per material. Projector weights are kept *unbroadened*
+(|<p_i|psi_nk>|^2 per atom and real-harmonic channel), so that grids and broadening widths
+are featurization parameters: changing them never re-runs DFT.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+#: Channel order of the 16 PDOS channels: s; p(y,z,x); d(m=-2..2); f(m=-3..3).
+CHANNEL_LABELS: tuple[str, ...] = (
+    "s",
+    "p_y", "p_z", "p_x",
+    "d_xy", "d_yz", "d_z2", "d_zx", "d_x2-y2",
+    "f_-3", "f_-2", "f_-1", "f_0", "f_1", "f_2", "f_3",
+)
+N_CHANNELS = len(CHANNEL_LABELS)
+#: Angular momentum of each channel, and the first channel of each l.
+CHANNEL_L = np.array([0] + [1] * 3 + [2] * 5 + [3] * 7)
+L_OFFSET = {0: 0, 1: 1, 2: 4, 3: 9}
+
+
+@dataclass
+class DFTProduct:
+    """Ground-state products of one non-spin-polarized calculation (energies in eV)."""
+
+    numbers: np.ndarray  # (n_atoms,) atomic numbers, in the order of the input structure
+    cell: np.ndarray  # (3, 3) Å
+    positions: np.ndarray  # (n_atoms, 3) Å
+    eigenvalues: np.ndarray  # (n_k, n_bands) absolute eV
+    k_weights: np.ndarray  # (n_k,) IBZ weights summing to 1
+    fermi_level: float
+    vbm: float
+    cbm: float
+    gap: float  # 0 for metals
+    n_electrons: float  # valence electrons
+    #: (n_atoms, 16, n_k, n_window_bands) float16 weights of bands band_start:band_stop
+    projector_weights: np.ndarray
+    band_start: int
+    band_stop: int
+    channel_mask: np.ndarray  # (n_atoms, 16) True where the setup has a bound projector
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def reference_energy(self) -> float:
+        """E_F convention of the features: the VBM for gapped systems, the Fermi level else."""
+        return self.vbm if self.gap > 0 else self.fermi_level
+
+    @property
+    def n_atoms(self) -> int:
+        return len(self.numbers)
+
+    def window_eigenvalues(self) -> np.ndarray:
+        """Eigenvalues (n_k, n_window_bands) matching `projector_weights`."""
+        return self.eigenvalues[:, self.band_start:self.band_stop]
+
+    def save(self, path: Path) -> None:
+        """Write atomically (temporary file + rename) so an interrupted run leaves no half file."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "wb") as fh:
+            np.savez_compressed(
+                fh,
+                numbers=self.numbers.astype(np.int16),
+                cell=self.cell.astype(np.float64),
+                positions=self.positions.astype(np.float64),
+                eigenvalues=self.eigenvalues.astype(np.float32),
+                k_weights=self.k_weights.astype(np.float32),
+                scalars=np.array(
+                    [self.fermi_level, self.vbm, self.cbm, self.gap, self.n_electrons],
+                    dtype=np.float64,
+                ),
+                projector_weights=self.projector_weights.astype(np.float16),
+                band_range=np.array([self.band_start, self.band_stop], dtype=np.int32),
+                channel_mask=self.channel_mask.astype(bool),
+                meta=np.frombuffer(json.dumps(self.meta, sort_keys=True).encode(), dtype=np.uint8),
+            )
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: Path) -> DFTProduct:
+        """Read a product written by `save`; a damaged file raises ValueError naming it."""
+        try:
+            with np.load(path) as z:
+                fermi, vbm, cbm, gap, nel = (float(x) for x in z["scalars"])
+                start, stop = (int(x) for x in z["band_range"])
+                return cls(
+                    numbers=z["numbers"].astype(int),
+                    cell=z["cell"],
+                    positions=z["positions"],
+                    eigenvalues=z["eigenvalues"],
+                    k_weights=z["k_weights"],
+                    fermi_level=fermi,
+                    vbm=vbm,
+                    cbm=cbm,
+                    gap=gap,
+                    n_electrons=nel,
+                    projector_weights=z["projector_weights"],
+                    band_start=start,
+                    band_stop=stop,
+                    channel_mask=z["channel_mask"],
+                    meta=json.loads(bytes(z["meta"]).decode()),
+                )
+        except (OSError, KeyError, ValueError) as err:
+            raise ValueError(f"damaged DFT product file {path}: {err}") from err

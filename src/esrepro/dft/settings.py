@@ -1,0 +1,104 @@
+"""Every setting that changes a DFT product, and the cache key derived from them."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+from ase import Atoms
+
+from esrepro.structures import canonical_structure_hash
+
+#: Bump when the layout or meaning of a cached product changes, so old entries are not reused.
+PRODUCT_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class DFTSettings:
+    """GPAW settings for one ground-state calculation plus the products to extract.
+
+    Anything here is part of the cache key: two calculations with equal settings on the same
+    (canonical) structure with the same GPAW and PAW-setup versions give the same product.
+    Settings that only affect *how* a result is obtained (parallel layout, time-out) are not.
+    """
+
+    mode: str = "pw"
+    ecut_ev: float = 350.0
+    xc: str = "LDA"
+    kpt_density: float = 2.5  # k-points per reciprocal Å (ASE convention), Γ-centred grids
+    smearing: str = "fermi-dirac"
+    smearing_width_ev: float = 0.01
+    #: Number of bands as a multiple of the occupied bands; empty bands carry the conduction
+    #: part of the PDOS (the DOSnp window reaches E_F + 1 Ry).
+    nbands_factor: float = 2.0
+    min_empty_bands: int = 12
+    #: Bands converged to `eigenstates_tolerance` in the SCF ("occupied", "all", "CBM+<eV>").
+    #: Converging every empty band costs many iterations for little change in the PDOS.
+    converge_bands: str = "CBM+5.0"
+    density_tolerance: float = 1e-4
+    eigenstates_tolerance: float = 4e-8
+    max_iterations: int = 200
+    basis: str = "dzp"  # only used in LCAO mode
+    #: Products: PAW-projector weights are kept for bands with eigenvalues in
+    #: [E_ref - window_below_ev, E_ref + window_above_ev] (E_ref = VBM for insulators, E_F else).
+    window_below_ev: float = 22.0
+    window_above_ev: float = 15.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> DFTSettings:
+        """Build settings from the `dft.settings` block of params.yaml; unknown keys are errors."""
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = set(params) - known
+        if unknown:
+            raise ValueError(
+                f"unknown DFT setting(s) {sorted(unknown)} in params.yaml dft.settings; "
+                f"known: {sorted(known)}"
+            )
+        # Coerce to the declared types so that `ecut_ev: 350` in YAML hashes like 350.0.
+        defaults = cls()
+        coerced = {}
+        for name, value in params.items():
+            default = getattr(defaults, name)
+            if isinstance(default, bool) or isinstance(default, dict):
+                coerced[name] = value
+            elif isinstance(default, (int, float, str)):
+                coerced[name] = type(default)(value)
+            else:
+                coerced[name] = value
+        return cls(**coerced)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@lru_cache(maxsize=1)
+def code_versions() -> dict[str, str]:
+    """Versions of the codes whose output a cached product depends on."""
+    versions = {"product_format": str(PRODUCT_FORMAT)}
+    for package in ("gpaw", "gpaw-data", "ase"):
+        try:
+            versions[package] = version(package)
+        except PackageNotFoundError:
+            versions[package] = "absent"
+    return versions
+
+
+def cache_key(atoms: Atoms, settings: DFTSettings, versions: dict[str, str] | None = None) -> str:
+    """Content address of the product of `settings` applied to `atoms`.
+
+    ASE's minor version is deliberately excluded: it does not change GPAW results.
+    """
+    versions = dict(versions or code_versions())
+    versions.pop("ase", None)
+    payload = {
+        "structure": canonical_structure_hash(atoms),
+        "settings": settings.to_dict(),
+        "versions": versions,
+    }
+    blob = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(blob).hexdigest()

@@ -1,0 +1,85 @@
+"""Regression metrics and stable JSON output shared by every paper's evaluate stage."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+#: Significant digits kept when writing floats, so re-running a stage on another machine (tiny
+#: floating-point differences) does not change the file and DVC sees a stable output.
+SIGNIFICANT_DIGITS = 6
+
+
+def regression_metrics(
+    y_true: Sequence[float] | np.ndarray, y_pred: Sequence[float] | np.ndarray
+) -> dict[str, Any]:
+    """Mean absolute error, root-mean-square error, coefficient of determination and count.
+
+    Units follow the inputs (eV for band gaps). ``r2`` is ``nan`` when it is undefined (fewer
+    than two points or a constant ``y_true``); all metrics are ``nan`` for empty input.
+    """
+    t = np.asarray(y_true, dtype=np.float64).ravel()
+    p = np.asarray(y_pred, dtype=np.float64).ravel()
+    if t.shape != p.shape:
+        raise ValueError(f"y_true and y_pred differ in length: {t.shape[0]} vs {p.shape[0]}")
+    n = int(t.shape[0])
+    if n == 0:
+        return {"mae": math.nan, "rmse": math.nan, "r2": math.nan, "n": 0}
+    err = p - t
+    ss_res = float(np.sum(err**2))
+    ss_tot = float(np.sum((t - t.mean()) ** 2))
+    r2 = 1.0 - ss_res / ss_tot if n >= 2 and ss_tot > 0 else math.nan
+    return {
+        "mae": float(np.mean(np.abs(err))),
+        "rmse": float(math.sqrt(ss_res / n)),
+        "r2": float(r2),
+        "n": n,
+    }
+
+
+def _round_sig(x: float, digits: int = SIGNIFICANT_DIGITS) -> float | None:
+    if not math.isfinite(x):
+        # JSON has no NaN/inf; null keeps the file valid for every parser (DVC, jq, browsers).
+        return None
+    return float(f"{x:.{digits}g}")
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, bool) or obj is None or isinstance(obj, str):
+        return obj
+    if isinstance(obj, int | np.integer):
+        return int(obj)
+    if isinstance(obj, float | np.floating):
+        return _round_sig(float(obj))
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, Mapping):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, np.ndarray):
+        return _jsonable(obj.tolist())
+    if hasattr(obj, "tolist"):  # torch tensors and numpy scalars without importing torch here
+        return _jsonable(obj.tolist())
+    if isinstance(obj, Sequence | set | frozenset):
+        return [_jsonable(v) for v in obj]
+    raise TypeError(f"cannot write object of type {type(obj).__name__} to JSON")
+
+
+def write_json(path: str | Path, obj: Any) -> Path:
+    """Write ``obj`` as JSON: sorted keys, indent 2, trailing newline, parent dirs created.
+
+    Floats are rounded to :data:`SIGNIFICANT_DIGITS` significant digits and non-finite floats
+    become ``null``; numpy / torch scalars and arrays and ``Path`` objects are converted.
+    The file is written to a temporary sibling and renamed, so readers never see half a file.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(_jsonable(obj), sort_keys=True, indent=2, allow_nan=False) + "\n"
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+    return path

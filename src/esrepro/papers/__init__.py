@@ -1,0 +1,1 @@
+"""Paper-specific code: one sub-package per reproduced paper."""

@@ -1,0 +1,58 @@
+"""DOSnp raw inputs: the QSGW/LDA gap table and the ecalj_auto POSCARs, fetched pinned."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from ase import Atoms
+
+from esrepro.config import mirror_dir, resolve_path
+from esrepro.fetch import fetch_url
+from esrepro.sources import DOSNP_TABLE_COMMIT, dosnp_structure_source, dosnp_table_source
+from esrepro.structures import read_structure
+
+TABLE_COLUMNS = ["material_id", "formula", "nsites", "LDA", "1shot", "2shot"]
+DOWNLOADS = "data/downloads"
+
+
+def fetch_table(params: dict[str, Any], dest_dir: str | Path = DOWNLOADS) -> pd.DataFrame:
+    """Fetch and parse `tab_nonmag_all.csv` at the pinned commit (1,516 rows).
+
+    Columns: material_id (int), formula, nsites, symmetry-number, symmetry-symbol, LDA (ecalj
+    LDA gap, eV), 1shot / 2shot (QSGW gaps after iterations 1 / 2, eV), transition.
+    """
+    commit = (params.get("dosnp") or {}).get("table_commit", DOSNP_TABLE_COMMIT)
+    source = dosnp_table_source(commit)
+    path = fetch_url(
+        source.url, source.sha256, resolve_path(dest_dir) / commit[:12] / source.filename,
+        mirror=mirror_dir(params),
+    )
+    return read_table(path)
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """Parse the gap table; missing columns are an error naming the file."""
+    table = pd.read_csv(path)
+    missing = [c for c in TABLE_COLUMNS if c not in table.columns]
+    if missing:
+        raise ValueError(f"{path}: missing column(s) {missing}; found {list(table.columns)}")
+    return table
+
+
+def fetch_structures(
+    material_ids: Iterable[str], params: dict[str, Any], dest_dir: str | Path = DOWNLOADS
+) -> dict[str, Atoms]:
+    """Fetch the ecalj_auto POSCAR of each material (pinned) and read it; keeps the input order."""
+    mirror = mirror_dir(params)
+    out: dict[str, Atoms] = {}
+    for material_id in material_ids:
+        source = dosnp_structure_source(material_id)
+        path = fetch_url(
+            source.url, source.sha256, resolve_path(dest_dir) / "poscar" / source.filename,
+            mirror=mirror,
+        )
+        out[material_id] = read_structure(path)
+    return out

@@ -1,0 +1,247 @@
+"""The DOSnp pipeline, one function per DVC stage (the `stages/dosnp.py` entry points call these).
+
+    fetch -> dft -> featurize -> train -> evaluate -> report
+
+Paths are fixed here (and declared in dvc.yaml); everything tunable comes from params.yaml.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from esrepro.config import mirror_dir, resolve_path
+from esrepro.dft.cache import DFTCache
+from esrepro.dft.farm import FarmOptions, compute_products
+from esrepro.dft.product import DFTProduct
+from esrepro.dft.settings import DFTSettings
+from esrepro.fetch import fetch_url
+from esrepro.sources import dosnp_structure_source, dosnp_table_source
+from esrepro.spectra import dosnp_grid, projected_dos
+from esrepro.structures import read_structure
+
+log = logging.getLogger(__name__)
+
+RAW = Path("data/dosnp/raw")
+DFT = Path("data/dosnp/dft")
+FEATURES = Path("data/dosnp/features")
+MODEL = Path("data/dosnp/model")
+REPORTS = Path("reports/dosnp")
+
+
+def select_materials(table: pd.DataFrame, cfg: dict[str, Any]) -> pd.DataFrame:
+    """The profile's materials: rows with nsites <= max_sites, then a seeded sample of n_materials.
+
+    `n_materials: 0` (or null) keeps every row: the paper-scale run.
+    """
+    rows = table
+    if cfg.get("max_sites"):
+        rows = rows[rows["nsites"] <= int(cfg["max_sites"])]
+    n = cfg.get("n_materials") or 0
+    if n and n < len(rows):
+        rows = rows.sample(n=int(n), random_state=int(cfg.get("subset_seed", 0)))
+    return rows.sort_values("material_id").reset_index(drop=True)
+
+
+def stage_fetch(params: dict[str, Any]) -> None:
+    """Fetch the pinned gap table and the POSCAR of every selected material into data/dosnp/raw."""
+    cfg = params["dosnp"]
+    mirror = mirror_dir(params)
+    table_source = dosnp_table_source(cfg["table_commit"])
+    raw = resolve_path(RAW)
+    table_path = fetch_url(table_source.url, table_source.sha256, raw / "tab_nonmag_all.csv", mirror=mirror)
+    table = pd.read_csv(table_path)
+    selected = select_materials(table, cfg)
+    selected.insert(0, "mp_id", [f"mp-{i}" for i in selected["material_id"]])
+    for mp_id in selected["mp_id"]:
+        source = dosnp_structure_source(mp_id)
+        fetch_url(source.url, source.sha256, raw / "structures" / f"{mp_id}.vasp", mirror=mirror)
+    selected.to_csv(raw / "selected.csv", index=False)
+    log.info("fetched table (%d rows) and %d structures", len(table), len(selected))
+
+
+def load_selected(raw: Path | None = None) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The selected rows and their structures (ase.Atoms keyed by "mp-<id>")."""
+    raw = resolve_path(raw or RAW)
+    selected = pd.read_csv(raw / "selected.csv")
+    structures = {m: read_structure(raw / "structures" / f"{m}.vasp") for m in selected["mp_id"]}
+    return selected, structures
+
+
+def stage_dft(params: dict[str, Any]) -> None:
+    """GPAW LDA products for every selected material (cache first), with a per-material summary.
+
+    Writes data/dosnp/dft/summary.csv (one row per material, failures with their reason) and
+    products/<mp-id>.npz copies of the cached products, so downstream stages depend on content.
+    """
+    selected, structures = load_selected()
+    dft = params["dft"]
+    cache = DFTCache(resolve_path(dft["cache"]), [resolve_path(s) for s in dft.get("seed_caches", [])])
+    settings = DFTSettings.from_params(dft["settings"])
+    records = compute_products(
+        structures, settings, cache, FarmOptions.from_params(dft["farm"]),
+        journal=cache.root / "journal.jsonl",
+    )
+    out = resolve_path(DFT)
+    products = out / "products"
+    products.mkdir(parents=True, exist_ok=True)
+    rows = []
+    table = selected.set_index("mp_id")
+    for record in records:
+        row = table.loc[record.material_id]
+        summary = {
+            "material_id": record.material_id,
+            "formula": row["formula"],
+            "nsites": int(row["nsites"]),
+            "status": record.status,
+            "reason": record.reason,
+            "lda_gap_table": float(row["LDA"]),
+            "qsgw_gap": float(row["2shot"]),
+            "gpaw_gap": np.nan,
+            "fermi_level": np.nan,
+            "vbm": np.nan,
+            "cbm": np.nan,
+            "wall_s": record.wall_s,
+            "cache_key": record.cache_key,
+        }
+        if record.status != "failed":
+            product = DFTProduct.load(Path(record.product_path))
+            shutil.copyfile(record.product_path, products / f"{record.material_id}.npz")
+            summary.update(
+                gpaw_gap=product.gap, fermi_level=product.fermi_level, vbm=product.vbm,
+                cbm=product.cbm, wall_s=product.meta.get("wall_s", record.wall_s),
+            )
+        rows.append(summary)
+    pd.DataFrame(rows).to_csv(out / "summary.csv", index=False)
+    n_failed = sum(r["status"] == "failed" for r in rows)
+    log.info("DFT: %d materials, %d failed (reasons in %s)", len(rows), n_failed, out / "summary.csv")
+
+
+def gpaw_pdos(product_path: Path, grid: np.ndarray, sigma_ev: float) -> np.ndarray:
+    return projected_dos(DFTProduct.load(product_path), grid, sigma_ev)
+
+
+def ecalj_pdos(material_id: str, cfg: dict[str, Any], grid: np.ndarray) -> np.ndarray:
+    """PDOS from ecalj files a user holds: `<ecalj_pdos_dir>/<mp-id>/dos.isp*.site*.<ext>`."""
+    from esrepro.dft.ecalj import ecalj_pdos_tensor
+
+    directory = resolve_path(cfg["ecalj_pdos_dir"]) / material_id
+    if not directory.is_dir():
+        raise FileNotFoundError(f"no ecalj PDOS directory for {material_id}: {directory}")
+    ext = cfg.get("ecalj_ext") or _single_extension(directory)
+    return ecalj_pdos_tensor(directory, ext, grid)
+
+
+def _single_extension(directory: Path) -> str:
+    exts = {p.name.split(".", 3)[-1] for p in directory.glob("dos.isp*.site*.*")}
+    if len(exts) != 1:
+        raise ValueError(f"{directory}: expected dos.isp<s>.site<nnn>.<ext> files of one <ext>, found {sorted(exts)}")
+    return exts.pop()
+
+
+def stage_featurize(params: dict[str, Any]) -> None:
+    """PDOS tensors (16 channels x 1,000 points per atom) for every material with a product."""
+    from esrepro.papers.dosnp.data import random_split_labels
+
+    cfg = params["dosnp"]
+    feat = cfg["features"]
+    grid = dosnp_grid(feat["emin_ry"], feat["emax_ry"], int(feat["n_points"]))
+    summary = pd.read_csv(resolve_path(DFT) / "summary.csv")
+    ok = summary[summary["status"] != "failed"].reset_index(drop=True)
+    blocks, n_atoms = [], []
+    for material_id in ok["material_id"]:
+        if cfg["pdos_source"] == "gpaw":
+            pdos = gpaw_pdos(resolve_path(DFT) / "products" / f"{material_id}.npz", grid, feat["sigma_ev"])
+        elif cfg["pdos_source"] == "ecalj":
+            pdos = ecalj_pdos(material_id, cfg, grid)
+        else:
+            raise ValueError(f"dosnp.pdos_source must be 'gpaw' or 'ecalj', got {cfg['pdos_source']!r}")
+        blocks.append(torch.from_numpy(pdos.astype(np.float32)).to(torch.float16))
+        n_atoms.append(pdos.shape[0])
+    ids = list(ok["material_id"])
+    split = cfg["split"]
+    features = {
+        "material_ids": ids,
+        "formulas": list(ok["formula"]),
+        "pdos": torch.cat(blocks) if blocks else torch.zeros((0, 16, len(grid)), dtype=torch.float16),
+        "atom_ptr": torch.tensor(np.concatenate([[0], np.cumsum(n_atoms)]), dtype=torch.long),
+        "n_atoms": torch.tensor(n_atoms, dtype=torch.long),
+        "lda_gap_table": torch.tensor(ok["lda_gap_table"].to_numpy(), dtype=torch.float32),
+        "qsgw_gap": torch.tensor(ok["qsgw_gap"].to_numpy(), dtype=torch.float32),
+        "gpaw_gap": torch.tensor(ok["gpaw_gap"].to_numpy(), dtype=torch.float32),
+        "energy_grid": torch.tensor(grid, dtype=torch.float32),
+        "split": random_split_labels(ids, float(split["test_fraction"]), int(split["seed"])),
+        "meta": {
+            "pdos_source": cfg["pdos_source"],
+            "sigma_ev": float(feat["sigma_ev"]),
+            "units": "states/eV per atom and channel, spin-summed",
+            "energy_reference": "VBM for gapped systems, else E_F",
+        },
+    }
+    out = resolve_path(FEATURES)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.save(features, out / "dataset.pt")
+    log.info("featurized %d materials (%d atoms)", len(ids), int(sum(n_atoms)))
+
+
+def stage_train(params: dict[str, Any]) -> None:
+    from esrepro.papers.dosnp.train import run_train
+
+    run_train(
+        resolve_path(FEATURES) / "dataset.pt", params, resolve_path(MODEL),
+        resolve_path(REPORTS) / "training",
+    )
+
+
+def stage_evaluate(params: dict[str, Any]) -> None:
+    """Metrics of DOSnp and both baselines, plus the GPAW-vs-ecalj LDA gap validation."""
+    from esrepro.papers.dosnp.train import run_evaluate
+
+    _, structures = load_selected()
+    summary = pd.read_csv(resolve_path(DFT) / "summary.csv")
+    ok = summary[summary["status"] != "failed"]
+    extra = {
+        "n_materials": int(len(summary)),
+        "n_dft_failed": int((summary["status"] == "failed").sum()),
+        "gpaw_vs_ecalj_lda_gap_mae": float(np.mean(np.abs(ok["gpaw_gap"] - ok["lda_gap_table"]))),
+    }
+    reports = resolve_path(REPORTS)
+    run_evaluate(
+        resolve_path(FEATURES) / "dataset.pt", resolve_path(MODEL) / "dosnp.pt", structures, params,
+        reports / "metrics.json", reports / "predictions.csv", extra,
+    )
+
+
+def stage_report(params: dict[str, Any]) -> None:
+    from esrepro.reports import render_notebook
+
+    reports = resolve_path(REPORTS)
+    render_notebook(
+        resolve_path("src/esrepro/notebooks/dosnp.ipynb"),
+        reports,
+        {
+            "table_csv": str(resolve_path(RAW) / "tab_nonmag_all.csv"),
+            "dft_summary_csv": str(resolve_path(DFT) / "summary.csv"),
+            "predictions_csv": str(reports / "predictions.csv"),
+            "metrics_json": str(reports / "metrics.json"),
+            "figures_dir": str(reports / "figures"),
+            "dvclive_dir": str(reports / "training"),
+        },
+        html_name="dosnp.html",
+    )
+
+
+STAGES = {
+    "fetch": stage_fetch,
+    "dft": stage_dft,
+    "featurize": stage_featurize,
+    "train": stage_train,
+    "evaluate": stage_evaluate,
+    "report": stage_report,
+}

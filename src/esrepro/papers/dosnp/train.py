@@ -1,0 +1,288 @@
+"""Train and evaluate DOSnp and its baselines (entry points of the DOSnp DVC stages).
+
+Parameters are read from the ``params.yaml`` layout::
+
+    model:
+      pooling: mean+max
+    dosnp:
+      model: {dropout, hidden, input_scale}
+      train: {seed, max_epochs, batch_size, lr, weight_decay, patience, val_fraction, loss,
+              accelerator, devices}
+      split: {test_fraction, seed}
+      lrlidg: {rank_tol}
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader
+
+from esrepro.metrics import regression_metrics, write_json
+from esrepro.papers.dosnp.baselines import LRLIDG, fit_linear
+from esrepro.papers.dosnp.data import (
+    PDOSGraphDataset,
+    collate_pdos,
+    load_features,
+    random_split_labels,
+)
+from esrepro.papers.dosnp.model import DOSnp, DOSnpLightning, load_dosnp
+from esrepro.training import make_trainer, save_model
+
+log = logging.getLogger(__name__)
+
+MODEL_FILENAME = "dosnp.pt"
+PREDICTION_COLUMNS: tuple[str, ...] = (
+    "material_id",
+    "formula",
+    "split",
+    "n_atoms",
+    "lda_gap_table",
+    "gpaw_gap",
+    "qsgw_gap",
+    "pred_dosnp",
+    "pred_lrlidg",
+    "pred_linear",
+)
+
+
+def _as_list(x: Any) -> list[Any]:
+    return x.tolist() if hasattr(x, "tolist") else list(x)
+
+
+def _plain_json(obj: Any) -> Any:
+    # Featurization metadata may hold tensors or paths; model files store only plain values.
+    return json.loads(
+        json.dumps(obj, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o))
+    )
+
+
+def _split_labels(feats: Mapping[str, Any], params: Mapping[str, Any]) -> list[str]:
+    """The split stored by the featurize stage, or (if absent) the params' random split."""
+    if feats.get("split") is not None:
+        return [str(s) for s in feats["split"]]
+    split = params["dosnp"]["split"]
+    return random_split_labels(feats["material_ids"], split["test_fraction"], split["seed"])
+
+
+def run_train(
+    features_path: Path, params: Mapping[str, Any], out_dir: Path, dvclive_dir: Path
+) -> Path:
+    """Train DOSnp on the "train" split; write ``out_dir/dosnp.pt``; return its path.
+
+    A validation subset (``val_fraction`` of the training materials, drawn with the training
+    seed) is held out for early stopping and checkpoint selection; the weights saved are those
+    of the best validation epoch. Learning curves go to ``dvclive_dir``. With
+    ``val_fraction == 0`` every training material is used and ``train_loss`` is monitored.
+    """
+    feats = load_features(features_path)
+    pooling = params["model"]["pooling"]
+    mcfg = params["dosnp"]["model"]
+    tcfg = params["dosnp"]["train"]
+    seed = int(tcfg["seed"])
+
+    labels = _split_labels(feats, params)
+    train_rows = [i for i, s in enumerate(labels) if s == "train"]
+    if not train_rows:
+        raise ValueError(f"{features_path}: no materials in the 'train' split")
+    ids = [feats["material_ids"][i] for i in train_rows]
+    val_fraction = float(tcfg.get("val_fraction", 0.0))
+    if val_fraction > 0 and len(train_rows) >= 2:
+        val_labels = random_split_labels(ids, val_fraction, seed)
+    else:
+        val_labels = ["train"] * len(train_rows)
+    fit_rows = [r for r, v in zip(train_rows, val_labels, strict=True) if v == "train"]
+    val_rows = [r for r, v in zip(train_rows, val_labels, strict=True) if v == "test"]
+    monitor = "val_loss" if val_rows else "train_loss"
+
+    batch_size = int(tcfg["batch_size"])
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    # Checkpoints live in a scratch dir: the stage's declared output is only dosnp.pt.
+    with tempfile.TemporaryDirectory(prefix="dosnp-train-") as scratch:
+        trainer, checkpoint = make_trainer(
+            max_epochs=int(tcfg["max_epochs"]),
+            accelerator=str(tcfg.get("accelerator", "auto")),
+            devices=tcfg.get("devices", 1),
+            seed=seed,
+            out_dir=Path(scratch),
+            dvclive_dir=Path(dvclive_dir),
+            patience=None if tcfg.get("patience") in (None, 0) else int(tcfg["patience"]),
+            monitor=monitor,
+        )
+        # Built after make_trainer has seeded torch, so the initial weights are reproducible.
+        module = DOSnpLightning(
+            pooling=pooling,
+            dropout=float(mcfg["dropout"]),
+            hidden=int(mcfg["hidden"]),
+            input_scale=float(mcfg["input_scale"]),
+            lr=float(tcfg["lr"]),
+            weight_decay=float(tcfg["weight_decay"]),
+            loss=str(tcfg.get("loss", "mse")),
+        )
+        # An explicit generator makes the shuffling order depend on the seed alone.
+        generator = torch.Generator().manual_seed(seed)
+        train_loader = DataLoader(
+            PDOSGraphDataset(feats, fit_rows),
+            batch_size=batch_size,
+            shuffle=True,
+            collate_fn=collate_pdos,
+            generator=generator,
+            # In-process loading: the PDOS tensor is already in memory and workers would copy it.
+            num_workers=0,
+        )
+        val_loader = (
+            DataLoader(
+                PDOSGraphDataset(feats, val_rows),
+                batch_size=batch_size,
+                shuffle=False,
+                collate_fn=collate_pdos,
+            )
+            if val_rows
+            else None
+        )
+        trainer.fit(module, train_dataloaders=train_loader, val_dataloaders=val_loader)
+
+        best_path = checkpoint.best_model_path
+        best_score = checkpoint.best_model_score
+        if best_path:
+            # Our own checkpoint, written moments ago by this process.
+            state = torch.load(best_path, map_location="cpu", weights_only=False)["state_dict"]
+            module.load_state_dict(state)
+        device = str(trainer.strategy.root_device)
+        epochs_run = int(trainer.current_epoch)
+
+    model: DOSnp = module.model.cpu()
+    metadata = {
+        "paper": "dosnp",
+        "target": "E_g^QSGW - E_g^LDA (eV); prediction = lda_gap_table + output",
+        "training": {
+            **_plain_json(dict(tcfg)),
+            "monitor": monitor,
+            "best_score": None if best_score is None else float(best_score),
+            "epochs_run": epochs_run,
+            "device": device,
+        },
+        "split": _plain_json(dict(params["dosnp"].get("split", {}))),
+        "data": {
+            "features_file": Path(features_path).name,
+            "n_materials": len(labels),
+            "n_train": len(fit_rows),
+            "n_val": len(val_rows),
+            "val_material_ids": [feats["material_ids"][r] for r in val_rows],
+            "features_meta": _plain_json(feats.get("meta", {})),
+        },
+    }
+    path = save_model(out_dir / MODEL_FILENAME, model.state_dict(), model.hparams_dict(), metadata)
+    log.info(
+        "saved %s (%d train / %d val materials, %s %s, %d epochs)",
+        path,
+        len(fit_rows),
+        len(val_rows),
+        monitor,
+        best_score,
+        epochs_run,
+    )
+    return path
+
+
+@torch.no_grad()
+def predict_gaps(
+    model: DOSnp, feats: Mapping[str, Any], rows: Sequence[int] | None = None, batch_size: int = 64
+) -> np.ndarray:
+    """Predicted QSGW gaps (eV) of the given material rows: table LDA gap + DOSnp residual."""
+    model.eval()
+    loader = DataLoader(
+        PDOSGraphDataset(feats, rows), batch_size=batch_size, shuffle=False, collate_fn=collate_pdos
+    )
+    out = []
+    for batch in loader:
+        residual = model(batch["pdos"], batch["atom_index"], batch["n_graphs"])[:, 0]
+        out.append((batch["lda_gap"] + residual).double().numpy())
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def run_evaluate(
+    features_path: Path,
+    model_path: Path,
+    structures: Mapping[str, Any],
+    params: Mapping[str, Any],
+    metrics_path: Path,
+    predictions_path: Path,
+    extra: Mapping[str, Any],
+) -> dict[str, Any]:
+    """Predict every material with DOSnp, LRLIDG and the linear map; write CSV and metrics.
+
+    The baselines are fitted here on the "train" split (they take a second or so). Metrics are
+    on band gaps in eV. ``structures`` maps material id -> ``ase.Atoms`` (for LRLIDG); ``extra``
+    supplies ``n_materials``, ``n_dft_failed`` and ``gpaw_vs_ecalj_lda_gap_mae`` (and any other
+    top-level keys the stage wants in the metrics file). Returns the metrics dict.
+    """
+    feats = load_features(features_path)
+    ids = [str(i) for i in feats["material_ids"]]
+    labels = _split_labels(feats, params)
+    train = np.array([s == "train" for s in labels])
+    lda = np.asarray(_as_list(feats["lda_gap_table"]), dtype=np.float64)
+    qsgw = np.asarray(_as_list(feats["qsgw_gap"]), dtype=np.float64)
+
+    model, _ = load_dosnp(model_path)
+    batch_size = int(params["dosnp"]["train"].get("batch_size", 64))
+    pred_dosnp = predict_gaps(model, feats, batch_size=batch_size)
+
+    linear = fit_linear(lda[train], qsgw[train])
+    pred_linear = linear.predict(lda)
+
+    missing = [i for i in ids if i not in structures]
+    if missing:
+        raise KeyError(f"no structure for {len(missing)} material(s), e.g. {missing[:5]}")
+    atoms = [structures[i] for i in ids]
+    lrlidg = LRLIDG(rank_tol=float(params["dosnp"].get("lrlidg", {}).get("rank_tol", 1e-8)))
+    lrlidg.fit([a for a, t in zip(atoms, train, strict=True) if t], lda[train], qsgw[train])
+    pred_lrlidg = lrlidg.predict(atoms, lda)
+
+    table = pd.DataFrame(
+        {
+            "material_id": ids,
+            "formula": [str(f) for f in feats["formulas"]],
+            "split": labels,
+            "n_atoms": np.asarray(_as_list(feats["n_atoms"]), dtype=np.int64),
+            "lda_gap_table": lda,
+            "gpaw_gap": np.asarray(_as_list(feats["gpaw_gap"]), dtype=np.float64),
+            "qsgw_gap": qsgw,
+            "pred_dosnp": pred_dosnp,
+            "pred_lrlidg": pred_lrlidg,
+            "pred_linear": pred_linear,
+        },
+        columns=list(PREDICTION_COLUMNS),
+    )
+    predictions_path = Path(predictions_path)
+    predictions_path.parent.mkdir(parents=True, exist_ok=True)
+    # 6 significant digits keep the CSV byte-stable across machines (float noise is below that).
+    table.to_csv(predictions_path, index=False, float_format="%.6g", lineterminator="\n")
+
+    def per_split(pred: np.ndarray) -> dict[str, Any]:
+        return {
+            name: regression_metrics(qsgw[mask], pred[mask])
+            for name, mask in (("train", train), ("test", ~train))
+        }
+
+    metrics: dict[str, Any] = {
+        "n_materials": len(ids),
+        "n_dft_failed": None,
+        "gpaw_vs_ecalj_lda_gap_mae": None,
+        **extra,
+        "dosnp": per_split(pred_dosnp),
+        "lrlidg": {**per_split(pred_lrlidg), "n_descriptors": lrlidg.n_descriptors},
+        "linear": {**per_split(pred_linear), "a": linear.a, "b": linear.b},
+    }
+    write_json(metrics_path, metrics)
+    return metrics

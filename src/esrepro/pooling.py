@@ -1,0 +1,80 @@
+"""Permutation-invariant pooling of per-atom feature vectors into per-structure vectors.
+
+Shared by the graph-level models (DOSnp, ALIGNN readout). Atoms of all structures in a batch are
+concatenated along dim 0 and ``index[i]`` names the structure (graph) that atom ``i`` belongs to,
+the same layout PyG uses, but built on native ``torch`` scatter operations so no compiled
+extension (torch_scatter / pyg) is needed.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+POOLING_MODES: tuple[str, ...] = ("mean+max", "mean", "max", "sum")
+
+
+def _check_mode(mode: str) -> None:
+    if mode not in POOLING_MODES:
+        raise ValueError(
+            f"unknown pooling mode {mode!r}; allowed modes: {', '.join(POOLING_MODES)}"
+        )
+
+
+def pooled_dim(n_features: int, mode: str) -> int:
+    """Width of the pooled vector for ``n_features`` per-atom features under ``mode``."""
+    _check_mode(mode)
+    return 2 * n_features if mode == "mean+max" else n_features
+
+
+def _segment_sum(x: Tensor, index: Tensor, n_graphs: int) -> Tensor:
+    out = x.new_zeros((n_graphs, x.shape[1]))
+    return out.index_add_(0, index, x)
+
+
+def _segment_count(x: Tensor, index: Tensor, n_graphs: int) -> Tensor:
+    counts = torch.bincount(index, minlength=n_graphs).to(x.dtype)
+    # An empty graph would divide by zero; its sum is 0 so clamping yields a mean of 0.
+    return counts.clamp_min(1).unsqueeze(1)
+
+
+def _segment_max(x: Tensor, index: Tensor, n_graphs: int) -> Tensor:
+    out = x.new_zeros((n_graphs, x.shape[1]))
+    # include_self=False: the zero initial value takes no part, so all-negative features pool to
+    # their true maximum; an empty graph keeps 0 instead of -inf (which would poison the loss).
+    return out.scatter_reduce(
+        0, index.unsqueeze(1).expand_as(x), x, reduce="amax", include_self=False
+    )
+
+
+def pool_atoms(x: Tensor, index: Tensor, n_graphs: int, mode: str = "mean+max") -> Tensor:
+    """Pool per-atom features into one vector per structure.
+
+    Args:
+        x: per-atom features, shape ``(n_atoms, F)``.
+        index: structure index of each atom, ``LongTensor`` of shape ``(n_atoms,)`` with values
+            in ``[0, n_graphs)``; atoms of one structure need not be contiguous.
+        n_graphs: number of structures in the batch (rows of the output).
+        mode: one of :data:`POOLING_MODES`. ``"mean+max"`` concatenates ``[mean, max]`` (the
+            DOSnp choice: size-consistent and order-independent); ``"sum"`` is order-independent
+            but grows with the number of atoms in the cell.
+
+    Returns:
+        ``(n_graphs, pooled_dim(F, mode))`` tensor.
+    """
+    _check_mode(mode)
+    if x.dim() != 2:
+        raise ValueError(f"x must have shape (n_atoms, F); got {tuple(x.shape)}")
+    if index.dim() != 1 or index.shape[0] != x.shape[0]:
+        raise ValueError(
+            f"index must have shape ({x.shape[0]},) to match x; got {tuple(index.shape)}"
+        )
+    index = index.to(device=x.device, dtype=torch.long)
+    if mode == "sum":
+        return _segment_sum(x, index, n_graphs)
+    if mode == "max":
+        return _segment_max(x, index, n_graphs)
+    mean = _segment_sum(x, index, n_graphs) / _segment_count(x, index, n_graphs)
+    if mode == "mean":
+        return mean
+    return torch.cat([mean, _segment_max(x, index, n_graphs)], dim=1)

@@ -1,0 +1,100 @@
+"""Crystal structures: reading POSCAR/CIF/extxyz into ``ase.Atoms`` and a canonical hash."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import warnings
+from pathlib import Path
+
+import ase.io
+import numpy as np
+from ase import Atoms
+
+__all__ = ["StructureError", "canonical_structure_hash", "formula", "read_structure"]
+
+_MIN_VOLUME_A3 = 1e-6
+
+
+class StructureError(ValueError):
+    """A structure file could not be read or does not describe a 3D periodic cell."""
+
+
+def _ase_format(path: Path) -> str | None:
+    # VASP files are often named POSCAR.mp-123 / CONTCAR_x, which ASE's sniffing does not catch.
+    name = path.name.upper()
+    if name.startswith(("POSCAR", "CONTCAR")) or path.suffix.lower() == ".vasp":
+        return "vasp"
+    if path.suffix.lower() == ".cif":
+        return "cif"
+    if path.suffix.lower() in (".xyz", ".extxyz"):
+        return "extxyz"
+    return None  # let ASE guess
+
+
+def read_structure(path: str | Path, index: int = 0) -> Atoms:
+    """Read one structure (frame ``index`` of multi-frame files) from POSCAR/CIF/extxyz.
+
+    Raises ``StructureError`` naming the file for any parse failure, an empty structure or a
+    cell with (near) zero volume.
+    """
+    path = Path(path)
+    try:
+        with warnings.catch_warnings():
+            # CIF readers warn about e.g. missing occupancies; failures still raise below.
+            warnings.simplefilter("ignore")
+            atoms = ase.io.read(path, index=index, format=_ase_format(path))
+    except Exception as exc:  # ASE raises many types (ValueError, IndexError, StopIteration...)
+        raise StructureError(
+            f"cannot read structure from {path}: {type(exc).__name__}: {exc}"
+        ) from exc
+    if not isinstance(atoms, Atoms):
+        raise StructureError(f"cannot read structure from {path}: got {type(atoms).__name__}")
+    if len(atoms) == 0:
+        raise StructureError(f"structure in {path} has no atoms")
+    volume = abs(np.linalg.det(atoms.cell.array))
+    if volume < _MIN_VOLUME_A3:
+        raise StructureError(
+            f"structure in {path} has a zero-volume cell (volume {volume:.3g} A^3)"
+        )
+    return atoms
+
+
+def canonical_structure_hash(atoms: Atoms, decimals: int = 5) -> str:
+    """sha256 of a canonical form of ``atoms``, independent of atom order and wrapping.
+
+    The form contains the cell (rounded), pbc, and the atoms sorted by (Z, fractional coords),
+    with fractional coordinates wrapped into [0, 1) along periodic directions and rounded to
+    ``decimals``. Structures that differ only by permutation or lattice translations of atoms
+    hash equal; moving an atom by more than the rounding changes the hash.
+    """
+    pbc = np.asarray(atoms.pbc, dtype=bool)
+    numbers = np.asarray(atoms.numbers, dtype=int)
+    frac = atoms.cell.scaled_positions(atoms.positions)
+    frac[:, pbc] %= 1.0
+    frac = np.round(frac, decimals)
+    # Rounding can push 0.999999 to 1.0, which is the same site as 0.0; "+ 0.0" drops -0.0.
+    frac[:, pbc] %= 1.0
+    frac = frac + 0.0
+    order = np.lexsort((frac[:, 2], frac[:, 1], frac[:, 0], numbers))
+
+    def fmt(values: np.ndarray) -> list[str]:
+        # Fixed-width text, not float repr, so the hash does not depend on numpy/python printing.
+        return [f"{v:.{decimals}f}" for v in np.ravel(values)]
+
+    canonical = {
+        "v": 1,
+        "cell": fmt(np.round(atoms.cell.array, decimals) + 0.0),
+        "pbc": pbc.tolist(),
+        "numbers": numbers[order].tolist(),
+        "frac": fmt(frac[order]),
+    }
+    blob = json.dumps(canonical, separators=(",", ":"), sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()
+
+
+def formula(atoms: Atoms) -> str:
+    """Reduced formula in pymatgen's convention (e.g. ``"BaTe"``, ``"SiO2"``)."""
+    from pymatgen.core import Composition  # lazy: pymatgen import costs ~1 s
+
+    return Composition(atoms.get_chemical_formula()).reduced_formula

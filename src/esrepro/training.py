@@ -1,0 +1,342 @@
+"""Shared PyTorch Lightning engine: device checks, seeded trainer factory, model files.
+
+Every paper's train stage goes through :func:`make_trainer`, so seeding, device selection,
+checkpointing, early stopping and DVCLive learning curves behave the same everywhere, and through
+:func:`save_model` / :func:`load_model`, so a model file always carries the hyper-parameters
+needed to rebuild the network plus provenance metadata (in the spirit of matgl's
+``save``/``load``, but as one self-contained torch file).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from typing import Any
+
+import torch
+from dvclive.lightning import DVCLiveLogger
+
+log = logging.getLogger(__name__)
+
+ACCELERATORS: tuple[str, ...] = ("auto", "cpu", "gpu", "cuda")
+
+#: Format tag written into every model file; bump when the layout changes incompatibly.
+MODEL_FORMAT = "esrepro-model/1"
+
+
+def resolve_accelerator(requested: str) -> str:
+    """Map a requested accelerator to the Lightning accelerator name actually used.
+
+    ``"auto"`` picks ``"gpu"`` when CUDA is available and ``"cpu"`` otherwise; ``"cuda"`` is an
+    alias of ``"gpu"``. Asking for a GPU on a machine without CUDA raises ``RuntimeError`` at
+    once, instead of Lightning failing later (or a run silently training on CPU for hours).
+    """
+    req = str(requested).strip().lower()
+    if req not in ACCELERATORS:
+        raise ValueError(f"unknown accelerator {requested!r}; allowed: {', '.join(ACCELERATORS)}")
+    cuda = torch.cuda.is_available()
+    if req == "auto":
+        return "gpu" if cuda else "cpu"
+    if req in ("gpu", "cuda"):
+        if not cuda:
+            raise RuntimeError(
+                f"accelerator {requested!r} requested but torch.cuda.is_available() is False "
+                f"(torch {torch.__version__}, CUDA build: {torch.version.cuda}); "
+                "set the accelerator parameter to 'cpu' or 'auto'"
+            )
+        return "gpu"
+    return "cpu"
+
+
+def _describe_device(accelerator: str, devices: int | str) -> str:
+    if accelerator == "gpu":
+        names = sorted({torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())})
+        return f"gpu (devices={devices}; {', '.join(names)})"
+    return f"cpu (devices={devices}; torch threads={torch.get_num_threads()})"
+
+
+def make_trainer(
+    *,
+    max_epochs: int,
+    accelerator: str = "auto",
+    devices: int | str = 1,
+    seed: int = 0,
+    out_dir: Path,
+    dvclive_dir: Path,
+    patience: int | None = None,
+    monitor: str = "val_loss",
+    deterministic: bool = True,
+    log_every_n_steps: int = 1,
+    enable_model_summary: bool = False,
+) -> tuple[Any, Any]:
+    """Build a seeded Lightning ``Trainer`` with checkpointing, early stopping and DVCLive.
+
+    Args:
+        max_epochs: upper bound on epochs.
+        accelerator: ``"auto" | "cpu" | "gpu" | "cuda"`` (see :func:`resolve_accelerator`).
+        devices: passed to Lightning (``1`` keeps runs reproducible and simple).
+        seed: seeds python, numpy and torch, including dataloader workers.
+        out_dir: Lightning root dir; the best checkpoint is written to ``out_dir/checkpoints``.
+        dvclive_dir: DVCLive output. Learning curves land in ``dvclive_dir/plots/metrics/`` as
+            TSV files (columns ``step``, metric; ``step`` is the 1-based epoch) that DVC renders
+            as plots, the last values in ``dvclive_dir/metrics.json`` and the module's
+            hyper-parameters in ``dvclive_dir/params.yaml``. DVCLive turns Lightning's
+            ``train_loss`` into ``train/loss``, so e.g. ``val_mae`` is plotted from
+            ``plots/metrics/val/mae.tsv``.
+        patience: epochs without improvement of ``monitor`` before stopping; ``None`` disables
+            early stopping.
+        monitor: logged metric (minimised) that selects the best checkpoint and drives early
+            stopping.
+        deterministic: ask torch for deterministic kernels (bitwise-repeatable CPU runs).
+        log_every_n_steps: Lightning's logging interval for step-level metrics.
+        enable_model_summary: print the layer summary table at fit start.
+
+    Returns:
+        ``(trainer, checkpoint_callback)``; ``checkpoint_callback.best_model_path`` names the
+        best checkpoint after ``trainer.fit``.
+    """
+    import lightning
+    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+
+    acc = resolve_accelerator(accelerator)
+    lightning.seed_everything(seed, workers=True)
+    out_dir = Path(out_dir)
+    dvclive_dir = Path(dvclive_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    dvclive_dir.mkdir(parents=True, exist_ok=True)
+    log.info(
+        "training on %s (requested %r), seed %d", _describe_device(acc, devices), accelerator, seed
+    )
+
+    checkpoint = ModelCheckpoint(
+        dirpath=out_dir / "checkpoints",
+        filename="best",
+        monitor=monitor,
+        mode="min",
+        save_top_k=1,
+        # Overwrite "best.ckpt" from an earlier run instead of writing best-v1.ckpt beside it.
+        enable_version_counter=False,
+    )
+    callbacks: list[Any] = [checkpoint]
+    if patience is not None:
+        callbacks.append(EarlyStopping(monitor=monitor, mode="min", patience=int(patience)))
+
+    logger = make_dvclive_logger(dvclive_dir)
+
+    trainer = lightning.Trainer(
+        max_epochs=int(max_epochs),
+        accelerator=acc,
+        devices=devices,
+        deterministic=deterministic,
+        logger=logger,
+        callbacks=callbacks,
+        default_root_dir=str(out_dir),
+        log_every_n_steps=log_every_n_steps,
+        # A progress bar in a DVC log file is thousands of carriage returns; show it only live.
+        enable_progress_bar=sys.stderr.isatty(),
+        enable_model_summary=enable_model_summary,
+    )
+    return trainer, checkpoint
+
+
+def make_dvclive_logger(dvclive_dir: Path) -> Any:
+    """A DVCLive Lightning logger writing to ``dvclive_dir`` that never touches the repository.
+
+    ``dvcyaml=False`` / ``save_dvc_exp=False``: the pipeline's ``dvc.yaml`` declares the plots
+    and metrics itself, and a training run must not create DVC experiments or git refs.
+    Besides, ``dvclive.Live()`` looks up the DVC repository around the working directory and,
+    when it finds a git repository without DVC (or one with no commit yet), runs ``dvc init``
+    there, creating ``.dvc/`` and staging files in the git index, or fails on the empty
+    repository. We therefore hand ``Live`` no repository at all; it then only writes files
+    under ``dvclive_dir`` (``metrics.json``, ``params.yaml``, ``plots/metrics/*.tsv``), which is
+    all the pipeline needs, inside or outside ``dvc repro``.
+    """
+    from unittest import mock
+
+    import dvclive.live
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+    if getattr(rank_zero_only, "rank", 0) != 0:
+        # Other ranks never log (DVCLiveLogger.log_metrics is rank-zero only), so they never
+        # build the Live object and never write anything.
+        return EpochDVCLiveLogger(dir=str(dvclive_dir), save_dvc_exp=False, dvcyaml=False)
+    # patch.object fails loudly (AttributeError) if a future dvclive renames the hook, rather
+    # than silently falling back to initialising DVC in the user's repository.
+    with mock.patch.object(dvclive.live, "get_dvc_repo", return_value=None):
+        live = dvclive.live.Live(
+            dir=str(dvclive_dir), save_dvc_exp=False, dvcyaml=False, report=None
+        )
+    return EpochDVCLiveLogger(experiment=live)
+
+
+class EpochDVCLiveLogger(DVCLiveLogger):
+    """DVCLive logger whose step axis is the (1-based) epoch for epoch-level metrics.
+
+    Lightning reports epoch-level metrics at the optimizer-step count, which depends on the
+    batch size and dataset size; plotting against the epoch makes curves from different runs
+    comparable. Metrics logged with an ``epoch`` entry (Lightning adds it to every epoch-level
+    log call) are written at step ``epoch + 1`` (DVCLive treats step 0 as "no step given");
+    other calls keep DVCLive's default behaviour.
+    """
+
+    def log_metrics(
+        self, metrics: Mapping[str, Any], step: int | None = None, sync: bool | None = False
+    ) -> None:
+        metrics = dict(metrics)
+        epoch = metrics.pop("epoch", None)
+        if epoch is not None:
+            step = int(epoch) + 1
+        if metrics:
+            super().log_metrics(metrics, step, sync)
+
+
+# --------------------------------------------------------------------------- model files
+
+
+@dataclass
+class SavedModel:
+    """Contents of a model file written by :func:`save_model`."""
+
+    state_dict: dict[str, torch.Tensor]
+    hparams: dict[str, Any]
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def _package_version(name: str) -> str | None:
+    try:
+        return importlib_metadata.version(name)
+    except importlib_metadata.PackageNotFoundError:
+        return None
+
+
+def _find_git_dir(start: Path) -> Path | None:
+    for d in (start, *start.parents):
+        dot_git = d / ".git"
+        if dot_git.is_dir():
+            return dot_git
+        if dot_git.is_file():  # worktree / submodule: ".git" holds "gitdir: <path>"
+            text = dot_git.read_text(encoding="utf-8").strip()
+            if text.startswith("gitdir:"):
+                return (d / text.split(":", 1)[1].strip()).resolve()
+    return None
+
+
+def git_commit(start: Path | None = None) -> str | None:
+    """Commit hash of the repository containing ``start`` (default: cwd), or ``None``.
+
+    Reads ``.git`` files directly rather than running ``git``, so it works without a git binary
+    and never touches the index. ``ESREPRO_GIT_COMMIT`` overrides (e.g. in containers without
+    the ``.git`` directory).
+    """
+    env = os.environ.get("ESREPRO_GIT_COMMIT")
+    if env:
+        return env
+    try:
+        git_dir = _find_git_dir((start or Path.cwd()).resolve())
+        if git_dir is None:
+            return None
+        head = (git_dir / "HEAD").read_text(encoding="utf-8").strip()
+        if not head.startswith("ref:"):
+            return head or None  # detached HEAD holds the hash itself
+        ref = head.split(":", 1)[1].strip()
+        # Worktrees keep refs in the common dir named by "commondir".
+        common = git_dir
+        if (git_dir / "commondir").is_file():
+            common = (
+                git_dir / (git_dir / "commondir").read_text(encoding="utf-8").strip()
+            ).resolve()
+        for base in (git_dir, common):
+            if (base / ref).is_file():
+                return (base / ref).read_text(encoding="utf-8").strip() or None
+        packed = common / "packed-refs"
+        if packed.is_file():
+            for line in packed.read_text(encoding="utf-8").splitlines():
+                parts = line.split()
+                if len(parts) == 2 and parts[1] == ref:
+                    return parts[0]
+    except OSError:
+        return None
+    return None
+
+
+def provenance() -> dict[str, Any]:
+    """Versions of the software that shaped a model, the git commit and a UTC timestamp."""
+    return {
+        "created_utc": datetime.now(UTC).replace(microsecond=0).isoformat(),
+        "git_commit": git_commit(),
+        "python": platform.python_version(),
+        "versions": {
+            name: _package_version(name)
+            for name in ("esrepro", "torch", "lightning", "numpy", "dvclive")
+        },
+    }
+
+
+def _plain(obj: Any, what: str) -> Any:
+    # Model files are loaded with torch.load(weights_only=True), which refuses arbitrary
+    # pickled objects; a JSON round trip guarantees only plain containers/scalars are stored
+    # and fails early, at save time, with the offending key.
+    try:
+        return json.loads(json.dumps(obj, default=_json_default))
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{what} must be JSON-serialisable: {exc}") from exc
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, Path):
+        return str(obj)
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    raise TypeError(f"object of type {type(obj).__name__} is not JSON-serialisable")
+
+
+def save_model(
+    path: str | Path,
+    model_state: dict[str, torch.Tensor],
+    hparams: dict[str, Any],
+    metadata: dict[str, Any] | None = None,
+) -> Path:
+    """Save weights, constructor hyper-parameters and metadata in one torch file.
+
+    ``metadata`` (training parameters, data hashes, ...) is merged over :func:`provenance`
+    (versions, git commit, timestamp). Tensors are moved to CPU so the file loads anywhere.
+    The file is written to a temporary sibling and renamed, so an interrupted save never leaves
+    a truncated model behind.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {**provenance(), **(metadata or {})}
+    payload = {
+        "format": MODEL_FORMAT,
+        "state_dict": {k: v.detach().cpu() for k, v in model_state.items()},
+        "hparams": _plain(hparams, "hparams"),
+        "metadata": _plain(meta, "metadata"),
+    }
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)
+    return path
+
+
+def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> SavedModel:
+    """Load a file written by :func:`save_model` (safely: ``weights_only=True``)."""
+    path = Path(path)
+    payload = torch.load(path, map_location=map_location, weights_only=True)
+    if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
+        found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
+        raise ValueError(
+            f"{path}: not an esrepro model file (format {found!r}, expected {MODEL_FORMAT!r})"
+        )
+    return SavedModel(
+        state_dict=payload["state_dict"],
+        hparams=payload["hparams"],
+        metadata=payload.get("metadata", {}),
+    )

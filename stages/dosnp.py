@@ -1,0 +1,13 @@
+"""DVC entry point for the DOSnp stages: `python stages/dosnp.py <stage>` (see dvc.yaml)."""
+
+import logging
+import sys
+
+from esrepro.config import load_params
+from esrepro.papers.dosnp.pipeline import STAGES
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if len(sys.argv) != 2 or sys.argv[1] not in STAGES:
+        sys.exit(f"usage: python stages/dosnp.py {{{'|'.join(STAGES)}}}")
+    STAGES[sys.argv[1]](load_params())

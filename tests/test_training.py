@@ -1,0 +1,226 @@
+"""Shared Lightning engine and the DOSnp train/evaluate entry points on a synthetic file."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from ase.build import bulk
+
+from esrepro.metrics import regression_metrics, write_json
+from esrepro.papers.dosnp.data import (
+    PDOSGraphDataset,
+    collate_pdos,
+    kfold_labels,
+    random_split_labels,
+)
+from esrepro.papers.dosnp.model import load_dosnp
+from esrepro.papers.dosnp.train import PREDICTION_COLUMNS, run_evaluate, run_train
+from esrepro.training import load_model, resolve_accelerator, save_model
+
+N_MATERIALS = 12
+FORMULAS = ["Si", "C", "Ge", "GaAs", "AlP", "ZnS", "NaCl", "MgO", "LiF", "KCl", "CsCl", "Ar"]
+
+
+def _structures() -> dict[str, object]:
+    specs = [
+        ("Si", "diamond", 5.43), ("C", "diamond", 3.57), ("Ge", "diamond", 5.66),
+        ("GaAs", "zincblende", 5.65), ("AlP", "zincblende", 5.46), ("ZnS", "zincblende", 5.41),
+        ("NaCl", "rocksalt", 5.64), ("MgO", "rocksalt", 4.21), ("LiF", "rocksalt", 4.03),
+        ("KCl", "rocksalt", 6.29), ("CsCl", "cesiumchloride", 4.12), ("Ar", "fcc", 5.26),
+    ]  # fmt: skip
+    return {f"mp-{i}": bulk(f, s, a=a) for i, (f, s, a) in enumerate(specs)}
+
+
+def write_synthetic_features(path: Path) -> dict[str, object]:
+    """A features file with the featurize stage's schema: 12 materials, 1-2 atoms each."""
+    structures = _structures()
+    ids = list(structures)
+    n_atoms = torch.tensor([len(structures[i]) for i in ids])
+    ptr = torch.cat([torch.zeros(1, dtype=torch.long), torch.cumsum(n_atoms, 0)])
+    gen = torch.Generator().manual_seed(0)
+    grid = torch.linspace(-1.5 * 13.605693, 1.0 * 13.605693, 1000)
+    lda = torch.linspace(0.2, 8.0, N_MATERIALS)
+    # Gaussian "bands" below/above a gap so the PDOS looks vaguely physical.
+    pdos = torch.zeros(int(ptr[-1]), 16, 1000)
+    for m in range(N_MATERIALS):
+        for a in range(int(ptr[m]), int(ptr[m + 1])):
+            w = torch.rand(16, 1, generator=gen)
+            pdos[a] = w * (torch.exp(-((grid + 2.0) ** 2)) + torch.exp(-((grid - lda[m] - 1) ** 2)))
+    feats = {
+        "material_ids": ids,
+        "formulas": FORMULAS,
+        "pdos": pdos.to(torch.float16),
+        "atom_ptr": ptr,
+        "lda_gap_table": lda.to(torch.float32),
+        "qsgw_gap": (1.25 * lda + 0.5).to(torch.float32),
+        "gpaw_gap": (lda - 0.05).to(torch.float32),
+        "energy_grid": grid,
+        "n_atoms": n_atoms,
+        "split": random_split_labels(ids, 0.25, seed=1),
+        "meta": {"source": "synthetic test file", "n_grid": 1000},
+    }
+    torch.save(feats, path)
+    return feats
+
+
+def _params(**train_overrides: object) -> dict[str, object]:
+    train = {
+        "seed": 0, "max_epochs": 2, "batch_size": 4, "lr": 1e-3, "weight_decay": 1e-2,
+        "patience": 5, "val_fraction": 0.25, "loss": "mse", "accelerator": "cpu", "devices": 1,
+    }  # fmt: skip
+    train.update(train_overrides)
+    return {
+        "model": {"pooling": "mean+max"},
+        "dosnp": {
+            "model": {"dropout": 0.3, "hidden": 100, "input_scale": 1.0},
+            "train": train,
+            "split": {"test_fraction": 0.25, "seed": 1},
+            "lrlidg": {"rank_tol": 1e-8},
+        },
+    }
+
+
+def test_gpu_requested_without_cuda_raises(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for name in ("gpu", "cuda", "GPU"):
+        with pytest.raises(RuntimeError, match="cuda.is_available"):
+            resolve_accelerator(name)
+    assert resolve_accelerator("auto") == "cpu"
+    assert resolve_accelerator("cpu") == "cpu"
+    with pytest.raises(ValueError, match="tpu"):
+        resolve_accelerator("tpu")
+
+
+def test_save_load_model_roundtrip(tmp_path: Path) -> None:
+    lin = torch.nn.Linear(3, 2)
+    path = save_model(tmp_path / "m.pt", lin.state_dict(), {"in": 3, "out": 2}, {"note": "x"})
+    saved = load_model(path)
+    assert saved.hparams == {"in": 3, "out": 2}
+    assert saved.metadata["note"] == "x"
+    assert saved.metadata["versions"]["torch"].startswith(torch.__version__.split("+")[0])
+    assert "git_commit" in saved.metadata
+    torch.testing.assert_close(saved.state_dict["weight"], lin.weight.detach())
+    with pytest.raises(TypeError, match="JSON"):
+        save_model(tmp_path / "bad.pt", lin.state_dict(), {"obj": object()}, {})
+
+
+def test_splits_are_deterministic_and_order_independent() -> None:
+    ids = [f"mp-{i}" for i in range(100)]
+    labels = random_split_labels(ids, 0.2, seed=3)
+    assert labels.count("test") == 20
+    assert labels == random_split_labels(ids, 0.2, seed=3)
+    shuffled = ids[::-1]
+    relabel = dict(zip(shuffled, random_split_labels(shuffled, 0.2, seed=3), strict=True))
+    assert [relabel[i] for i in ids] == labels
+    assert labels != random_split_labels(ids, 0.2, seed=4)
+    folds = kfold_labels(ids, 5, seed=0)
+    assert sorted(folds.count(k) for k in range(5)) == [20] * 5
+
+
+def test_collate_builds_atom_index(tmp_path: Path) -> None:
+    feats = write_synthetic_features(tmp_path / "f.pt")
+    ds = PDOSGraphDataset(feats, [0, 6, 10])
+    batch = collate_pdos([ds[i] for i in range(3)])
+    n_atoms = [int(feats["n_atoms"][r]) for r in (0, 6, 10)]
+    assert batch["pdos"].shape == (sum(n_atoms), 16, 1000)
+    assert batch["pdos"].dtype == torch.float32
+    assert batch["atom_index"].tolist() == sum(([g] * n for g, n in enumerate(n_atoms)), [])
+    assert batch["n_graphs"] == 3 and batch["row"].tolist() == [0, 6, 10]
+
+
+def test_tiny_fit_writes_model_dvclive_and_metrics(tmp_path: Path) -> None:
+    features = tmp_path / "features.pt"
+    feats = write_synthetic_features(features)
+    params = _params()
+    model_path = run_train(features, params, tmp_path / "model", tmp_path / "dvclive")
+
+    assert model_path == tmp_path / "model" / "dosnp.pt"
+    assert sorted(p.name for p in (tmp_path / "model").iterdir()) == ["dosnp.pt"]
+    saved = load_model(model_path)
+    assert saved.hparams["pooling"] == "mean+max" and saved.hparams["n_outputs"] == 1
+    assert saved.metadata["training"]["max_epochs"] == 2
+    assert saved.metadata["data"]["n_train"] + saved.metadata["data"]["n_val"] == 9
+    assert {"torch", "lightning"} <= set(saved.metadata["versions"])
+    model, _ = load_dosnp(model_path)
+    assert not model.training
+
+    curves = tmp_path / "dvclive" / "plots" / "metrics"
+    for split, name in (("train", "loss"), ("val", "loss"), ("val", "mae")):
+        with (curves / split / f"{name}.tsv").open() as fh:
+            rows = list(csv.DictReader(fh, delimiter="\t"))
+        assert [int(r["step"]) for r in rows] == [1, 2], f"{split}/{name}: one point per epoch"
+        assert all(math.isfinite(float(r[name])) for r in rows)
+    summary = json.loads((tmp_path / "dvclive" / "metrics.json").read_text())
+    assert math.isfinite(summary["val"]["loss"]) and math.isfinite(summary["train"]["loss"])
+
+    metrics_path = tmp_path / "metrics" / "dosnp.json"
+    predictions_path = tmp_path / "predictions" / "dosnp.csv"
+    extra = {"n_materials": 12, "n_dft_failed": 1, "gpaw_vs_ecalj_lda_gap_mae": 0.05}
+    metrics = run_evaluate(
+        features, model_path, _structures(), params, metrics_path, predictions_path, extra
+    )
+    on_disk = json.loads(metrics_path.read_text())
+    assert metrics_path.read_text().endswith("}\n")
+    assert on_disk["n_materials"] == 12 and on_disk["n_dft_failed"] == 1
+    assert on_disk["gpaw_vs_ecalj_lda_gap_mae"] == 0.05
+    for model_name in ("dosnp", "lrlidg", "linear"):
+        for split in ("train", "test"):
+            m = on_disk[model_name][split]
+            assert set(m) == {"mae", "rmse", "r2", "n"}
+            assert math.isfinite(m["mae"]) and math.isfinite(m["rmse"])
+        assert on_disk[model_name]["train"]["n"] == 9 and on_disk[model_name]["test"]["n"] == 3
+    # The synthetic target is exactly linear in the LDA gap.
+    assert on_disk["linear"]["test"]["mae"] < 1e-4
+    assert metrics["dosnp"]["test"]["n"] == 3
+
+    with predictions_path.open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert tuple(rows[0]) == PREDICTION_COLUMNS
+    assert [r["material_id"] for r in rows] == feats["material_ids"]
+    assert all(math.isfinite(float(r["pred_dosnp"])) for r in rows)
+
+
+def test_trainer_never_touches_the_surrounding_repository(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # dvclive.Live() on its own runs `dvc init` (and stages files in git) when the working
+    # directory is a git repository without DVC; make_trainer must prevent that.
+    dulwich_repo = pytest.importorskip("dulwich.repo")
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    dulwich_repo.Repo.init(str(repo))  # an empty git repository, as right after `git init`
+    monkeypatch.chdir(repo)
+    before = sorted(p.relative_to(repo) for p in repo.rglob("*"))
+    features = tmp_path / "features.pt"
+    write_synthetic_features(features)
+    params = _params(max_epochs=1)
+    run_train(features, params, tmp_path / "model", tmp_path / "dvclive")
+    assert sorted(p.relative_to(repo) for p in repo.rglob("*")) == before
+    assert (tmp_path / "dvclive" / "plots" / "metrics" / "train" / "loss.tsv").is_file()
+
+
+def test_training_is_reproducible(tmp_path: Path) -> None:
+    features = tmp_path / "features.pt"
+    write_synthetic_features(features)
+    params = _params(max_epochs=1, val_fraction=0.0, patience=None)
+    a = load_model(run_train(features, params, tmp_path / "a", tmp_path / "live_a"))
+    b = load_model(run_train(features, params, tmp_path / "b", tmp_path / "live_b"))
+    assert a.metadata["training"]["monitor"] == "train_loss"
+    for key, tensor in a.state_dict.items():
+        assert torch.equal(tensor, b.state_dict[key]), key
+
+
+def test_metrics_and_json_are_stable(tmp_path: Path) -> None:
+    m = regression_metrics([1.0, 2.0, 3.0], [1.5, 2.0, 2.5])
+    assert m["n"] == 3 and m["mae"] == pytest.approx(1 / 3)
+    assert m["rmse"] == pytest.approx(math.sqrt(0.5 / 3))
+    assert m["r2"] == pytest.approx(0.75)
+    path = write_json(tmp_path / "a" / "m.json", {"b": 1 / 3, "a": np.float32(2.5), "c": math.nan})
+    assert path.read_text() == '{\n  "a": 2.5,\n  "b": 0.333333,\n  "c": null\n}\n'
+    assert math.isnan(regression_metrics([1.0], [2.0])["r2"])
