@@ -27,7 +27,7 @@ class DFTSettings:
     """
 
     mode: str = "pw"
-    ecut_ev: float = 350.0
+    ecut_ev: float = 500.0
     xc: str = "LDA"
     kpt_density: float = 2.5  # k-points per reciprocal Å (ASE convention), Γ-centred grids
     smearing: str = "fermi-dirac"

@@ -1,0 +1,99 @@
+"""Command-line interface: ``esrepro <command>``.
+
+Commands only parse options and call a ``run_*`` function that does the work and returns an
+exit code, so every command is equally usable (and testable) from Python. The ``run_*`` modules
+are imported inside the commands: some pull in heavy stacks (torch, GPAW), and ``--help`` or an
+unrelated command should not pay for them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(
+    name="esrepro",
+    help="Data-versioned reproductions of ML papers on electronic structure.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+RootOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--root",
+        help="Repository root (default: $ESREPRO_ROOT, else the nearest parent with params.yaml).",
+        file_okay=False,
+    ),
+]
+
+
+@app.command("check-targets")
+def check_targets(
+    paper: Annotated[
+        list[str] | None,
+        typer.Option("--paper", help="Paper to check (repeatable; default: every paper)."),
+    ] = None,
+    allow_missing_reference: Annotated[
+        bool,
+        typer.Option(
+            "--allow-missing-reference/--require-reference",
+            help=(
+                "Without a committed reference run, check the default-profile metrics with a "
+                "warning (default), or fail."
+            ),
+        ),
+    ] = True,
+    targets: Annotated[
+        Path | None,
+        typer.Option(
+            "--targets", help="Targets file (default: reports/paper_targets.yaml).", dir_okay=False
+        ),
+    ] = None,
+    root: RootOption = None,
+) -> None:
+    """Compare metrics with the paper (paper / ours / ratio / bar) and verify their hashes.
+
+    Fails on a regression (a bar or must_beat that does not hold) and when a committed metrics
+    file differs from the md5 recorded in dvc.lock (or in reference/provenance.json).
+    """
+    from esrepro.targets import run_check_targets
+
+    raise typer.Exit(
+        run_check_targets(
+            paper or None,
+            root=root,
+            targets_path=targets,
+            allow_missing_reference=allow_missing_reference,
+        )
+    )
+
+
+@app.command("snapshot-reference")
+def snapshot_reference(
+    paper: Annotated[str, typer.Argument(help="Paper whose current outputs become the reference.")],
+    wall_time_s: Annotated[
+        float | None,
+        typer.Option("--wall-time-s", help="Wall time of the run, recorded in provenance.json."),
+    ] = None,
+    root: RootOption = None,
+) -> None:
+    """Copy reports/PAPER/{metrics.json,figures,PAPER.html,predictions.csv} into reference/.
+
+    Also writes reference/provenance.json (git commit, params, dvc.lock entries, wall time,
+    machine). Refuses when metrics.json does not match dvc.lock.
+    """
+    from esrepro.targets import run_snapshot_reference
+
+    raise typer.Exit(run_snapshot_reference(paper, root=root, wall_time_s=wall_time_s))
+
+
+def main() -> None:
+    """Entry point of the ``esrepro`` console script."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

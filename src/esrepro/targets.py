@@ -1,0 +1,618 @@
+"""Compare a paper's metrics with the numbers it reports, and guard their provenance.
+
+``reports/paper_targets.yaml`` records, per paper, every number we compare against: the metric
+path into the paper's metrics JSON, the paper's value (``null`` when the paper only shows a
+figure), the bar that must hold, the unit, the metric's definition, where in the paper it comes
+from and the data scale. :func:`run_check_targets` prints paper / ours / ratio / bar / verdict
+per metric and returns a non-zero exit code when
+
+* a bar or a ``must_beat`` comparison does not hold (a regression), or
+* a committed metrics file differs from the hash recorded for it: ``reports/<paper>/metrics.json``
+  against ``dvc.lock``, ``reports/<paper>/reference/metrics.json`` against the dvc.lock entries
+  stored in ``reference/provenance.json``. Numbers must come from the pipeline, never be typed in;
+  a metrics file without a recorded hash fails too.
+
+The compared metrics are those of the committed paper-scale reference run
+(``reports/<paper>/reference/metrics.json``) when present, else the default-profile
+``reports/<paper>/metrics.json``. :func:`snapshot_reference` makes a reference run out of the
+current pipeline outputs.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import math
+import os
+import platform
+import posixpath
+import shutil
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from rich.console import Console
+from rich.panel import Panel
+from rich.table import Table
+
+from esrepro.config import repo_root
+
+#: Location of the targets file, relative to the repository root.
+TARGETS_FILE = Path("reports") / "paper_targets.yaml"
+#: Allowed values of a target's ``scope``.
+SCOPES = ("any", "reference")
+
+
+class TargetsError(ValueError):
+    """``paper_targets.yaml`` is malformed, or names an unknown paper."""
+
+
+class SnapshotError(RuntimeError):
+    """A reference snapshot cannot be taken (missing outputs, or outputs not from the pipeline)."""
+
+
+# --------------------------------------------------------------------------------------------
+# targets file
+
+
+@dataclass(frozen=True)
+class Target:
+    """One number compared against the paper (see the header of ``paper_targets.yaml``)."""
+
+    name: str
+    metric: str
+    paper: float | None
+    bar: Mapping[str, float] | None
+    unit: str
+    definition: str
+    where: str
+    must_beat: tuple[str, ...] = ()
+    scope: str = "any"
+    note: str = ""
+
+    def gated(self, source: str) -> bool:
+        """Whether the bar and ``must_beat`` gate metrics from ``source`` ("reference"/"default")."""
+        return self.scope == "any" or source == "reference"
+
+
+@dataclass(frozen=True)
+class PaperTargets:
+    """All targets of one paper plus where its metrics live."""
+
+    paper: str
+    title: str
+    data_scale: Mapping[str, Any]
+    targets: tuple[Target, ...]
+
+    @property
+    def metrics_rel(self) -> str:
+        """The default-profile metrics file, relative to the root (as dvc.lock records it)."""
+        return f"reports/{self.paper}/metrics.json"
+
+    @property
+    def reference_rel(self) -> str:
+        """The reference-run directory, relative to the root."""
+        return f"reports/{self.paper}/reference"
+
+
+def _require(mapping: Mapping[str, Any], key: str, where: str) -> Any:
+    if key not in mapping:
+        raise TargetsError(f"{where}: missing key {key!r}")
+    return mapping[key]
+
+
+def _parse_bar(raw: Any, where: str) -> dict[str, float] | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, Mapping) or not raw or set(raw) - {"max", "min"}:
+        raise TargetsError(f"{where}: bar must be null or a mapping with 'max' and/or 'min'")
+    try:
+        return {str(k): float(v) for k, v in raw.items()}
+    except (TypeError, ValueError) as err:
+        raise TargetsError(f"{where}: bar values must be numbers ({raw!r})") from err
+
+
+def _parse_target(raw: Mapping[str, Any], where: str) -> Target:
+    name = str(_require(raw, "name", where))
+    where = f"{where} ({name})"
+    paper = _require(raw, "paper", where)
+    if paper is not None and not isinstance(paper, int | float):
+        raise TargetsError(f"{where}: paper must be a number or null, not {paper!r}")
+    must_beat = raw.get("must_beat") or []
+    if isinstance(must_beat, str) or not isinstance(must_beat, Sequence):
+        raise TargetsError(f"{where}: must_beat must be a list of metric paths")
+    scope = str(raw.get("scope", "any"))
+    if scope not in SCOPES:
+        raise TargetsError(f"{where}: scope must be one of {SCOPES}, not {scope!r}")
+    return Target(
+        name=name,
+        metric=str(_require(raw, "metric", where)),
+        paper=None if paper is None else float(paper),
+        bar=_parse_bar(_require(raw, "bar", where), where),
+        unit=str(_require(raw, "unit", where)),
+        definition=str(_require(raw, "definition", where)),
+        where=str(_require(raw, "where", where)),
+        must_beat=tuple(str(m) for m in must_beat),
+        scope=scope,
+        note=str(raw.get("note") or ""),
+    )
+
+
+def load_targets(path: str | Path) -> dict[str, PaperTargets]:
+    """Read and validate ``paper_targets.yaml``; returns paper name -> :class:`PaperTargets`."""
+    path = Path(path)
+    if not path.is_file():
+        raise TargetsError(f"targets file not found: {path}")
+    with open(path, encoding="utf-8") as fh:
+        doc = yaml.safe_load(fh)
+    papers = doc.get("papers") if isinstance(doc, Mapping) else None
+    if not isinstance(papers, Mapping) or not papers:
+        raise TargetsError(f"{path}: expected a top-level 'papers' mapping")
+    out: dict[str, PaperTargets] = {}
+    for paper, spec in papers.items():
+        where = f"{path}: papers.{paper}"
+        if not isinstance(spec, Mapping):
+            raise TargetsError(f"{where}: expected a mapping")
+        raw_targets = _require(spec, "targets", where)
+        if not isinstance(raw_targets, Sequence) or not raw_targets:
+            raise TargetsError(f"{where}: 'targets' must be a non-empty list")
+        targets = tuple(
+            _parse_target(t, f"{where}.targets[{i}]") for i, t in enumerate(raw_targets)
+        )
+        names = [t.name for t in targets]
+        if len(set(names)) != len(names):
+            raise TargetsError(f"{where}: duplicate target names")
+        out[str(paper)] = PaperTargets(
+            paper=str(paper),
+            title=str(spec.get("title", paper)),
+            data_scale=dict(spec.get("data_scale") or {}),
+            targets=targets,
+        )
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# hashes and metrics
+
+
+def file_md5(path: str | Path) -> str:
+    """Plain md5 of the file's bytes: what DVC 3 records for a file output."""
+    digest = hashlib.md5()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _norm(path: str) -> str:
+    return posixpath.normpath(str(path).replace("\\", "/"))
+
+
+def lock_stages(lock: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The stage entries of a dvc.lock document, or of a provenance's ``dvc_lock``.
+
+    Accepts both the full dvc.lock shape (``{"schema": ..., "stages": {...}}``) and the bare
+    ``{stage: entry}`` mapping a snapshot stores.
+    """
+    if not isinstance(lock, Mapping):
+        return {}
+    stages = lock.get("stages")
+    if isinstance(stages, Mapping) and all(isinstance(v, Mapping) for v in stages.values()):
+        return dict(stages)
+    return {k: v for k, v in lock.items() if isinstance(v, Mapping)}
+
+
+def recorded_md5(lock: Mapping[str, Any] | None, out_path: str) -> tuple[str, str] | None:
+    """``(stage, md5)`` of the output whose path equals ``out_path`` (relative), or None."""
+    want = _norm(out_path)
+    for stage, entry in lock_stages(lock).items():
+        for out in entry.get("outs") or []:
+            if isinstance(out, Mapping) and _norm(out.get("path", "")) == want and out.get("md5"):
+                return stage, str(out["md5"])
+    return None
+
+
+def read_dvc_lock(root: Path) -> dict[str, Any] | None:
+    """``<root>/dvc.lock`` parsed, or None when the file does not exist."""
+    path = Path(root) / "dvc.lock"
+    if not path.is_file():
+        return None
+    with open(path, encoding="utf-8") as fh:
+        return yaml.safe_load(fh) or {}
+
+
+def get_metric(metrics: Mapping[str, Any], dotted: str) -> float | None:
+    """Value at ``a.b.c`` in nested mappings as float; None when absent, null or non-finite."""
+    node: Any = metrics
+    for part in dotted.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return None
+        node = node[part]
+    if isinstance(node, bool) or not isinstance(node, int | float):
+        return None
+    value = float(node)
+    return value if math.isfinite(value) else None
+
+
+# --------------------------------------------------------------------------------------------
+# the check
+
+
+@dataclass
+class Row:
+    """One line of the comparison table."""
+
+    target: Target
+    ours: float | None
+    ratio: float | None
+    verdict: str
+    failed: bool
+    detail: str = ""
+
+
+@dataclass
+class PaperCheck:
+    """Outcome of checking one paper: table rows, gate failures and warnings."""
+
+    paper: str
+    source: str  # "reference" or "default": whose metrics the rows compare
+    metrics_file: Path | None
+    rows: list[Row] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    n_materials: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when no gate failed."""
+        return not self.failures
+
+
+def _bar_text(bar: Mapping[str, float] | None) -> str:
+    if not bar:
+        return ""
+    parts = []
+    if "min" in bar:
+        parts.append(f"≥ {bar['min']:g}")
+    if "max" in bar:
+        parts.append(f"≤ {bar['max']:g}")
+    return " and ".join(parts)
+
+
+def _evaluate(target: Target, metrics: Mapping[str, Any], source: str) -> Row:
+    ours = get_metric(metrics, target.metric)
+    ratio = ours / target.paper if ours is not None and target.paper else None
+    gated = target.gated(source)
+    problems: list[str] = []
+    if target.bar or target.must_beat:
+        if ours is None:
+            problems.append(f"{target.metric} missing from the metrics")
+        else:
+            if target.bar and "max" in target.bar and not ours <= target.bar["max"]:
+                problems.append(f"{ours:.4g} > max {target.bar['max']:g}")
+            if target.bar and "min" in target.bar and not ours >= target.bar["min"]:
+                problems.append(f"{ours:.4g} < min {target.bar['min']:g}")
+            for other in target.must_beat:
+                theirs = get_metric(metrics, other)
+                if theirs is None:
+                    problems.append(f"cannot compare: {other} missing")
+                elif not ours < theirs:
+                    problems.append(f"does not beat {other} ({ours:.4g} ≥ {theirs:.4g})")
+    if not (target.bar or target.must_beat):
+        verdict, failed = "info", False
+    elif not gated:
+        # Paper-scale bars do not gate a small default-profile run; say how it would fare.
+        verdict = "not gated: " + ("would fail" if problems else "would pass")
+        failed = False
+    elif problems:
+        verdict, failed = ("MISSING" if ours is None else "REGRESSION"), True
+    else:
+        verdict, failed = "ok", False
+    return Row(target, ours, ratio, verdict, failed, "; ".join(problems))
+
+
+def _check_hash(
+    file: Path, rel: str, lock: Mapping[str, Any] | None, lock_name: str, failures: list[str]
+) -> None:
+    found = recorded_md5(lock, rel)
+    if found is None:
+        failures.append(
+            f"{rel}: no output with this path in {lock_name}; metrics must come from the pipeline"
+        )
+        return
+    stage, md5 = found
+    actual = file_md5(file)
+    if actual != md5:
+        failures.append(
+            f"{rel}: md5 {actual} differs from {md5} recorded by stage {stage!r} in {lock_name} "
+            "(edited by hand, or not re-run through the pipeline)"
+        )
+
+
+def check_paper(
+    targets: PaperTargets, root: Path, *, allow_missing_reference: bool = True
+) -> PaperCheck:
+    """Check one paper: hash gates on both metrics files, then bars on the compared metrics."""
+    root = Path(root)
+    default_file = root / targets.metrics_rel
+    ref_dir = root / targets.reference_rel
+    ref_file = ref_dir / "metrics.json"
+    check = PaperCheck(paper=targets.paper, source="default", metrics_file=None)
+
+    if default_file.is_file():
+        lock = read_dvc_lock(root)
+        if lock is None:
+            check.failures.append(f"{targets.metrics_rel} exists but {root / 'dvc.lock'} does not")
+        else:
+            _check_hash(default_file, targets.metrics_rel, lock, "dvc.lock", check.failures)
+
+    if ref_file.is_file():
+        prov_path = ref_dir / "provenance.json"
+        if not prov_path.is_file():
+            check.failures.append(f"{targets.reference_rel}/metrics.json has no provenance.json")
+        else:
+            provenance = json.loads(prov_path.read_text(encoding="utf-8"))
+            _check_hash(
+                ref_file,
+                targets.metrics_rel,  # the snapshot records the pipeline's path of the file
+                provenance.get("dvc_lock"),
+                f"{targets.reference_rel}/provenance.json",
+                check.failures,
+            )
+        check.source, check.metrics_file = "reference", ref_file
+    else:
+        message = (
+            f"no reference run committed for {targets.paper!r} ({targets.reference_rel}/"
+            "metrics.json): checking the default-profile metrics; bars scoped to the "
+            "paper-scale reference are NOT gated"
+        )
+        (check.warnings if allow_missing_reference else check.failures).append(message)
+        if default_file.is_file():
+            check.metrics_file = default_file
+        else:
+            check.failures.append(f"no metrics to check: {targets.metrics_rel} does not exist")
+
+    if check.metrics_file is None:
+        return check
+    metrics = json.loads(check.metrics_file.read_text(encoding="utf-8"))
+    check.n_materials = get_metric(metrics, "n_materials")
+    for target in targets.targets:
+        row = _evaluate(target, metrics, check.source)
+        check.rows.append(row)
+        if row.failed:
+            check.failures.append(f"{target.name} ({target.metric}): {row.detail}")
+    return check
+
+
+def _fmt(value: float | None, unit: str = "") -> str:
+    if value is None:
+        return "—"
+    text = f"{value:.0f}" if float(value).is_integer() and abs(value) >= 10 else f"{value:.3g}"
+    return f"{text} {unit}".rstrip()
+
+
+def render_check(
+    check: PaperCheck, targets: PaperTargets, console: Console, root: Path | None = None
+) -> None:
+    """Print one paper's comparison table, data scale, warnings and failures."""
+    shown: Path | None = check.metrics_file
+    if shown is not None and root is not None and shown.is_relative_to(root):
+        shown = shown.relative_to(root)
+    table = Table(
+        title=f"{targets.paper}: {targets.title}",
+        caption=f"ours = {check.source} run ({shown})",
+    )
+    table.add_column("metric", overflow="fold")
+    table.add_column("unit")
+    for col in ("paper", "ours", "ratio"):
+        table.add_column(col, justify="right", no_wrap=True)
+    table.add_column("bar", overflow="fold")
+    table.add_column("verdict", overflow="fold")
+    for row in check.rows:
+        t = row.target
+        bar = _bar_text(t.bar)
+        if t.must_beat:
+            beat = "< " + ", ".join(t.must_beat)
+            bar = f"{bar}; {beat}" if bar else beat
+        if bar and not t.gated(check.source):
+            bar += " (reference only)"
+        style = "bold red" if row.failed else ("green" if row.verdict == "ok" else "dim")
+        table.add_row(
+            t.metric,
+            t.unit,
+            _fmt(t.paper),
+            _fmt(row.ours),
+            "—" if row.ratio is None else f"{row.ratio:.3f}",
+            bar or "—",
+            f"[{style}]{row.verdict}[/{style}]" + (f" ({row.detail})" if row.detail else ""),
+        )
+    console.print(table)
+    paper_scale = (targets.data_scale.get("paper") or {}) if targets.data_scale else {}
+    if paper_scale or check.n_materials is not None:
+        desc = ", ".join(f"{k} {v}" for k, v in paper_scale.items())
+        console.print(
+            f"data scale: paper: {desc or '—'} | ours ({check.source}): "
+            f"n_materials {_fmt(check.n_materials)}"
+        )
+    for warning in check.warnings:
+        console.print(Panel(warning, title="WARNING", border_style="bold yellow"))
+    for failure in check.failures:
+        console.print(f"[bold red]FAIL[/bold red] {failure}")
+
+
+def run_check_targets(
+    papers: Sequence[str] | None = None,
+    *,
+    root: Path | None = None,
+    targets_path: Path | None = None,
+    allow_missing_reference: bool = True,
+    console: Console | None = None,
+) -> int:
+    """Check the given papers (all in the targets file by default); return an exit code.
+
+    0 when every gate holds, 1 on any regression or hash mismatch, 2 when the targets file is
+    malformed or names no such paper.
+    """
+    root = Path(root) if root is not None else repo_root()
+    if console is None:
+        # CI logs are not terminals and rich would fall back to 80 columns, folding the table
+        # into an unreadable column of fragments; a fixed width keeps one row per metric.
+        console = Console()
+        if not console.is_terminal:
+            console = Console(width=160)
+    try:
+        all_targets = load_targets(targets_path or root / TARGETS_FILE)
+        unknown = [p for p in papers or () if p not in all_targets]
+        if unknown:
+            raise TargetsError(f"unknown paper(s) {unknown}; known: {sorted(all_targets)}")
+    except TargetsError as err:
+        console.print(f"[bold red]error:[/bold red] {err}")
+        return 2
+    exit_code = 0
+    for paper in papers or list(all_targets):
+        check = check_paper(
+            all_targets[paper], root, allow_missing_reference=allow_missing_reference
+        )
+        render_check(check, all_targets[paper], console, root)
+        if not check.ok:
+            exit_code = 1
+    verdict = (
+        "[bold green]targets OK[/bold green]"
+        if exit_code == 0
+        else "[bold red]targets FAILED[/bold red]"
+    )
+    console.print(verdict)
+    return exit_code
+
+
+# --------------------------------------------------------------------------------------------
+# reference snapshot
+
+
+def _git_commit(root: Path) -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if out.returncode != 0:
+        return None
+    return out.stdout.strip() or None
+
+
+def _machine() -> dict[str, Any]:
+    memory_gib: float | None
+    try:
+        memory_gib = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
+    except (AttributeError, ValueError, OSError):
+        memory_gib = None
+    return {
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "processor": platform.processor() or None,
+        "python": platform.python_version(),
+        "cpu_count": os.cpu_count(),
+        "memory_gib": memory_gib,
+    }
+
+
+def snapshot_reference(
+    paper: str, *, root: Path | None = None, wall_time_s: float | None = None
+) -> Path:
+    """Copy the pipeline's current outputs of ``paper`` into ``reports/<paper>/reference/``.
+
+    Copies ``metrics.json``, ``figures/*.png``, ``<paper>.html`` and ``predictions.csv`` from
+    ``reports/<paper>/`` and writes ``provenance.json``: git commit, params.yaml, the dvc.lock
+    entries of the paper's stages (their recorded md5 of ``metrics.json`` is what the check
+    compares the copy with), wall time, machine and a UTC timestamp. Refuses when
+    ``metrics.json`` does not match dvc.lock, so a hand-edited file is never blessed.
+
+    Returns:
+        The path of ``provenance.json``.
+    """
+    root = Path(root) if root is not None else repo_root()
+    rel_metrics = f"reports/{paper}/metrics.json"
+    report_dir = root / "reports" / paper
+    metrics = root / rel_metrics
+    if not metrics.is_file():
+        raise SnapshotError(f"{rel_metrics} does not exist; run the pipeline first")
+    lock = read_dvc_lock(root)
+    if lock is None:
+        raise SnapshotError(f"{root / 'dvc.lock'} does not exist; run the pipeline first")
+    failures: list[str] = []
+    _check_hash(metrics, rel_metrics, lock, "dvc.lock", failures)
+    if failures:
+        raise SnapshotError("; ".join(failures))
+
+    stages = lock_stages(lock)
+    prefix = f"reports/{paper}/"
+    # The paper's stages: named after it, or writing under reports/<paper>/ (the latter keeps
+    # the entry holding metrics.json even if the stage is named differently).
+    selected = {
+        name: entry
+        for name, entry in stages.items()
+        if name.startswith(paper)
+        or any(_norm(o.get("path", "")).startswith(prefix) for o in entry.get("outs") or [])
+    }
+
+    ref = report_dir / "reference"
+    ref.mkdir(parents=True, exist_ok=True)
+    # Stale figures from an earlier snapshot would otherwise sit beside the new ones.
+    for old in (ref / "figures").glob("*.png"):
+        old.unlink()
+    copies: list[tuple[Path, Path]] = [(metrics, ref / "metrics.json")]
+    copies += [
+        (p, ref / "figures" / p.name) for p in sorted((report_dir / "figures").glob("*.png"))
+    ]
+    for name in (f"{paper}.html", "predictions.csv"):
+        if (report_dir / name).is_file():
+            copies.append((report_dir / name, ref / name))
+    files: dict[str, str] = {}
+    for src, dst in copies:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src, dst)
+        files[dst.relative_to(ref).as_posix()] = file_md5(dst)
+
+    params_path = root / "params.yaml"
+    params = (
+        yaml.safe_load(params_path.read_text(encoding="utf-8")) if params_path.is_file() else None
+    )
+    provenance = {
+        "paper": paper,
+        "created": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "git_commit": _git_commit(root),
+        "wall_time_s": wall_time_s,
+        "machine": _machine(),
+        "params": params,
+        "dvc_lock": selected,
+        "files": files,
+    }
+    out = ref / "provenance.json"
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(json.dumps(provenance, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    tmp.replace(out)
+    return out
+
+
+def run_snapshot_reference(
+    paper: str,
+    *,
+    root: Path | None = None,
+    wall_time_s: float | None = None,
+    console: Console | None = None,
+) -> int:
+    """CLI body of ``esrepro snapshot-reference``: snapshot and report; returns an exit code."""
+    console = console or Console()
+    try:
+        provenance = snapshot_reference(paper, root=root, wall_time_s=wall_time_s)
+    except SnapshotError as err:
+        console.print(f"[bold red]error:[/bold red] {err}")
+        return 1
+    files = json.loads(provenance.read_text(encoding="utf-8"))["files"]
+    console.print(f"reference snapshot of {paper!r}: {len(files)} file(s) + {provenance}")
+    return 0

@@ -1,0 +1,168 @@
+"""The DOSnp report notebook renders to HTML and PNG figures from small synthetic inputs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from papermill.exceptions import PapermillExecutionError
+
+from esrepro.reports import NotebookExecutionError, notebook_path, render_notebook
+
+FIGURES = (
+    "fig2_lda_vs_qsgw.png",
+    "fig4_parity_histograms.png",
+    "fig5_low_energy_zoom.png",
+    "validation_gpaw_vs_ecalj.png",
+    "training_curves.png",
+)
+# Oxides, fluorides, other halides and neither, so every Fig. 2 panel has points.
+FORMULAS = [
+    "MgO", "ZnO", "Al2O3", "SiO2", "LiF", "NaF", "CaF2", "NaCl", "KBr", "AgI",
+    "Si", "GaAs", "AlP", "ZnS", "CdTe", "GaN", "BN", "SrTiO3", "KCl", "CsI",
+    "BaF2", "TiO2",
+]  # fmt: skip
+
+
+def write_synthetic_inputs(root: Path) -> dict[str, Path]:
+    """Write a ~20-material table, DFT summary, predictions, metrics and learning curves."""
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    n = len(FORMULAS)
+    ids = np.arange(1000, 1000 + n)
+    lda = rng.uniform(0.1, 6.0, n)
+    qsgw = 1.3 * lda + 0.6 + rng.normal(0, 0.3, n)
+    table = pd.DataFrame(
+        {
+            "material_id": ids,
+            "formula": FORMULAS,
+            "nsites": rng.integers(1, 9, n),
+            "symmetry-number": 225,
+            "symmetry-symbol": "Fm\\overline{3}m",
+            "LDA": lda.round(2),
+            "1shot": (qsgw * 0.95).round(2),
+            "2shot": qsgw.round(2),
+            "transition": "I",
+        }
+    )
+    mp_ids = [f"mp-{i}" for i in ids]
+    # Two failures (one with a reason containing a separator) and three cache states.
+    status = ["computed"] * (n - 2) + ["failed", "failed"]
+    status[1], status[2] = "cached", "seed"
+    gpaw = np.where(np.array(status) == "failed", np.nan, lda + rng.normal(0, 0.08, n))
+    dft = pd.DataFrame(
+        {
+            "material_id": mp_ids,
+            "formula": FORMULAS,
+            "nsites": table["nsites"],
+            "status": status,
+            "reason": [
+                "" if s != "failed" else "SCF not converged | 200 iterations" for s in status
+            ],
+            "gpaw_gap": gpaw,
+            "lda_gap_table": lda.round(2),
+            "qsgw_gap": qsgw.round(2),
+            "wall_s": rng.uniform(5, 40, n),
+            "cache_key": [f"{i:040x}" for i in range(n)],
+        }
+    )
+    ok = np.array(status) != "failed"
+    m = int(ok.sum())
+    # Every 4th material by increasing gap is a test material, so Fig. 5 (test, QSGW < 3 eV)
+    # has labelled points.
+    rank = np.argsort(np.argsort(qsgw[ok]))
+    split = np.where(rank % 4 == 0, "test", "train")
+    pred = pd.DataFrame(
+        {
+            "material_id": np.array(mp_ids)[ok],
+            "formula": np.array(FORMULAS)[ok],
+            "split": split,
+            "n_atoms": table["nsites"].to_numpy()[ok],
+            "lda_gap_table": lda[ok],
+            "gpaw_gap": gpaw[ok],
+            "qsgw_gap": qsgw[ok],
+            "pred_dosnp": qsgw[ok] + rng.normal(0, 0.2, m),
+            "pred_lrlidg": qsgw[ok] + rng.normal(0, 0.5, m),
+            "pred_linear": 1.3 * lda[ok] + 0.6,
+        }
+    )
+
+    def block(mae: float) -> dict[str, dict[str, float | int | None]]:
+        return {
+            "train": {"mae": mae, "rmse": mae * 1.3, "r2": 0.9, "n": int((split == "train").sum())},
+            "test": {"mae": mae, "rmse": mae * 1.3, "r2": None, "n": int((split == "test").sum())},
+        }
+
+    metrics = {
+        "n_materials": m,
+        "n_dft_failed": n - m,
+        "gpaw_vs_ecalj_lda_gap_mae": 0.07,
+        "dosnp": block(0.2),
+        "lrlidg": {**block(0.45), "n_descriptors": 30},
+        "linear": {**block(0.3), "a": 1.3, "b": 0.6},
+    }
+
+    paths = {
+        "table_csv": root / "tab_nonmag_all.csv",
+        "dft_summary_csv": root / "dft_summary.csv",
+        "predictions_csv": root / "predictions.csv",
+        "metrics_json": root / "metrics.json",
+    }
+    table.to_csv(paths["table_csv"], index=False)
+    dft.to_csv(paths["dft_summary_csv"], index=False)
+    pred.to_csv(paths["predictions_csv"], index=False)
+    paths["metrics_json"].write_text(json.dumps(metrics))
+
+    # DVCLive layout: plots/metrics/<split>/<name>.tsv with columns timestamp, step, <name>.
+    dvclive = root / "dvclive"
+    for split_name, name in (("train", "loss"), ("val", "loss"), ("val", "mae")):
+        path = dvclive / "plots" / "metrics" / split_name / f"{name}.tsv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        steps = np.arange(1, 11)
+        curve = pd.DataFrame({"timestamp": 1_700_000_000 + steps, "step": steps, name: 1.0 / steps})
+        curve.to_csv(path, sep="\t", index=False)
+    paths["dvclive_dir"] = dvclive
+    paths["figures_dir"] = root / "figures"
+    return paths
+
+
+def test_dosnp_notebook_renders(tmp_path: Path, repo_root: Path) -> None:
+    params = write_synthetic_inputs(tmp_path / "inputs")
+    out = tmp_path / "report"
+    html = render_notebook(
+        notebook_path("dosnp"), out, params, html_name="dosnp.html", cwd=repo_root
+    )
+    assert html == out / "dosnp.html"
+    assert html.stat().st_size > 0
+    assert (out / "dosnp.ipynb").stat().st_size > 0
+    for name in FIGURES:
+        png = params["figures_dir"] / name
+        assert png.is_file(), f"missing figure {name}"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", f"{name} is not a PNG"
+        assert png.stat().st_size > 1000, f"{name} is suspiciously small"
+    text = html.read_text(encoding="utf-8")
+    # Images are embedded (self-contained page), and the notes the issue asks for are present.
+    assert text.count("data:image/png;base64") >= len(FIGURES)
+    assert "Effective-mass head" in text
+    assert "GPAW PAW LDA (PW92)" in text
+    assert "2 failed in DFT" in text
+
+
+def test_notebook_error_names_the_notebook(tmp_path: Path, repo_root: Path) -> None:
+    params = write_synthetic_inputs(tmp_path / "inputs")
+    params["metrics_json"] = tmp_path / "does-not-exist.json"
+    with pytest.raises(PapermillExecutionError) as info:
+        render_notebook(
+            notebook_path("dosnp"),
+            tmp_path / "report",
+            params,
+            html_name="dosnp.html",
+            cwd=repo_root,
+        )
+    assert isinstance(info.value, NotebookExecutionError)
+    assert "dosnp.ipynb" in str(info.value)
+    assert "FileNotFoundError" in str(info.value)
+    assert not (tmp_path / "report" / "dosnp.html").exists()

@@ -1,0 +1,266 @@
+"""Paper-target check: bars, must_beat, dvc.lock / provenance hash gates, reference snapshots."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from rich.console import Console
+from typer.testing import CliRunner
+
+from esrepro.cli import app
+from esrepro.targets import (
+    SnapshotError,
+    TargetsError,
+    check_paper,
+    file_md5,
+    load_targets,
+    recorded_md5,
+    run_check_targets,
+    snapshot_reference,
+)
+
+PAPER = "toy"
+METRICS_REL = f"reports/{PAPER}/metrics.json"
+
+TARGETS = {
+    "papers": {
+        PAPER: {
+            "title": "A toy paper",
+            "data_scale": {"paper": {"n_materials": 100, "split": "80/20"}},
+            "targets": [
+                {
+                    "name": "model_test_mae",
+                    "metric": "model.test.mae",
+                    "paper": 0.25,
+                    "bar": {"max": 0.35},
+                    "must_beat": ["linear.test.mae", "lrlidg.test.mae"],
+                    "unit": "eV",
+                    "definition": "test MAE",
+                    "where": "Fig. 4",
+                },
+                {
+                    "name": "validation",
+                    "metric": "validation_mae",
+                    "paper": None,
+                    "bar": {"max": 0.15},
+                    "unit": "eV",
+                    "definition": "GPAW vs ecalj",
+                    "where": "ours",
+                },
+                {
+                    "name": "scale",
+                    "metric": "n_materials",
+                    "paper": 100,
+                    "bar": {"min": 90},
+                    "scope": "reference",
+                    "unit": "materials",
+                    "definition": "materials",
+                    "where": "Sec. II",
+                },
+                {
+                    "name": "baseline",
+                    "metric": "linear.test.mae",
+                    "paper": None,
+                    "bar": None,
+                    "unit": "eV",
+                    "definition": "linear",
+                    "where": "ours",
+                },
+            ],
+        }
+    }
+}
+
+GOOD_METRICS = {
+    "n_materials": 20,
+    "validation_mae": 0.09,
+    "model": {"train": {"mae": 0.2}, "test": {"mae": 0.3}},
+    "linear": {"test": {"mae": 0.6}},
+    "lrlidg": {"test": {"mae": 0.5}},
+}
+
+
+def _quiet() -> Console:
+    return Console(file=open("/dev/null", "w"), width=200)  # noqa: SIM115 - closed with process
+
+
+def _write_lock(root: Path, entries: dict[str, str]) -> None:
+    """dvc.lock with one stage writing each ``path -> md5`` (the shape DVC 3 writes)."""
+    lock = {
+        "schema": "2.0",
+        "stages": {
+            f"{PAPER}_evaluate": {
+                "cmd": "python stages/evaluate.py",
+                "outs": [
+                    {"path": p, "hash": "md5", "md5": md5, "size": 1} for p, md5 in entries.items()
+                ],
+            },
+            "other_stage": {"cmd": "true", "outs": [{"path": "data/x", "md5": "0" * 32}]},
+        },
+    }
+    (root / "dvc.lock").write_text(yaml.safe_dump(lock, sort_keys=False))
+
+
+def make_repo(tmp_path: Path, metrics: dict | None = None, *, lock: bool = True) -> Path:
+    """A fake repository: targets file, params, metrics, figures, report and dvc.lock."""
+    root = tmp_path / "repo"
+    report = root / "reports" / PAPER
+    (report / "figures").mkdir(parents=True)
+    (root / "reports" / "paper_targets.yaml").write_text(yaml.safe_dump(TARGETS))
+    (root / "params.yaml").write_text("model:\n  pooling: mean+max\n")
+    metrics_file = root / METRICS_REL
+    metrics_file.write_text(json.dumps(metrics or GOOD_METRICS, indent=2, sort_keys=True) + "\n")
+    (report / "figures" / "fig1.png").write_bytes(b"\x89PNG fake")
+    (report / f"{PAPER}.html").write_text("<html></html>")
+    (report / "predictions.csv").write_text("material_id,pred\nmp-1,1.0\n")
+    if lock:
+        _write_lock(root, {METRICS_REL: file_md5(metrics_file)})
+    return root
+
+
+def _check(root: Path, **kw: bool):
+    return check_paper(load_targets(root / "reports" / "paper_targets.yaml")[PAPER], root, **kw)
+
+
+def test_matching_hashes_pass(tmp_path: Path) -> None:
+    root = make_repo(tmp_path)
+    check = _check(root)
+    assert check.ok, check.failures
+    assert check.source == "default"
+    assert any("no reference run" in w for w in check.warnings)
+    verdicts = {r.target.name: r.verdict for r in check.rows}
+    assert verdicts["model_test_mae"] == "ok"
+    assert verdicts["baseline"] == "info"
+    # n_materials is a paper-scale bar: reported but not gated for the default profile.
+    assert verdicts["scale"] == "not gated: would fail"
+    ratio = next(r.ratio for r in check.rows if r.target.name == "model_test_mae")
+    assert ratio == pytest.approx(0.3 / 0.25)
+    assert run_check_targets(root=root, console=_quiet()) == 0
+
+
+def test_missing_reference_can_be_required(tmp_path: Path) -> None:
+    root = make_repo(tmp_path)
+    assert not _check(root, allow_missing_reference=False).ok
+    assert run_check_targets(root=root, allow_missing_reference=False, console=_quiet()) == 1
+
+
+def test_hand_edited_metrics_fail(tmp_path: Path) -> None:
+    root = make_repo(tmp_path)
+    path = root / METRICS_REL
+    edited = json.loads(path.read_text())
+    edited["model"]["test"]["mae"] = 0.1  # a better number typed in by hand
+    path.write_text(json.dumps(edited, indent=2, sort_keys=True) + "\n")
+    check = _check(root)
+    assert not check.ok
+    assert any("differs from" in f and "dvc.lock" in f for f in check.failures)
+    assert run_check_targets(root=root, console=_quiet()) == 1
+
+
+def test_bar_violation_fails(tmp_path: Path) -> None:
+    metrics = {**GOOD_METRICS, "validation_mae": 0.2}
+    check = _check(make_repo(tmp_path, metrics))
+    assert not check.ok
+    row = next(r for r in check.rows if r.target.name == "validation")
+    assert row.verdict == "REGRESSION" and row.failed
+    assert "max 0.15" in row.detail
+
+
+def test_must_beat_violation_fails(tmp_path: Path) -> None:
+    # Under the 0.35 bar but worse than the LRLIDG baseline (0.25): still a regression.
+    metrics = {**GOOD_METRICS, "lrlidg": {"test": {"mae": 0.25}}}
+    check = _check(make_repo(tmp_path, metrics))
+    assert not check.ok
+    row = next(r for r in check.rows if r.target.name == "model_test_mae")
+    assert row.verdict == "REGRESSION"
+    assert "lrlidg.test.mae" in row.detail
+
+
+def test_missing_metric_with_bar_fails(tmp_path: Path) -> None:
+    metrics = {k: v for k, v in GOOD_METRICS.items() if k != "validation_mae"}
+    check = _check(make_repo(tmp_path, metrics))
+    assert not check.ok
+    assert next(r for r in check.rows if r.target.name == "validation").verdict == "MISSING"
+
+
+def test_missing_dvc_lock_entry_fails(tmp_path: Path) -> None:
+    root = make_repo(tmp_path, lock=False)
+    assert any("dvc.lock" in f for f in _check(root).failures)  # no dvc.lock at all
+    _write_lock(root, {"reports/toy/other.json": "0" * 32})  # dvc.lock without the file
+    check = _check(root)
+    assert not check.ok
+    assert any("no output with this path" in f for f in check.failures)
+
+
+def test_snapshot_round_trip_passes(tmp_path: Path) -> None:
+    root = make_repo(tmp_path, {**GOOD_METRICS, "n_materials": 95})
+    provenance_path = snapshot_reference(PAPER, root=root, wall_time_s=1234.5)
+    ref = root / "reports" / PAPER / "reference"
+    for name in ("metrics.json", "figures/fig1.png", f"{PAPER}.html", "predictions.csv"):
+        assert (ref / name).is_file(), name
+    provenance = json.loads(provenance_path.read_text())
+    assert provenance["wall_time_s"] == 1234.5
+    assert provenance["params"] == {"model": {"pooling": "mean+max"}}
+    assert set(provenance["dvc_lock"]) == {f"{PAPER}_evaluate"}
+    assert provenance["machine"]["cpu_count"] >= 1
+    assert provenance["created"].endswith("Z")
+    assert "git_commit" in provenance
+    stage_md5 = recorded_md5(provenance["dvc_lock"], METRICS_REL)
+    assert stage_md5 is not None and stage_md5[1] == file_md5(ref / "metrics.json")
+
+    check = _check(root)
+    assert check.ok, check.failures
+    assert check.source == "reference" and not check.warnings
+    # At reference scope the paper-scale bar is gated (95 >= 90 holds).
+    assert next(r for r in check.rows if r.target.name == "scale").verdict == "ok"
+
+    # Editing the committed reference by hand breaks the provenance hash.
+    (ref / "metrics.json").write_text((ref / "metrics.json").read_text().replace("0.3", "0.2"))
+    check = _check(root)
+    assert any("provenance.json" in f and "differs" in f for f in check.failures)
+
+
+def test_snapshot_refuses_unrecorded_metrics(tmp_path: Path) -> None:
+    root = make_repo(tmp_path)
+    (root / METRICS_REL).write_text('{"n_materials": 1}\n')
+    with pytest.raises(SnapshotError, match="differs"):
+        snapshot_reference(PAPER, root=root)
+    assert not (root / "reports" / PAPER / "reference" / "provenance.json").exists()
+
+
+def test_targets_file_validation(tmp_path: Path) -> None:
+    bad = tmp_path / "targets.yaml"
+    bad.write_text(yaml.safe_dump({"papers": {"x": {"targets": [{"name": "a", "metric": "m"}]}}}))
+    with pytest.raises(TargetsError, match="missing key 'paper'"):
+        load_targets(bad)
+    root = make_repo(tmp_path)
+    assert run_check_targets(["nope"], root=root, console=_quiet()) == 2
+
+
+def test_repository_targets_file_is_valid(repo_root: Path) -> None:
+    targets = load_targets(repo_root / "reports" / "paper_targets.yaml")
+    dosnp = targets["dosnp"]
+    by_name = {t.name: t for t in dosnp.targets}
+    assert by_name["dosnp_test_mae"].bar == {"max": 0.35}
+    assert set(by_name["dosnp_test_mae"].must_beat) == {"linear.test.mae", "lrlidg.test.mae"}
+    assert by_name["gpaw_vs_ecalj_lda_gap_mae"].bar == {"max": 0.15}
+    assert by_name["n_materials"].paper == 1516
+
+
+def test_cli(tmp_path: Path) -> None:
+    root = make_repo(tmp_path)
+    runner = CliRunner()
+    result = runner.invoke(app, ["check-targets", "--root", str(root), "--paper", PAPER])
+    assert result.exit_code == 0, result.output
+    assert "model.test.mae" in result.output and "WARNING" in result.output
+    result = runner.invoke(
+        app, ["snapshot-reference", PAPER, "--root", str(root), "--wall-time-s", "60"]
+    )
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["check-targets", "--root", str(root), "--require-reference"])
+    assert result.exit_code == 0, result.output
+    (root / METRICS_REL).write_text('{"n_materials": 1}\n')
+    result = runner.invoke(app, ["check-targets", "--root", str(root)])
+    assert result.exit_code == 1
