@@ -191,7 +191,7 @@ def test_missing_dvc_lock_entry_fails(tmp_path: Path) -> None:
     _write_lock(root, {"reports/toy/other.json": "0" * 32})  # dvc.lock without the file
     check = _check(root)
     assert not check.ok
-    assert any("no output with this path" in f for f in check.failures)
+    assert any("no output 'reports/toy/metrics.json'" in f for f in check.failures)
 
 
 def test_snapshot_round_trip_passes(tmp_path: Path) -> None:
@@ -250,7 +250,7 @@ def test_repository_targets_file_is_valid(repo_root: Path) -> None:
 
 
 def test_cli(tmp_path: Path) -> None:
-    root = make_repo(tmp_path)
+    root = make_repo(tmp_path, {**GOOD_METRICS, "n_materials": 95})
     runner = CliRunner()
     result = runner.invoke(app, ["check-targets", "--root", str(root), "--paper", PAPER])
     assert result.exit_code == 0, result.output

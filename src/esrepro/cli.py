@@ -80,10 +80,11 @@ def snapshot_reference(
     ] = None,
     root: RootOption = None,
 ) -> None:
-    """Copy reports/PAPER/{metrics.json,figures,PAPER.html,predictions.csv} into reference/.
+    """Snapshot PAPER's current pipeline outputs as its committed reference run.
 
-    Also writes reference/provenance.json (git commit, params, dvc.lock entries, wall time,
-    machine). Refuses when metrics.json does not match dvc.lock.
+    Copies reports/PAPER/{metrics.json, figures/*.png, PAPER.html, predictions.csv} into
+    reports/PAPER/reference/ and writes provenance.json there (git commit, params, dvc.lock
+    entries, wall time, machine). Refuses when metrics.json does not match dvc.lock.
     """
     from esrepro.targets import run_snapshot_reference
 

@@ -316,20 +316,31 @@ def _evaluate(target: Target, metrics: Mapping[str, Any], source: str) -> Row:
 
 
 def _check_hash(
-    file: Path, rel: str, lock: Mapping[str, Any] | None, lock_name: str, failures: list[str]
+    file: Path,
+    rel: str,
+    lock: Mapping[str, Any] | None,
+    lock_name: str,
+    failures: list[str],
+    label: str | None = None,
 ) -> None:
+    """Append a failure unless ``file`` has the md5 ``lock`` records for output path ``rel``.
+
+    ``label`` names the checked file in messages when it is a copy (the reference snapshot)
+    of the output recorded under ``rel``.
+    """
+    label = label or rel
     found = recorded_md5(lock, rel)
     if found is None:
         failures.append(
-            f"{rel}: no output with this path in {lock_name}; metrics must come from the pipeline"
+            f"{label}: no output {rel!r} in {lock_name}; metrics must come from the pipeline"
         )
         return
     stage, md5 = found
     actual = file_md5(file)
     if actual != md5:
         failures.append(
-            f"{rel}: md5 {actual} differs from {md5} recorded by stage {stage!r} in {lock_name} "
-            "(edited by hand, or not re-run through the pipeline)"
+            f"{label}: md5 {actual} differs from {md5} recorded for {rel} by stage {stage!r} "
+            f"in {lock_name} (edited by hand, or not produced by the pipeline)"
         )
 
 
@@ -362,6 +373,7 @@ def check_paper(
                 provenance.get("dvc_lock"),
                 f"{targets.reference_rel}/provenance.json",
                 check.failures,
+                label=f"{targets.reference_rel}/metrics.json",
             )
         check.source, check.metrics_file = "reference", ref_file
     else:
@@ -430,10 +442,13 @@ def render_check(
             bar or "—",
             f"[{style}]{row.verdict}[/{style}]" + (f" ({row.detail})" if row.detail else ""),
         )
-    console.print(table)
+    if check.rows:
+        console.print(table)
+    else:
+        console.print(f"[bold]{targets.paper}[/bold]: no metrics compared")
     paper_scale = (targets.data_scale.get("paper") or {}) if targets.data_scale else {}
-    if paper_scale or check.n_materials is not None:
-        desc = ", ".join(f"{k} {v}" for k, v in paper_scale.items())
+    if check.rows:
+        desc = ", ".join(f"{k} {v}" for k, v in paper_scale.items() if k not in ("where", "note"))
         console.print(
             f"data scale: paper: {desc or '—'} | ours ({check.source}): "
             f"n_materials {_fmt(check.n_materials)}"
