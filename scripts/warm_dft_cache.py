@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import random
 import sys
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from esrepro.dft.cache import DFTCache
 from esrepro.dft.farm import FarmOptions, compute_products
 from esrepro.dft.settings import DFTSettings
 from esrepro.papers.dosnp.inputs import fetch_structures, fetch_table
+from esrepro.papers.dosnp.pipeline import seeded_order
 
 
 def main() -> int:
@@ -27,18 +27,21 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--mpi-ranks", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--retry-failed", action="store_true", help="re-run materials whose failure is recorded"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO)
     params = load_params()
     table = fetch_table(params)
-    ids = [f"mp-{i}" for i in table["material_id"]]
-    random.Random(args.seed).shuffle(ids)
+    ids = seeded_order([f"mp-{i}" for i in table["material_id"]], args.seed)
     structures = fetch_structures(ids, params)
     farm = FarmOptions.from_params(params["dft"]["farm"])
     if args.workers:
         farm.workers = args.workers
     if args.mpi_ranks:
         farm.mpi_ranks = args.mpi_ranks
+    farm.retry_failed = farm.retry_failed or args.retry_failed
     cache = DFTCache(resolve_path(params["dft"]["cache"]), [resolve_path(s) for s in params["dft"]["seed_caches"]])
     records = compute_products(
         structures, DFTSettings.from_params(params["dft"]["settings"]), cache, farm,

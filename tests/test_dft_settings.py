@@ -90,9 +90,22 @@ def test_key_changes_with_every_setting(rocksalt, change) -> None:
 def test_every_field_is_covered_by_the_parametrization() -> None:
     # A new DFTSettings field must be added to the list above (and so checked to enter the key).
     covered = {
-        "mode", "ecut_ev", "xc", "kpt_density", "smearing", "smearing_width_ev", "nbands_factor",
-        "min_empty_bands", "converge_bands", "density_tolerance", "eigenstates_tolerance",
-        "max_iterations", "basis", "window_below_ev", "window_above_ev", "extra",
+        "mode",
+        "ecut_ev",
+        "xc",
+        "kpt_density",
+        "smearing",
+        "smearing_width_ev",
+        "nbands_factor",
+        "min_empty_bands",
+        "converge_bands",
+        "density_tolerance",
+        "eigenstates_tolerance",
+        "max_iterations",
+        "basis",
+        "window_below_ev",
+        "window_above_ev",
+        "extra",
     }
     assert {f.name for f in dataclasses.fields(DFTSettings)} == covered
 
@@ -201,14 +214,8 @@ def _damage(kind: str, data: bytes) -> bytes:
         return b""
     if kind == "flipped-byte":
         i = len(data) // 3
-        return data[:i] + bytes([data[i] ^ 0xFF]) + data[i + 1:]
+        return data[:i] + bytes([data[i] ^ 0xFF]) + data[i + 1 :]
     raise AssertionError(kind)
-
-
-_NOT_WRAPPED = pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: DFTProduct.load does not wrap zipfile.BadZipFile / EOFError / zlib.error",
-)
 
 
 @pytest.mark.parametrize(
@@ -216,9 +223,9 @@ _NOT_WRAPPED = pytest.mark.xfail(
     [
         "garbage",
         "missing-field",
-        pytest.param("truncated", marks=_NOT_WRAPPED),
-        pytest.param("empty", marks=_NOT_WRAPPED),
-        pytest.param("flipped-byte", marks=_NOT_WRAPPED),
+        "truncated",
+        "empty",
+        "flipped-byte",
     ],
 )
 def test_damaged_product_raises_value_error_naming_path(tmp_path: Path, kind: str) -> None:

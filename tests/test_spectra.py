@@ -57,8 +57,14 @@ def random_product() -> DFTProduct:
     k_w = np.array([0.1, 0.2, 0.3, 0.4])
     weights = rng.random((3, N_CHANNELS, n_k, 8))
     return make_product(
-        eigen, k_w, weights, vbm=float(eigen[:, 5].max()), cbm=float(eigen[:, 6].min()),
-        fermi=0.0, band_start=2, band_stop=10,
+        eigen,
+        k_w,
+        weights,
+        vbm=float(eigen[:, 5].max()),
+        cbm=float(eigen[:, 6].min()),
+        fermi=0.0,
+        band_start=2,
+        band_stop=10,
     )
 
 
@@ -156,12 +162,7 @@ def test_dosnp_grid() -> None:
     [
         0.0,
         -0.1,
-        pytest.param(
-            float("nan"),
-            marks=pytest.mark.xfail(
-                strict=True, reason="engine bug: gaussian_kernel checks `sigma <= 0`, NaN passes"
-            ),
-        ),
+        float("nan"),
     ],
 )
 def test_bad_sigma_raises(random_product: DFTProduct, sigma: float) -> None:

@@ -29,7 +29,7 @@ def dosnp_grid(emin_ry: float = -1.5, emax_ry: float = 1.0, n_points: int = 1000
 
 def gaussian_kernel(energies: np.ndarray, grid: np.ndarray, sigma_ev: float) -> np.ndarray:
     """Normalized Gaussians (standard deviation `sigma_ev`) of each energy, on `grid`."""
-    if sigma_ev <= 0:
+    if not (np.isfinite(sigma_ev) and sigma_ev > 0):
         raise ValueError(f"broadening sigma must be positive, got {sigma_ev}")
     x = (grid[None, :] - energies.reshape(-1)[:, None]) / sigma_ev
     return np.exp(-0.5 * x * x) / (np.sqrt(2 * np.pi) * sigma_ev)

@@ -119,7 +119,7 @@ def run_one(
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate()
-        reason = f"TimeoutError: exceeded {timeout_s:.0f} s"
+        reason = f"TimeoutError: exceeded {timeout_s:g} s"
         cache.record_failure(key, {"material_id": material_id, "reason": reason})
         return asdict(MaterialRecord(material_id, key, "failed", reason, time.perf_counter() - t0))
     wall = time.perf_counter() - t0

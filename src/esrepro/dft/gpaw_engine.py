@@ -84,6 +84,57 @@ def _projector_indices(setup, ell: int) -> list[int]:
     return get_projector_numbers(setup, ell)
 
 
+def _channel_weights(calc, band_start: int, band_stop: int) -> tuple[np.ndarray, np.ndarray]:
+    """Projector weights (n_atoms, 16, n_k, n_window) and channel mask (n_atoms, 16).
+
+    Weights are |<p_i|psi_nk>|^2 summed over the bound projectors of each l, per real harmonic
+    m, and averaged over the crystal's point group. An IBZ k-point stands for its whole star;
+    only the m-sum is invariant under the rotations that generate the star, so the m-resolved
+    weights must be symmetrized the way GPAW symmetrizes atomic density matrices
+    (gpaw.old.atomrotations): w_am = 1/N_s sum_s [R_s rho_b R_s^T]_mm with b = a_sa[s][a] and
+    rho_b = sum_radial P* P^T. Time reversal needs nothing: it conjugates rho, R_s is real.
+    """
+    from gpaw.mpi import world
+    from gpaw.rotation import rotation
+
+    wfs = calc.wfs
+    kd = wfs.kd
+    n_atoms = len(calc.setups)
+    my_bands = wfs.bd.get_slice()
+    rho: dict[tuple[int, int], np.ndarray] = {}
+    mask = np.zeros((n_atoms, N_CHANNELS), dtype=bool)
+    for a, setup in enumerate(calc.setups):
+        for ell, offset in L_OFFSET.items():
+            indices = _projector_indices(setup, ell)
+            if not indices:
+                continue
+            n_m = 2 * ell + 1
+            r = np.zeros((kd.nibzkpts, wfs.bd.nbands, n_m, n_m))
+            for kpt in wfs.kpt_u:
+                if kpt.s == 0 and a in kpt.projections:
+                    # Projector indices are grouped per radial function, m fastest.
+                    P_njm = kpt.projections[a][:, indices].reshape(-1, len(indices) // n_m, n_m)
+                    r[kpt.k, my_bands] = np.einsum("njm,njp->nmp", P_njm.conj(), P_njm).real
+            world.sum(r)
+            rho[a, ell] = r[:, band_start:band_stop]
+            mask[a, offset:offset + n_m] = True
+
+    symmetry = kd.symmetry
+    cell_cv = symmetry.cell_cv
+    weights = np.zeros((n_atoms, N_CHANNELS, kd.nibzkpts, band_stop - band_start))
+    for s, op_cc in enumerate(symmetry.op_scc):
+        op_vv = np.linalg.inv(cell_cv) @ op_cc @ cell_cv
+        R_lmm = {ell: rotation(ell, op_vv) for ell in L_OFFSET}
+        for a, ell in rho:
+            R_mm = R_lmm[ell]
+            offset = L_OFFSET[ell]
+            weights[a, offset:offset + 2 * ell + 1] += np.einsum(
+                "mi,knij,mj->mkn", R_mm, rho[symmetry.a_sa[s][a], ell], R_mm
+            )
+    weights /= len(symmetry.op_scc)
+    return weights.astype(np.float32), mask
+
+
 def run_gpaw(atoms: Atoms, settings: DFTSettings, txt: str | Path | None = None) -> DFTProduct:
     """Run the SCF for `atoms` and extract eigenvalues, band edges and projector weights.
 
@@ -91,6 +142,7 @@ def run_gpaw(atoms: Atoms, settings: DFTSettings, txt: str | Path | None = None)
     `gpaw.dos.DOSCalculator.raw_pdos` does; channels whose l the setup lacks stay zero and are
     flagged in `channel_mask`.
     """
+    from gpaw import KohnShamConvergenceError
     from gpaw.dos import IBZWaveFunctions
     from gpaw.mpi import world
 
@@ -98,10 +150,15 @@ def run_gpaw(atoms: Atoms, settings: DFTSettings, txt: str | Path | None = None)
     calc = build_calculator(settings, txt, count_bands(atoms, settings))
     atoms = atoms.copy()
     atoms.calc = calc
-    energy = atoms.get_potential_energy()
+    try:
+        energy = atoms.get_potential_energy()
+    except KohnShamConvergenceError as err:
+        # GPAW raises this itself at `maxiter`; it tests convergence first, so a run that
+        # converges on its last allowed iteration (niter == maxiter) is a success.
+        raise SCFNotConverged(
+            f"SCF not converged in {settings.max_iterations} iterations ({type(err).__name__})"
+        ) from err
     iterations = _scf_iterations(calc)
-    if iterations is not None and iterations >= settings.max_iterations:
-        raise SCFNotConverged(f"SCF not converged in {settings.max_iterations} iterations")
 
     fermi = float(calc.get_fermi_level())
     n_k = len(calc.get_ibz_k_points())
@@ -117,18 +174,7 @@ def run_gpaw(atoms: Atoms, settings: DFTSettings, txt: str | Path | None = None)
     band_start, band_stop = int(bands.min()), int(bands.max()) + 1
 
     wfs = IBZWaveFunctions(calc)
-    weights = np.zeros((len(atoms), N_CHANNELS, n_k, band_stop - band_start), dtype=np.float32)
-    mask = np.zeros((len(atoms), N_CHANNELS), dtype=bool)
-    for a, setup in enumerate(calc.setups):
-        for ell, offset in L_OFFSET.items():
-            indices = _projector_indices(setup, ell)
-            if not indices:
-                continue
-            for m in range(2 * ell + 1):
-                # Projector indices are grouped per radial function, m fastest.
-                w_kns = wfs.pdos_weights(a, indices[m::2 * ell + 1])
-                weights[a, offset + m] = w_kns[:, band_start:band_stop, 0]
-                mask[a, offset + m] = True
+    weights, mask = _channel_weights(calc, band_start, band_stop)
 
     return DFTProduct(
         numbers=atoms.numbers.copy(),

@@ -8,6 +8,8 @@ are featurization parameters: changing them never re-runs DFT.
 from __future__ import annotations
 
 import json
+import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -109,5 +111,5 @@ class DFTProduct:
                     channel_mask=z["channel_mask"],
                     meta=json.loads(bytes(z["meta"]).decode()),
                 )
-        except (OSError, KeyError, ValueError) as err:
+        except (OSError, EOFError, KeyError, ValueError, zipfile.BadZipFile, zlib.error) as err:
             raise ValueError(f"damaged DFT product file {path}: {err}") from err

@@ -14,7 +14,8 @@ from ase import Atoms
 from esrepro.structures import canonical_structure_hash
 
 #: Bump when the layout or meaning of a cached product changes, so old entries are not reused.
-PRODUCT_FORMAT = 1
+#: 2: m-resolved projector weights symmetrized over the point group (1 held IBZ-only weights).
+PRODUCT_FORMAT = 2
 
 
 @dataclass(frozen=True)

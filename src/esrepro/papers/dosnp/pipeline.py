@@ -8,6 +8,7 @@ Paths are fixed here (and declared in dvc.yaml); everything tunable comes from p
 from __future__ import annotations
 
 import logging
+import random
 import shutil
 from pathlib import Path
 from typing import Any
@@ -35,18 +36,31 @@ MODEL = Path("data/dosnp/model")
 REPORTS = Path("reports/dosnp")
 
 
+def seeded_order(material_ids: list[str], seed: int) -> list[str]:
+    """The table's materials in a seeded random order.
+
+    Shared with `scripts/warm_dft_cache.py`, which computes materials in this order, so the
+    first N materials a (possibly interrupted) paper-scale run has finished are exactly the
+    subset `n_materials: N, max_sites: 0` selects.
+    """
+    order = list(material_ids)
+    random.Random(seed).shuffle(order)
+    return order
+
+
 def select_materials(table: pd.DataFrame, cfg: dict[str, Any]) -> pd.DataFrame:
-    """The profile's materials: rows with nsites <= max_sites, then a seeded sample of n_materials.
+    """The profile's materials: the first `n_materials` of the seeded order with nsites <= max_sites.
 
     `n_materials: 0` (or null) keeps every row: the paper-scale run.
     """
-    rows = table
+    ids = [f"mp-{i}" for i in table["material_id"]]
+    rows = table.assign(mp_id=ids).set_index("mp_id").loc[seeded_order(ids, int(cfg.get("subset_seed", 0)))]
     if cfg.get("max_sites"):
         rows = rows[rows["nsites"] <= int(cfg["max_sites"])]
-    n = cfg.get("n_materials") or 0
-    if n and n < len(rows):
-        rows = rows.sample(n=int(n), random_state=int(cfg.get("subset_seed", 0)))
-    return rows.sort_values("material_id").reset_index(drop=True)
+    n = int(cfg.get("n_materials") or 0)
+    if n:
+        rows = rows.iloc[:n]
+    return rows.reset_index().sort_values("material_id").reset_index(drop=True)
 
 
 def stage_fetch(params: dict[str, Any]) -> None:
@@ -58,7 +72,6 @@ def stage_fetch(params: dict[str, Any]) -> None:
     table_path = fetch_url(table_source.url, table_source.sha256, raw / "tab_nonmag_all.csv", mirror=mirror)
     table = pd.read_csv(table_path)
     selected = select_materials(table, cfg)
-    selected.insert(0, "mp_id", [f"mp-{i}" for i in selected["material_id"]])
     for mp_id in selected["mp_id"]:
         source = dosnp_structure_source(mp_id)
         fetch_url(source.url, source.sha256, raw / "structures" / f"{mp_id}.vasp", mirror=mirror)

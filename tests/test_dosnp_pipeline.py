@@ -1,0 +1,64 @@
+"""DOSnp pipeline pieces that need no DFT: subset selection and the ecalj PDOS source."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from esrepro.papers.dosnp.inputs import read_table
+from esrepro.papers.dosnp.pipeline import ecalj_pdos, seeded_order, select_materials
+from esrepro.spectra import dosnp_grid
+
+TABLE = "raw.githubusercontent.com/tkotani/DOSnpSupplement/3206083aacc37bd3dd12a14f86a216a8ac11da5b/tab_nonmag_all.csv"
+RENCUB = "raw.githubusercontent.com/tkotani/ecalj/3766c03e1f775383895b0c1218cb558d7e9ff86e/Samples/ReNcub/cprn"
+
+
+@pytest.fixture(scope="module")
+def table(mirror_dir: Path) -> pd.DataFrame:
+    return read_table(mirror_dir / TABLE)
+
+
+def test_table_has_the_papers_1516_materials(table: pd.DataFrame) -> None:
+    assert len(table) == 1516
+    assert table["material_id"].is_unique
+
+
+def test_smaller_subsets_are_prefixes_of_larger_ones(table: pd.DataFrame) -> None:
+    """A partial paper-scale run (first N of the seeded order) is exactly `n_materials: N`."""
+    small = select_materials(table, {"n_materials": 30, "max_sites": 0, "subset_seed": 3})
+    large = select_materials(table, {"n_materials": 300, "max_sites": 0, "subset_seed": 3})
+    order = seeded_order([f"mp-{i}" for i in table["material_id"]], 3)
+    assert set(small["mp_id"]) == set(order[:30])
+    assert set(small["mp_id"]) <= set(large["mp_id"])
+
+
+def test_selection_respects_max_sites_and_seed(table: pd.DataFrame) -> None:
+    a = select_materials(table, {"n_materials": 40, "max_sites": 4, "subset_seed": 0})
+    b = select_materials(table, {"n_materials": 40, "max_sites": 4, "subset_seed": 0})
+    c = select_materials(table, {"n_materials": 40, "max_sites": 4, "subset_seed": 1})
+    assert len(a) == 40 and a["nsites"].max() <= 4
+    assert list(a["mp_id"]) == list(b["mp_id"])
+    assert set(a["mp_id"]) != set(c["mp_id"])
+
+
+def test_all_materials_when_n_is_zero(table: pd.DataFrame) -> None:
+    assert len(select_materials(table, {"n_materials": 0, "max_sites": 0, "subset_seed": 0})) == 1516
+
+
+def test_ecalj_source_gives_the_dosnp_tensor(tmp_path: Path, mirror_dir: Path) -> None:
+    material = tmp_path / "mp-1"
+    shutil.copytree(mirror_dir / RENCUB, material)
+    grid = dosnp_grid()
+    pdos = ecalj_pdos("mp-1", {"ecalj_pdos_dir": str(tmp_path), "ecalj_ext": "cprn"}, grid)
+    assert pdos.shape == (2, 16, 1000)  # PrN: two sites
+    assert np.isfinite(pdos).all() and pdos.min() >= 0
+    assert pdos[:, 0].sum() > 0  # s channel populated
+
+
+def test_ecalj_source_names_missing_directory(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="mp-404"):
+        ecalj_pdos("mp-404", {"ecalj_pdos_dir": str(tmp_path)}, dosnp_grid())
