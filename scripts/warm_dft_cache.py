@@ -27,6 +27,7 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--mpi-ranks", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--timeout-s", type=float, default=None, help="per-material time-out")
     parser.add_argument(
         "--retry-failed", action="store_true", help="re-run materials whose failure is recorded"
     )
@@ -42,6 +43,8 @@ def main() -> int:
     if args.mpi_ranks:
         farm.mpi_ranks = args.mpi_ranks
     farm.retry_failed = farm.retry_failed or args.retry_failed
+    if args.timeout_s:
+        farm.timeout_s = args.timeout_s
     cache = DFTCache(resolve_path(params["dft"]["cache"]), [resolve_path(s) for s in params["dft"]["seed_caches"]])
     records = compute_products(
         structures, DFTSettings.from_params(params["dft"]["settings"]), cache, farm,

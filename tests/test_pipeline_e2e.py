@@ -27,6 +27,10 @@ def _run(cmd: list[str], cwd: Path) -> str:
     # Stage commands call `python`: make it this interpreter.
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env.pop("ESREPRO_ROOT", None)
+    # `dvc exp run` commits experiment refs: a bare CI machine may have no git identity.
+    for var in ("GIT_AUTHOR", "GIT_COMMITTER"):
+        env.setdefault(f"{var}_NAME", "esrepro-ci")
+        env.setdefault(f"{var}_EMAIL", "ci@example.org")
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, f"{' '.join(cmd)} failed ({proc.returncode}):\n{output[-4000:]}"

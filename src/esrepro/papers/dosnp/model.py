@@ -145,6 +145,7 @@ class DOSnpLightning(lightning.LightningModule):
         lr: float = 1e-3,
         weight_decay: float = 1e-2,
         loss: str = "mse",
+        initial_residual: float = 0.0,
     ) -> None:
         super().__init__()
         if loss not in ("mse", "l1"):
@@ -154,6 +155,10 @@ class DOSnpLightning(lightning.LightningModule):
             pooling=pooling, dropout=dropout, hidden=hidden, n_outputs=1, input_scale=input_scale
         )
         self.loss_fn = nn.MSELoss() if loss == "mse" else nn.L1Loss()
+        # Start from the mean training residual (QSGW opens LDA gaps by ~1.5 eV on average):
+        # the network then learns deviations instead of spending epochs on the offset.
+        with torch.no_grad():
+            self.model.out.bias.fill_(float(initial_residual))
 
     def forward(self, pdos: Tensor, atom_index: Tensor, n_graphs: int) -> Tensor:
         """Predicted residual per material, shape ``(n_graphs,)``."""

@@ -128,6 +128,9 @@ def run_train(
             lr=float(tcfg["lr"]),
             weight_decay=float(tcfg["weight_decay"]),
             loss=str(tcfg.get("loss", "mse")),
+            initial_residual=float(
+                (feats["qsgw_gap"][fit_rows] - feats["lda_gap_table"][fit_rows]).mean()
+            ),
         )
         # An explicit generator makes the shuffling order depend on the seed alone.
         generator = torch.Generator().manual_seed(seed)
