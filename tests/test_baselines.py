@@ -74,7 +74,8 @@ def test_element_property_fallbacks() -> None:
 def test_lrlidg_fits_real_structures_and_is_supercell_invariant() -> None:
     atoms, lda = _structures()
     qsgw = 1.2 * lda + 0.6
-    model = LRLIDG(rank_tol=1e-8).fit(atoms, lda, qsgw)
+    # No descriptor cap: with a handful of structures the cap would keep ~1 column.
+    model = LRLIDG(rank_tol=1e-8, max_descriptors_per_sample=1.0).fit(atoms, lda, qsgw)
     assert 0 < model.n_descriptors <= len(atoms)
     assert len(model.descriptor_names) == model.n_descriptors
     pred = model.predict(atoms, lda)
@@ -95,3 +96,15 @@ def test_primitive_descriptors_and_optional_formation_energy() -> None:
     model = LRLIDG().fit(atoms, lda, lda + 1.0, formation_energies=-np.arange(len(atoms)) / 10)
     with pytest.raises(ValueError, match="formation_energies"):
         model.predict(atoms, lda)
+
+
+def test_lrlidg_caps_descriptors_on_small_training_sets() -> None:
+    """With more candidate products than samples, the cap stops exact interpolation."""
+    rng = np.random.default_rng(0)
+    structures = [bulk(sym, "fcc", a=a) for sym in ("Cu", "Ag", "Al", "Ni") for a in (3.6, 3.9, 4.1, 4.3, 4.6)]
+    lda = rng.uniform(0.1, 3.0, len(structures))
+    y = 1.3 * lda + 0.5 + rng.normal(0, 0.2, len(structures))
+    capped = LRLIDG(max_descriptors_per_sample=0.2).fit(structures, lda, y)
+    assert capped.n_descriptors <= 4
+    train_mae = np.mean(np.abs(capped.predict(structures, lda) - y))
+    assert train_mae > 0.01  # not interpolated: noise remains in the residual

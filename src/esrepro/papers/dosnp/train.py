@@ -248,7 +248,11 @@ def run_evaluate(
     if missing:
         raise KeyError(f"no structure for {len(missing)} material(s), e.g. {missing[:5]}")
     atoms = [structures[i] for i in ids]
-    lrlidg = LRLIDG(rank_tol=float(params["dosnp"].get("lrlidg", {}).get("rank_tol", 1e-8)))
+    lrlidg_cfg = params["dosnp"].get("lrlidg", {})
+    lrlidg = LRLIDG(
+        rank_tol=float(lrlidg_cfg.get("rank_tol", 1e-8)),
+        max_descriptors_per_sample=float(lrlidg_cfg.get("max_descriptors_per_sample", 0.2)),
+    )
     lrlidg.fit([a for a, t in zip(atoms, train, strict=True) if t], lda[train], qsgw[train])
     pred_lrlidg = lrlidg.predict(atoms, lda)
 
