@@ -79,6 +79,14 @@ def snapshot_reference(
         typer.Option("--wall-time-s", help="Wall time of the run, recorded in provenance.json."),
     ] = None,
     root: RootOption = None,
+    name: Annotated[
+        str,
+        typer.Option(
+            "--name",
+            help="Folder under reports/PAPER/: 'reference' (what check-targets compares) or "
+            "e.g. 'partial' for an interim subset of a paper-scale run.",
+        ),
+    ] = "reference",
 ) -> None:
     """Snapshot PAPER's current pipeline outputs as its committed reference run.
 
@@ -88,7 +96,9 @@ def snapshot_reference(
     """
     from esrepro.targets import run_snapshot_reference
 
-    raise typer.Exit(run_snapshot_reference(paper, root=root, wall_time_s=wall_time_s))
+    raise typer.Exit(
+        run_snapshot_reference(paper, root=root, wall_time_s=wall_time_s, name=name)
+    )
 
 
 def main() -> None:

@@ -537,9 +537,16 @@ def _machine() -> dict[str, Any]:
 
 
 def snapshot_reference(
-    paper: str, *, root: Path | None = None, wall_time_s: float | None = None
+    paper: str,
+    *,
+    root: Path | None = None,
+    wall_time_s: float | None = None,
+    name: str = "reference",
 ) -> Path:
-    """Copy the pipeline's current outputs of ``paper`` into ``reports/<paper>/reference/``.
+    """Copy the pipeline's current outputs of ``paper`` into ``reports/<paper>/<name>/``.
+
+    ``name`` is "reference" for the paper-scale run the check compares with; any other name
+    (e.g. "partial" for an interim subset of a paper-scale run) is kept for the record only.
 
     Copies ``metrics.json``, ``figures/*.png``, ``<paper>.html`` and ``predictions.csv`` from
     ``reports/<paper>/`` and writes ``provenance.json``: git commit, params.yaml, the dvc.lock
@@ -575,7 +582,7 @@ def snapshot_reference(
         or any(_norm(o.get("path", "")).startswith(prefix) for o in entry.get("outs") or [])
     }
 
-    ref = report_dir / "reference"
+    ref = report_dir / name
     ref.mkdir(parents=True, exist_ok=True)
     # Stale figures from an earlier snapshot would otherwise sit beside the new ones.
     for old in (ref / "figures").glob("*.png"):
@@ -599,6 +606,7 @@ def snapshot_reference(
     )
     provenance = {
         "paper": paper,
+        "snapshot": name,
         "created": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "git_commit": _git_commit(root),
         "wall_time_s": wall_time_s,
@@ -620,11 +628,12 @@ def run_snapshot_reference(
     root: Path | None = None,
     wall_time_s: float | None = None,
     console: Console | None = None,
+    name: str = "reference",
 ) -> int:
     """CLI body of ``esrepro snapshot-reference``: snapshot and report; returns an exit code."""
     console = console or Console()
     try:
-        provenance = snapshot_reference(paper, root=root, wall_time_s=wall_time_s)
+        provenance = snapshot_reference(paper, root=root, wall_time_s=wall_time_s, name=name)
     except SnapshotError as err:
         console.print(f"[bold red]error:[/bold red] {err}")
         return 1
