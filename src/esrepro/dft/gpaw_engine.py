@@ -45,7 +45,7 @@ def build_calculator(settings: DFTSettings, txt: str | Path | None, nbands: int)
     return GPAW(
         mode=mode,
         xc=settings.xc,
-        kpts={"density": settings.kpt_density, "gamma": True},
+        kpts={"density": settings.kpt_density, "gamma": True, "even": settings.kpt_even},
         occupations={"name": settings.smearing, "width": settings.smearing_width_ev},
         nbands=nbands,
         convergence={

@@ -72,9 +72,20 @@ def stage_fetch(params: dict[str, Any]) -> None:
     table_path = fetch_url(table_source.url, table_source.sha256, raw / "tab_nonmag_all.csv", mirror=mirror)
     table = pd.read_csv(table_path)
     selected = select_materials(table, cfg)
-    for mp_id in selected["mp_id"]:
-        source = dosnp_structure_source(mp_id)
-        fetch_url(source.url, source.sha256, raw / "structures" / f"{mp_id}.vasp", mirror=mirror)
+    source_name = cfg.get("structure_source", "ecalj")
+    if source_name == "ecalj":
+        # The POSCARs ecalj_auto actually computed (spglib-refined MP structures), pinned.
+        for mp_id in selected["mp_id"]:
+            source = dosnp_structure_source(mp_id)
+            fetch_url(source.url, source.sha256, raw / "structures" / f"{mp_id}.vasp", mirror=mirror)
+    elif source_name == "mp":
+        from esrepro.materials_project import fetch_structures as fetch_mp
+
+        energies = fetch_mp(selected["mp_id"], raw / "structures")
+        # Formation energies are an LRLIDG descriptor in the paper (App. C); only MP has them.
+        selected["formation_energy_per_atom"] = selected["mp_id"].map(energies)
+    else:
+        raise ValueError(f"dosnp.structure_source must be 'ecalj' or 'mp', got {source_name!r}")
     selected.to_csv(raw / "selected.csv", index=False)
     log.info("fetched table (%d rows) and %d structures", len(table), len(selected))
 
@@ -216,7 +227,12 @@ def stage_evaluate(params: dict[str, Any]) -> None:
     """Metrics of DOSnp and both baselines, plus the GPAW-vs-ecalj LDA gap validation."""
     from esrepro.papers.dosnp.train import run_evaluate
 
-    _, structures = load_selected()
+    selected, structures = load_selected()
+    formation = (
+        dict(zip(selected["mp_id"], selected["formation_energy_per_atom"], strict=True))
+        if "formation_energy_per_atom" in selected
+        else None
+    )
     summary = pd.read_csv(resolve_path(DFT) / "summary.csv")
     ok = summary[summary["status"] != "failed"]
     extra = {
@@ -228,6 +244,7 @@ def stage_evaluate(params: dict[str, Any]) -> None:
     run_evaluate(
         resolve_path(FEATURES) / "dataset.pt", resolve_path(MODEL) / "dosnp.pt", structures, params,
         reports / "metrics.json", reports / "predictions.csv", extra,
+        formation_energies=formation,
     )
 
 

@@ -222,6 +222,7 @@ def run_evaluate(
     metrics_path: Path,
     predictions_path: Path,
     extra: Mapping[str, Any],
+    formation_energies: Mapping[str, float] | None = None,
 ) -> dict[str, Any]:
     """Predict every material with DOSnp, LRLIDG and the linear map; write CSV and metrics.
 
@@ -253,8 +254,17 @@ def run_evaluate(
         rank_tol=float(lrlidg_cfg.get("rank_tol", 1e-8)),
         max_descriptors_per_sample=float(lrlidg_cfg.get("max_descriptors_per_sample", 0.2)),
     )
-    lrlidg.fit([a for a, t in zip(atoms, train, strict=True) if t], lda[train], qsgw[train])
-    pred_lrlidg = lrlidg.predict(atoms, lda)
+    # Formation energy joins the descriptors only when known for every material (MP source).
+    fe = None
+    if formation_energies is not None and all(
+        formation_energies.get(i) is not None and np.isfinite(formation_energies[i]) for i in ids
+    ):
+        fe = np.array([formation_energies[i] for i in ids], dtype=np.float64)
+    lrlidg.fit(
+        [a for a, t in zip(atoms, train, strict=True) if t], lda[train], qsgw[train],
+        formation_energies=None if fe is None else fe[train],
+    )
+    pred_lrlidg = lrlidg.predict(atoms, lda, formation_energies=fe)
 
     table = pd.DataFrame(
         {
