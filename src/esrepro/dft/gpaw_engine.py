@@ -143,6 +143,7 @@ def run_gpaw(atoms: Atoms, settings: DFTSettings, txt: str | Path | None = None)
     flagged in `channel_mask`.
     """
     from gpaw import KohnShamConvergenceError
+    from gpaw.new.scf import TooFewBandsError
     from gpaw.dos import IBZWaveFunctions
     from gpaw.mpi import world
 
@@ -152,6 +153,13 @@ def run_gpaw(atoms: Atoms, settings: DFTSettings, txt: str | Path | None = None)
     atoms.calc = calc
     try:
         energy = atoms.get_potential_energy()
+    except TooFewBandsError as err:
+        # A subclass of KohnShamConvergenceError in GPAW: say what actually went wrong.
+        raise SCFNotConverged(
+            f"too few bands ({calc.parameters.get('nbands', '?') if hasattr(calc, 'parameters') else '?'}) "
+            f"to converge bands up to {settings.converge_bands}; raise nbands_factor or "
+            f"min_empty_bands ({type(err).__name__})"
+        ) from err
     except KohnShamConvergenceError as err:
         # GPAW raises this itself at `maxiter`; it tests convergence first, so a run that
         # converges on its last allowed iteration (niter == maxiter) is a success.

@@ -28,9 +28,9 @@ class DFTSettings:
     """
 
     mode: str = "pw"
-    ecut_ev: float = 500.0
+    ecut_ev: float = 450.0
     xc: str = "LDA"
-    kpt_density: float = 2.5  # k-points per reciprocal Å (ASE convention), Γ-centred grids
+    kpt_density: float = 2.0  # k-points per reciprocal Å (ASE convention), Γ-centred grids
     #: Round grids up to even sizes: odd Γ-centred grids miss the zone boundary (X, L, M, R),
     #: where many band edges lie (Cu3N gap 1.37 eV on 5x5x5 vs 0.21 on 6x6x6; ecalj 0.28).
     kpt_even: bool = True
