@@ -143,9 +143,9 @@ def run_gpaw(atoms: Atoms, settings: DFTSettings, txt: str | Path | None = None)
     flagged in `channel_mask`.
     """
     from gpaw import KohnShamConvergenceError
-    from gpaw.new.scf import TooFewBandsError
     from gpaw.dos import IBZWaveFunctions
     from gpaw.mpi import world
+    from gpaw.new.scf import TooFewBandsError
 
     t0 = time.perf_counter()
     calc = build_calculator(settings, txt, count_bands(atoms, settings))
