@@ -148,7 +148,8 @@ def run_gpaw(atoms: Atoms, settings: DFTSettings, txt: str | Path | None = None)
     from gpaw.new.scf import TooFewBandsError
 
     t0 = time.perf_counter()
-    calc = build_calculator(settings, txt, count_bands(atoms, settings))
+    nbands = count_bands(atoms, settings)
+    calc = build_calculator(settings, txt, nbands)
     atoms = atoms.copy()
     atoms.calc = calc
     try:
@@ -156,8 +157,8 @@ def run_gpaw(atoms: Atoms, settings: DFTSettings, txt: str | Path | None = None)
     except TooFewBandsError as err:
         # A subclass of KohnShamConvergenceError in GPAW: say what actually went wrong.
         raise SCFNotConverged(
-            f"too few bands ({calc.parameters.get('nbands', '?') if hasattr(calc, 'parameters') else '?'}) "
-            f"to converge bands up to {settings.converge_bands}; raise nbands_factor or "
+            f"too few bands ({nbands}) to converge bands up to {settings.converge_bands}; "
+            "raise nbands_factor or "
             f"min_empty_bands ({type(err).__name__})"
         ) from err
     except KohnShamConvergenceError as err:

@@ -16,20 +16,20 @@ from esrepro.structures import read_structure
 
 TABLE_COLUMNS = ["material_id", "formula", "nsites", "LDA", "1shot", "2shot"]
 DOWNLOADS = "data/downloads"
+STRUCTURES = f"{DOWNLOADS}/poscar"
 
 
-def fetch_table(params: dict[str, Any], dest_dir: str | Path = DOWNLOADS) -> pd.DataFrame:
-    """Fetch and parse `tab_nonmag_all.csv` at the pinned commit (1,516 rows).
+def fetch_table(params: dict[str, Any], dest: str | Path | None = None) -> pd.DataFrame:
+    """Fetch and parse `tab_nonmag_all.csv` at the pinned commit (1,516 rows) into `dest`.
 
-    Columns: material_id (int), formula, nsites, symmetry-number, symmetry-symbol, LDA (ecalj
-    LDA gap, eV), 1shot / 2shot (QSGW gaps after iterations 1 / 2, eV), transition.
+    `dest` defaults to `data/downloads/<commit[:12]>/tab_nonmag_all.csv`. Columns: material_id
+    (int), formula, nsites, symmetry-number, symmetry-symbol, LDA (ecalj LDA gap, eV),
+    1shot / 2shot (QSGW gaps after iterations 1 / 2, eV), transition.
     """
     commit = (params.get("dosnp") or {}).get("table_commit", DOSNP_TABLE_COMMIT)
     source = dosnp_table_source(commit)
-    path = fetch_url(
-        source.url, source.sha256, resolve_path(dest_dir) / commit[:12] / source.filename,
-        mirror=mirror_dir(params),
-    )
+    dest = resolve_path(dest) if dest else resolve_path(DOWNLOADS) / commit[:12] / source.filename
+    path = fetch_url(source.url, source.sha256, dest, mirror=mirror_dir(params))
     return read_table(path)
 
 
@@ -42,17 +42,25 @@ def read_table(path: str | Path) -> pd.DataFrame:
     return table
 
 
-def fetch_structures(
-    material_ids: Iterable[str], params: dict[str, Any], dest_dir: str | Path = DOWNLOADS
-) -> dict[str, Atoms]:
-    """Fetch the ecalj_auto POSCAR of each material (pinned) and read it; keeps the input order."""
+def fetch_structure_files(
+    material_ids: Iterable[str], params: dict[str, Any], dest_dir: str | Path = STRUCTURES
+) -> dict[str, Path]:
+    """Fetch the ecalj_auto POSCAR of each material (pinned) as `<dest_dir>/<mp-id>.vasp`."""
     mirror = mirror_dir(params)
-    out: dict[str, Atoms] = {}
+    paths: dict[str, Path] = {}
     for material_id in material_ids:
         source = dosnp_structure_source(material_id)
-        path = fetch_url(
-            source.url, source.sha256, resolve_path(dest_dir) / "poscar" / source.filename,
-            mirror=mirror,
+        paths[material_id] = fetch_url(
+            source.url, source.sha256, resolve_path(dest_dir) / f"{material_id}.vasp", mirror=mirror
         )
-        out[material_id] = read_structure(path)
-    return out
+    return paths
+
+
+def fetch_structures(
+    material_ids: Iterable[str], params: dict[str, Any], dest_dir: str | Path = STRUCTURES
+) -> dict[str, Atoms]:
+    """Fetch (as `fetch_structure_files`) and read each POSCAR; keeps the input order."""
+    return {
+        material_id: read_structure(path)
+        for material_id, path in fetch_structure_files(material_ids, params, dest_dir).items()
+    }

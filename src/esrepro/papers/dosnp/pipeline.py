@@ -17,13 +17,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from esrepro.config import mirror_dir, resolve_path
+from esrepro.config import resolve_path
 from esrepro.dft.cache import DFTCache
 from esrepro.dft.farm import FarmOptions, compute_products
 from esrepro.dft.product import DFTProduct
 from esrepro.dft.settings import DFTSettings
-from esrepro.fetch import fetch_url
-from esrepro.sources import dosnp_structure_source, dosnp_table_source
+from esrepro.papers.dosnp.inputs import fetch_structure_files, fetch_table
 from esrepro.spectra import dosnp_grid, projected_dos
 from esrepro.structures import read_structure
 
@@ -66,18 +65,13 @@ def select_materials(table: pd.DataFrame, cfg: dict[str, Any]) -> pd.DataFrame:
 def stage_fetch(params: dict[str, Any]) -> None:
     """Fetch the pinned gap table and the POSCAR of every selected material into data/dosnp/raw."""
     cfg = params["dosnp"]
-    mirror = mirror_dir(params)
-    table_source = dosnp_table_source(cfg["table_commit"])
     raw = resolve_path(RAW)
-    table_path = fetch_url(table_source.url, table_source.sha256, raw / "tab_nonmag_all.csv", mirror=mirror)
-    table = pd.read_csv(table_path)
+    table = fetch_table(params, raw / "tab_nonmag_all.csv")
     selected = select_materials(table, cfg)
     source_name = cfg.get("structure_source", "ecalj")
     if source_name == "ecalj":
         # The POSCARs ecalj_auto actually computed (spglib-refined MP structures), pinned.
-        for mp_id in selected["mp_id"]:
-            source = dosnp_structure_source(mp_id)
-            fetch_url(source.url, source.sha256, raw / "structures" / f"{mp_id}.vasp", mirror=mirror)
+        fetch_structure_files(selected["mp_id"], params, raw / "structures")
     elif source_name == "mp":
         from esrepro.materials_project import fetch_structures as fetch_mp
 
