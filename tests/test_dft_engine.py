@@ -337,3 +337,22 @@ def test_two_mpi_ranks_give_the_same_product(si_run, tmp_path) -> None:
     pdos_1 = projected_dos(serial, grid, 0.1)
     pdos_2 = projected_dos(parallel, grid, 0.1)
     np.testing.assert_allclose(pdos_2, pdos_1, atol=5e-3 * pdos_1.max())
+
+
+def test_bands_cover_the_requested_energy(si_run) -> None:
+    # Every k-point holds bands up to at least E_VBM + bands_cover_ev (the DOS windows need it).
+    p = si_run[3]
+    assert p.eigenvalues[:, -1].min() - p.vbm >= SMALL.bands_cover_ev
+
+
+def test_free_electron_estimate_raises_bands_of_dilute_semicore_cells() -> None:
+    from esrepro.dft.gpaw_engine import count_bands, free_electron_bands
+
+    # Free-electron gas: with E_F itself as the top, the bands hold exactly the electrons / 2.
+    assert free_electron_bands(8.0, 40.0, 0.0) == pytest.approx(4.0)
+    # CsCl-type CsBr (Cs 5s2 5p6 6s1 + Br 4s2 4p5 = 16 electrons, 98 A^3): twice the occupied
+    # bands reached only E_VBM + 12.4 eV; the covering term asks for more.
+    cscl = bulk("CsBr", "cesiumchloride", a=4.61)
+    plain = dataclasses.replace(SMALL, bands_cover_ev=0.0)
+    assert count_bands(cscl, plain) == max(2 * 8, 8 + SMALL.min_empty_bands)
+    assert count_bands(cscl, SMALL) > count_bands(cscl, plain) + 8

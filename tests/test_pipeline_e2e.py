@@ -1,8 +1,9 @@
-"""End-to-end smoke run of the DOSnp pipeline on a tiny profile, the way a user drives it.
+"""End-to-end smoke run of the DOSnp and ALIGNN-DOS pipelines on a tiny profile, as a user drives it.
 
-A temporary git clone of the working tree gets tiny params (4 two-atom materials, 2 epochs),
-then: `dvc repro` builds every artifact; a second `dvc repro` does nothing; `dvc exp run -S
-model.pooling=max` retrains without re-running DFT; `dvc metrics diff` and `dvc exp show` work.
+A temporary git clone of the working tree gets tiny params (4 two-atom materials shared by both
+papers, 2 epochs), then: `dvc repro` builds every artifact, ALIGNN-DOS reusing DOSnp's DFT
+products; a second `dvc repro` does nothing; `dvc exp run -S model.pooling=max` retrains both
+papers without re-running DFT; `dvc metrics diff` and `dvc exp show` work.
 """
 
 from __future__ import annotations
@@ -57,6 +58,11 @@ def tiny_repo(tmp_path_factory, repo_root: Path, mirror_dir: Path) -> Path:
     params["dft"]["seed_caches"] = []
     params["dosnp"].update(n_materials=4, max_sites=2, subset_seed=1)
     params["dosnp"]["train"].update(max_epochs=2, batch_size=2, patience=0)
+    alignn = params["alignn_dos"]
+    alignn.update(n_materials=4, max_sites=2, subset_seed=1)  # the DOSnp structures: no new DFT
+    alignn["model"].update(hidden_features=16, embedding_features=8, alignn_layers=1, gcn_layers=1)
+    alignn["autoencoder"].update(max_epochs=2, widths=[32, 16], patience=0)
+    alignn["train"].update(max_epochs=2, batch_size=2, patience=0)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     for cmd in (
         ["git", "init", "-q"],
@@ -88,6 +94,30 @@ def test_repro_builds_every_artifact(tiny_repo: Path, first_repro: str) -> None:
     lock = yaml.safe_load((tiny_repo / "dvc.lock").read_text())
     assert {"dosnp_fetch", "dosnp_dft", "dosnp_featurize", "dosnp_train", "dosnp_evaluate",
             "dosnp_report"} <= set(lock["stages"])
+    assert {f"alignn_dos_{s}" for s in ("fetch", "dft", "featurize", "autoencoder", "train",
+                                        "evaluate", "report")} <= set(lock["stages"])
+
+
+def test_alignn_dos_artifacts_and_shared_dft(tiny_repo: Path, first_repro: str) -> None:
+    metrics = json.loads((tiny_repo / "reports/alignn_dos/metrics.json").read_text())
+    assert metrics["n_materials"] == 4 and metrics["source"] == "gpaw"
+    keys = ("d_alignn", "ae_alignn_8", "ae_alignn_12", "ae_alignn_16", "ae_alignn_20", "mean_baseline")
+    fields = {"mae", "re", "frac_mae_lt_0.02", "frac_re_lt_0.2", "n"}
+    for key in keys:
+        assert set(metrics[key]) == {"train", "val", "test"}
+        assert all(set(metrics[key][split]) == fields for split in ("train", "val", "test"))
+        assert set(metrics["jarvis_external"][key]) == fields
+        assert metrics["jarvis_external"][key]["n"] == 50
+    n_ok = 4 - metrics["n_dft_failed"] - metrics["n_excluded"]
+    assert sum(metrics["d_alignn"][s]["n"] for s in ("train", "val", "test")) == n_ok
+    assert set(metrics["autoencoder_reconstruction_mae"]) == {"8", "12", "16", "20"}
+    assert (tiny_repo / "reports/alignn_dos/alignn_dos.html").stat().st_size > 10_000
+    figures = {p.name for p in (tiny_repo / "reports/alignn_dos/figures").glob("*.png")}
+    assert {"fig4_d_alignn.png", "fig5_ae_alignn_12.png", "table1_latent_vs_mae.png",
+            "fig6_periodic_gap.png"} <= figures
+    # DOSnp computed the four products; ALIGNN-DOS found every one in the shared cache.
+    summary = (tiny_repo / "data/alignn_dos/dft/summary.csv").read_text()
+    assert "computed" not in summary and summary.count("cached") == 4 - metrics["n_dft_failed"]
 
 
 def test_second_repro_does_nothing(tiny_repo: Path, first_repro: str) -> None:
@@ -100,8 +130,9 @@ def test_experiment_changes_pooling_without_dft(tiny_repo: Path, first_repro: st
     _run(["git", "-c", "user.email=ci@example.org", "-c", "user.name=ci", "commit", "-qm", "lock"], tiny_repo)
     output = _run(["dvc", "exp", "run", "-S", "model.pooling=max"], tiny_repo)
     assert "Running stage 'dosnp_train'" in output
-    assert "Running stage 'dosnp_dft'" not in output
-    assert "Running stage 'dosnp_fetch'" not in output
+    assert "Running stage 'alignn_dos_train'" in output
+    for stage in ("dosnp_dft", "dosnp_fetch", "alignn_dos_dft", "alignn_dos_fetch"):
+        assert f"Running stage '{stage}'" not in output
     shown = _run(["dvc", "exp", "show", "--json"], tiny_repo)
     assert "max" in shown
     diff = _run(["dvc", "params", "diff", "--json"], tiny_repo)

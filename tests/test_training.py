@@ -13,14 +13,10 @@ import torch
 from ase.build import bulk
 
 from esrepro.metrics import regression_metrics, write_json
-from esrepro.papers.dosnp.data import (
-    PDOSGraphDataset,
-    collate_pdos,
-    kfold_labels,
-    random_split_labels,
-)
+from esrepro.papers.dosnp.data import PDOSGraphDataset, collate_pdos
 from esrepro.papers.dosnp.model import load_dosnp
 from esrepro.papers.dosnp.train import PREDICTION_COLUMNS, run_evaluate, run_train
+from esrepro.splits import kfold_labels, random_split_labels
 from esrepro.training import load_model, resolve_accelerator, save_model
 
 N_MATERIALS = 12

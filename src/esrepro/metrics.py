@@ -83,3 +83,42 @@ def write_json(path: str | Path, obj: Any) -> Path:
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(path)
     return path
+
+
+def spectrum_metrics(
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    mae_threshold: float = 0.02,
+    re_threshold: float = 0.2,
+) -> dict[str, Any]:
+    """Per-spectrum errors of ``(n, n_bins)`` spectra, averaged over the set.
+
+    ``mae``: mean over spectra of (1/N) sum_i |p_i - a_i| (ALIGNN-DOS eq. 5); ``re``: mean of
+    |mean(p) - mean(a)| / mean(a) (eq. 7); ``frac_mae_lt_<t>`` / ``frac_re_lt_<t>``: fraction
+    of spectra below the thresholds (paper: 0.02 and 0.2); ``n``: number of spectra. All NaN
+    (and n 0) for an empty set.
+    """
+    per = per_spectrum_errors(y_true, y_pred)
+    n = int(per["mae"].shape[0])
+    keys = (f"frac_mae_lt_{mae_threshold:g}", f"frac_re_lt_{re_threshold:g}")
+    if n == 0:
+        return {"mae": math.nan, "re": math.nan, keys[0]: math.nan, keys[1]: math.nan, "n": 0}
+    return {
+        "mae": float(per["mae"].mean()),
+        "re": float(np.nanmean(per["re"])) if np.isfinite(per["re"]).any() else math.nan,
+        keys[0]: float(np.mean(per["mae"] < mae_threshold)),
+        keys[1]: float(np.mean(per["re"] < re_threshold)),
+        "n": n,
+    }
+
+
+def per_spectrum_errors(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, np.ndarray]:
+    """MAE (eq. 5) and relative error RE (eq. 7) of each spectrum; RE is NaN where mean(a) = 0."""
+    a = np.asarray(y_true, dtype=np.float64)
+    p = np.asarray(y_pred, dtype=np.float64)
+    if a.shape != p.shape or a.ndim != 2:
+        raise ValueError(f"spectra must be (n, n_bins) arrays of one shape, got {a.shape} and {p.shape}")
+    mean_a = a.mean(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        re = np.where(mean_a > 0, np.abs(p.mean(axis=1) - mean_a) / mean_a, np.nan)
+    return {"mae": np.abs(p - a).mean(axis=1), "re": re}

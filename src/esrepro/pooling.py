@@ -8,10 +8,36 @@ extension (torch_scatter / pyg) is needed.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import torch
 from torch import Tensor
 
 POOLING_MODES: tuple[str, ...] = ("mean+max", "mean", "max", "sum")
+
+
+def pooling_for(params: Mapping[str, Any], paper: str) -> str:
+    """The pooling mode of ``paper`` from the shared ``model.pooling`` param.
+
+    ``model.pooling`` is either one mode for every paper (what ``dvc exp run -S
+    model.pooling=max`` writes) or a mapping ``{paper: mode}`` holding each paper's published
+    default (DOSnp mean+max, ALIGNN mean). A bad value is an error naming the param.
+    """
+    setting = params.get("model", {}).get("pooling")
+    if isinstance(setting, Mapping):
+        if paper not in setting:
+            raise ValueError(
+                f"params.yaml model.pooling has no entry for {paper!r} (has {sorted(setting)})"
+            )
+        mode = setting[paper]
+    else:
+        mode = setting
+    if mode not in POOLING_MODES:
+        raise ValueError(
+            f"params.yaml model.pooling for {paper!r} is {mode!r}; allowed: {', '.join(POOLING_MODES)}"
+        )
+    return str(mode)
 
 
 def _check_mode(mode: str) -> None:

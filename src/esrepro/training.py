@@ -14,7 +14,8 @@ import logging
 import os
 import platform
 import sys
-from collections.abc import Mapping
+import tempfile
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata as importlib_metadata
@@ -340,3 +341,56 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> Sa
         hparams=payload["hparams"],
         metadata=payload.get("metadata", {}),
     )
+
+
+@dataclass
+class FitResult:
+    """What a :func:`fit_module` run did (for model-file metadata)."""
+
+    monitor: str
+    best_score: float | None
+    epochs_run: int
+    device: str
+
+
+def fit_module(
+    build_module: Callable[[], Any],
+    train_loader: Any,
+    val_loader: Any | None,
+    *,
+    max_epochs: int,
+    accelerator: str = "auto",
+    devices: int | str = 1,
+    seed: int = 0,
+    dvclive_dir: Path,
+    patience: int | None = None,
+    monitor: str | None = None,
+) -> tuple[Any, FitResult]:
+    """Train a LightningModule and return it with the weights of its best epoch, on the CPU.
+
+    ``build_module`` is called after :func:`make_trainer` has seeded every generator, so the
+    initial weights depend on ``seed`` alone. ``monitor`` defaults to ``val_loss`` with a
+    validation loader and ``train_loss`` without. Checkpoints live in a scratch directory: a
+    stage's declared outputs are the model files its caller writes, not Lightning's.
+    """
+    monitor = monitor or ("val_loss" if val_loader is not None else "train_loss")
+    with tempfile.TemporaryDirectory(prefix="esrepro-train-") as scratch:
+        trainer, checkpoint = make_trainer(
+            max_epochs=max_epochs, accelerator=accelerator, devices=devices, seed=seed,
+            out_dir=Path(scratch), dvclive_dir=Path(dvclive_dir),
+            patience=None if patience in (None, 0) else int(patience), monitor=monitor,
+        )
+        module = build_module()
+        trainer.fit(module, train_dataloaders=train_loader, val_dataloaders=val_loader)
+        if checkpoint.best_model_path:
+            # Our own checkpoint, written moments ago by this process.
+            state = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=False)
+            module.load_state_dict(state["state_dict"])
+        best = checkpoint.best_model_score
+        result = FitResult(
+            monitor=monitor,
+            best_score=None if best is None else float(best),
+            epochs_run=int(trainer.current_epoch),
+            device=str(trainer.strategy.root_device),
+        )
+    return module.cpu(), result

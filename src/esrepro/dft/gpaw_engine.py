@@ -21,13 +21,40 @@ class SCFNotConverged(RuntimeError):
     """The self-consistency loop hit `max_iterations`."""
 
 
+#: hbar^2 / 2 m_e in eV A^2: a free electron of wave number k has energy HBAR2_2M * k^2.
+HBAR2_2M = 3.80998
+
+
+def free_electron_bands(n_electrons: float, volume: float, above_fermi_ev: float) -> float:
+    """Bands of a free-electron gas of this density below E_F + ``above_fermi_ev``.
+
+    States (per spin) below wave number k: V k^3 / (6 pi^2); the gas's E_F follows from the
+    density. Our cached products need 0.7-1.26x this count (median 0.89) to reach E_VBM + 14 eV.
+    """
+    k_fermi = (3.0 * np.pi**2 * n_electrons / volume) ** (1.0 / 3.0)
+    k_top = np.sqrt(k_fermi**2 + above_fermi_ev / HBAR2_2M)
+    return float(volume * k_top**3 / (6.0 * np.pi**2))
+
+
 def count_bands(atoms: Atoms, settings: DFTSettings) -> int:
-    """max(nbands_factor x occupied, occupied + min_empty_bands), from the PAW setups' valence."""
+    """Bands to compute, from the PAW setups' valence electrons:
+
+    max(nbands_factor x occupied, occupied + min_empty_bands,
+        free_electron_band_scale x free-electron bands below E_F + bands_cover_ev).
+
+    The last term makes products hold every band up to ~E_F + bands_cover_ev at every k-point
+    (DOSnp's PDOS window reaches E_F + 1 Ry, ALIGNN-DOS's grid E_F + 10 eV). Without it,
+    semicore-rich dilute cells (Rb2Te, Cs3Bi, CsK2Sb) stopped at E_VBM + 8 eV.
+    """
     from gpaw.setup_data import SetupData
 
     valence = sum(SetupData(s, settings.xc, "paw").Nv for s in atoms.get_chemical_symbols())
     occupied = int(np.ceil(valence / 2))
-    return max(int(np.ceil(settings.nbands_factor * occupied)), occupied + settings.min_empty_bands)
+    covering = 0
+    if settings.bands_cover_ev > 0:
+        volume = abs(float(np.linalg.det(np.asarray(atoms.cell))))
+        covering = int(np.ceil(settings.free_electron_band_scale * free_electron_bands(valence, volume, settings.bands_cover_ev)))
+    return max(int(np.ceil(settings.nbands_factor * occupied)), occupied + settings.min_empty_bands, covering)
 
 
 def build_calculator(settings: DFTSettings, txt: str | Path | None, nbands: int):
@@ -158,8 +185,8 @@ def run_gpaw(atoms: Atoms, settings: DFTSettings, txt: str | Path | None = None)
         # A subclass of KohnShamConvergenceError in GPAW: say what actually went wrong.
         raise SCFNotConverged(
             f"too few bands ({nbands}) to converge bands up to {settings.converge_bands}; "
-            "raise nbands_factor or "
-            f"min_empty_bands ({type(err).__name__})"
+            "raise nbands_factor, min_empty_bands or "
+            f"bands_cover_ev ({type(err).__name__})"
         ) from err
     except KohnShamConvergenceError as err:
         # GPAW raises this itself at `maxiter`; it tests convergence first, so a run that

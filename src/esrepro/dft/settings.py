@@ -40,6 +40,10 @@ class DFTSettings:
     #: part of the PDOS (the DOSnp window reaches E_F + 1 Ry).
     nbands_factor: float = 2.0
     min_empty_bands: int = 12
+    #: Enough bands to hold every state up to ~E_F + bands_cover_ev at every k-point, from a
+    #: free-electron estimate scaled by free_electron_band_scale (0 disables; see count_bands).
+    bands_cover_ev: float = 14.0
+    free_electron_band_scale: float = 1.2
     #: Bands converged to `eigenstates_tolerance` in the SCF ("occupied", "all", "CBM+<eV>").
     #: Converging every empty band costs many iterations for little change in the PDOS.
     converge_bands: str = "CBM+5.0"

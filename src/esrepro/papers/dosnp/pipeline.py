@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import random
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +17,8 @@ import pandas as pd
 import torch
 
 from esrepro.config import resolve_path
-from esrepro.dft.cache import DFTCache
-from esrepro.dft.farm import FarmOptions, compute_products
 from esrepro.dft.product import DFTProduct
-from esrepro.dft.settings import DFTSettings
+from esrepro.dft.stage import run_dft_stage
 from esrepro.papers.dosnp.inputs import fetch_structure_files, fetch_table
 from esrepro.spectra import dosnp_grid, projected_dos
 from esrepro.structures import read_structure
@@ -99,16 +96,9 @@ def stage_dft(params: dict[str, Any]) -> None:
     products/<mp-id>.npz copies of the cached products, so downstream stages depend on content.
     """
     selected, structures = load_selected()
-    dft = params["dft"]
-    cache = DFTCache(resolve_path(dft["cache"]), [resolve_path(s) for s in dft.get("seed_caches", [])])
-    settings = DFTSettings.from_params(dft["settings"])
-    records = compute_products(
-        structures, settings, cache, FarmOptions.from_params(dft["farm"]),
-        journal=cache.root / "journal.jsonl",
-    )
     out = resolve_path(DFT)
+    records = run_dft_stage(structures, params["dft"], out)
     products = out / "products"
-    products.mkdir(parents=True, exist_ok=True)
     rows = []
     table = selected.set_index("mp_id")
     for record in records:
@@ -129,8 +119,7 @@ def stage_dft(params: dict[str, Any]) -> None:
             "cache_key": record.cache_key,
         }
         if record.status != "failed":
-            product = DFTProduct.load(Path(record.product_path))
-            shutil.copyfile(record.product_path, products / f"{record.material_id}.npz")
+            product = DFTProduct.load(products / f"{record.material_id}.npz")
             summary.update(
                 gpaw_gap=product.gap, fermi_level=product.fermi_level, vbm=product.vbm,
                 cbm=product.cbm, wall_s=product.meta.get("wall_s", record.wall_s),
@@ -165,7 +154,7 @@ def _single_extension(directory: Path) -> str:
 
 def stage_featurize(params: dict[str, Any]) -> None:
     """PDOS tensors (16 channels x 1,000 points per atom) for every material with a product."""
-    from esrepro.papers.dosnp.data import random_split_labels
+    from esrepro.splits import random_split_labels
 
     cfg = params["dosnp"]
     feat = cfg["features"]

@@ -3,7 +3,7 @@
 Parameters are read from the ``params.yaml`` layout::
 
     model:
-      pooling: mean+max
+      pooling: {dosnp: mean+max, ...}   # or one mode for every paper (esrepro.pooling.pooling_for)
     dosnp:
       model: {dropout, hidden, input_scale}
       train: {seed, max_epochs, batch_size, lr, weight_decay, patience, val_fraction, loss,
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -28,14 +27,11 @@ from torch.utils.data import DataLoader
 
 from esrepro.metrics import regression_metrics, write_json
 from esrepro.papers.dosnp.baselines import LRLIDG, fit_linear
-from esrepro.papers.dosnp.data import (
-    PDOSGraphDataset,
-    collate_pdos,
-    load_features,
-    random_split_labels,
-)
+from esrepro.papers.dosnp.data import PDOSGraphDataset, collate_pdos, load_features
 from esrepro.papers.dosnp.model import DOSnp, DOSnpLightning, load_dosnp
-from esrepro.training import make_trainer, save_model
+from esrepro.pooling import pooling_for
+from esrepro.splits import random_split_labels
+from esrepro.training import fit_module, save_model
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +80,7 @@ def run_train(
     ``val_fraction == 0`` every training material is used and ``train_loss`` is monitored.
     """
     feats = load_features(features_path)
-    pooling = params["model"]["pooling"]
+    pooling = pooling_for(params, "dosnp")
     mcfg = params["dosnp"]["model"]
     tcfg = params["dosnp"]["train"]
     seed = int(tcfg["seed"])
@@ -107,20 +103,30 @@ def run_train(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
 
-    # Checkpoints live in a scratch dir: the stage's declared output is only dosnp.pt.
-    with tempfile.TemporaryDirectory(prefix="dosnp-train-") as scratch:
-        trainer, checkpoint = make_trainer(
-            max_epochs=int(tcfg["max_epochs"]),
-            accelerator=str(tcfg.get("accelerator", "auto")),
-            devices=tcfg.get("devices", 1),
-            seed=seed,
-            out_dir=Path(scratch),
-            dvclive_dir=Path(dvclive_dir),
-            patience=None if tcfg.get("patience") in (None, 0) else int(tcfg["patience"]),
-            monitor=monitor,
+    # An explicit generator makes the shuffling order depend on the seed alone.
+    generator = torch.Generator().manual_seed(seed)
+    train_loader = DataLoader(
+        PDOSGraphDataset(feats, fit_rows),
+        batch_size=batch_size,
+        shuffle=True,
+        collate_fn=collate_pdos,
+        generator=generator,
+        # In-process loading: the PDOS tensor is already in memory and workers would copy it.
+        num_workers=0,
+    )
+    val_loader = (
+        DataLoader(
+            PDOSGraphDataset(feats, val_rows),
+            batch_size=batch_size,
+            shuffle=False,
+            collate_fn=collate_pdos,
         )
-        # Built after make_trainer has seeded torch, so the initial weights are reproducible.
-        module = DOSnpLightning(
+        if val_rows
+        else None
+    )
+    initial_residual = float((feats["qsgw_gap"][fit_rows] - feats["lda_gap_table"][fit_rows]).mean())
+    module, fit = fit_module(
+        lambda: DOSnpLightning(
             pooling=pooling,
             dropout=float(mcfg["dropout"]),
             hidden=int(mcfg["hidden"]),
@@ -128,41 +134,19 @@ def run_train(
             lr=float(tcfg["lr"]),
             weight_decay=float(tcfg["weight_decay"]),
             loss=str(tcfg.get("loss", "mse")),
-            initial_residual=float(
-                (feats["qsgw_gap"][fit_rows] - feats["lda_gap_table"][fit_rows]).mean()
-            ),
-        )
-        # An explicit generator makes the shuffling order depend on the seed alone.
-        generator = torch.Generator().manual_seed(seed)
-        train_loader = DataLoader(
-            PDOSGraphDataset(feats, fit_rows),
-            batch_size=batch_size,
-            shuffle=True,
-            collate_fn=collate_pdos,
-            generator=generator,
-            # In-process loading: the PDOS tensor is already in memory and workers would copy it.
-            num_workers=0,
-        )
-        val_loader = (
-            DataLoader(
-                PDOSGraphDataset(feats, val_rows),
-                batch_size=batch_size,
-                shuffle=False,
-                collate_fn=collate_pdos,
-            )
-            if val_rows
-            else None
-        )
-        trainer.fit(module, train_dataloaders=train_loader, val_dataloaders=val_loader)
-
-        best_path = checkpoint.best_model_path
-        best_score = checkpoint.best_model_score
-        if best_path:
-            # Our own checkpoint, written moments ago by this process.
-            state = torch.load(best_path, map_location="cpu", weights_only=False)["state_dict"]
-            module.load_state_dict(state)
-        device = str(trainer.strategy.root_device)
-        epochs_run = int(trainer.current_epoch)
+            initial_residual=initial_residual,
+        ),
+        train_loader,
+        val_loader,
+        max_epochs=int(tcfg["max_epochs"]),
+        accelerator=str(tcfg.get("accelerator", "auto")),
+        devices=tcfg.get("devices", 1),
+        seed=seed,
+        dvclive_dir=Path(dvclive_dir),
+        patience=tcfg.get("patience"),
+        monitor=monitor,
+    )
+    best_score, epochs_run, device = fit.best_score, fit.epochs_run, fit.device
 
     model: DOSnp = module.model.cpu()
     metadata = {

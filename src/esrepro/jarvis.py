@@ -1,0 +1,122 @@
+"""JARVIS-DFT data: the figshare ``edos_pdos`` set and the ALIGNN repository's sample spectra.
+
+``edos_pdos`` is the 55k-material set of jarvis-tools ``jarvis.db.figshare.data("edos_pdos")``
+(figshare file 29216859, ``edos-up_pdos-elast_interp-8-18-2021.json`` zipped): records with a
+``jid``, an ``atoms`` dict (``lattice_mat``, ``coords``, ``elements``, ``cartesian``) and
+``edos_up``, the OptB88vdW total DOS interpolated on 300 bins of -5..10 eV. We read the file
+ourselves rather than through jarvis-tools (which downloads unpinned), so it is fetched like every
+other input: the real URL, a sha256 pin, the mirror when one is configured.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from ase import Atoms
+
+from esrepro.config import mirror_dir, resolve_path
+from esrepro.fetch import fetch_url
+from esrepro.sources import dataset_sources
+from esrepro.structures import read_structure
+
+#: jarvis-tools' registry entry for ``edos_pdos`` (jarvis/db/figshare.py).
+EDOS_PDOS_URL = "https://ndownloader.figshare.com/files/29216859"
+EDOS_PDOS_MEMBER = "edos-up_pdos-elast_interp-8-18-2021.json"
+N_BINS = 300
+
+
+def jarvis_atoms(d: Mapping[str, Any]) -> Atoms:
+    """An ``ase.Atoms`` from a JARVIS ``atoms`` dict (fractional or Cartesian coordinates)."""
+    cell = np.asarray(d["lattice_mat"], dtype=float)
+    coords = np.asarray(d["coords"], dtype=float).reshape(-1, 3)
+    symbols = [str(s).strip() for s in d["elements"]]
+    if len(symbols) != len(coords):
+        raise ValueError(f"{len(symbols)} elements but {len(coords)} coordinates")
+    if d.get("cartesian", False):
+        return Atoms(symbols, positions=coords, cell=cell, pbc=True)
+    return Atoms(symbols, scaled_positions=coords, cell=cell, pbc=True)
+
+
+def read_edos_pdos(path: str | Path) -> list[dict[str, Any]]:
+    """Records ``{"jid", "atoms": Atoms, "edos_up": (300,) array}`` of an ``edos_pdos`` file.
+
+    ``path`` is the figshare zip or the JSON inside it. A malformed record is an error naming
+    the file and the record.
+    """
+    path = Path(path)
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as zf:
+                names = [n for n in zf.namelist() if n.endswith(".json")]
+                if len(names) != 1:
+                    raise ValueError(f"expected one .json member, found {names}")
+                raw = json.loads(zf.read(names[0]))
+        else:
+            raw = json.loads(path.read_text())
+    except (OSError, ValueError, zipfile.BadZipFile) as err:
+        raise ValueError(f"cannot read JARVIS edos_pdos file {path}: {err}") from err
+    if not isinstance(raw, list):
+        raise ValueError(f"{path}: expected a JSON list of records, got {type(raw).__name__}")
+    records = []
+    for i, rec in enumerate(raw):
+        label = rec.get("jid", f"#{i}") if isinstance(rec, dict) else f"#{i}"
+        try:
+            dos = np.asarray(rec["edos_up"], dtype=np.float64)
+            if dos.shape != (N_BINS,):
+                raise ValueError(f"edos_up has shape {dos.shape}, expected ({N_BINS},)")
+            records.append({"jid": str(rec["jid"]), "atoms": jarvis_atoms(rec["atoms"]), "edos_up": dos})
+        except (KeyError, TypeError, ValueError) as err:
+            raise ValueError(f"{path}: bad record {label}: {err}") from err
+    return records
+
+
+def fetch_edos_pdos(jarvis: Mapping[str, Any], params: Mapping[str, Any], dest: str | Path) -> Path:
+    """Download the ``edos_pdos`` zip (pinned by ``jarvis["sha256"]``) to ``dest``.
+
+    jarvis-tools publishes no checksum, so the pin is a param: a missing one is an error that
+    says how to set it, never an unverified download.
+    """
+    sha = jarvis.get("sha256")
+    url = jarvis.get("url") or EDOS_PDOS_URL
+    if not sha:
+        raise ValueError(
+            f"params.yaml alignn_dos.jarvis.sha256 is not set: pin the sha256 of {url} "
+            "(download it once, run `sha256sum` on it, and write the value there)"
+        )
+    return fetch_url(url, str(sha), resolve_path(dest), mirror=mirror_dir(dict(params)))
+
+
+def fetch_alignn_samples(params: Mapping[str, Any], dest_dir: str | Path) -> list[dict[str, Any]]:
+    """The 50 JARVIS spectra of ALIGNN's ``examples/sample_data_multi_prop`` (pinned), as records
+    like :func:`read_edos_pdos`'s; files are placed under ``dest_dir``."""
+    dest_dir = resolve_path(dest_dir)
+    mirror = mirror_dir(dict(params))
+    for source in dataset_sources("alignn_sample_data_multi_prop"):
+        fetch_url(source.url, source.sha256, dest_dir / source.filename, mirror=mirror)
+    return read_alignn_samples(dest_dir / "id_prop.csv")
+
+
+def read_alignn_samples(id_prop: str | Path) -> list[dict[str, Any]]:
+    """Read ``id_prop.csv`` (POSCAR name, then 300 DOS values) and the POSCARs beside it."""
+    id_prop = Path(id_prop)
+    records = []
+    with open(id_prop, newline="") as fh:
+        for line_no, row in enumerate(csv.reader(fh), start=1):
+            if not row:
+                continue
+            name, values = row[0].strip(), row[1:]
+            if len(values) != N_BINS:
+                raise ValueError(f"{id_prop}:{line_no}: {len(values)} DOS values for {name}, expected {N_BINS}")
+            try:
+                dos = np.asarray([float(v) for v in values])
+            except ValueError as err:
+                raise ValueError(f"{id_prop}:{line_no}: non-numeric DOS value for {name}: {err}") from err
+            jid = name.removeprefix("POSCAR-").removesuffix(".vasp")
+            records.append({"jid": jid, "atoms": read_structure(id_prop.parent / name), "edos_up": dos})
+    return records

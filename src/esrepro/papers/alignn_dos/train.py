@@ -1,0 +1,291 @@
+"""Training and evaluation of the ALIGNN-DOS models (entry points of its DVC stages).
+
+Models (``MODEL_KEYS``): ``d_alignn`` predicts the 300-bin DOS directly; ``ae_alignn_<L>``
+predicts the L-dimensional autoencoder code of the DOS, decoded by the frozen decoder of the
+autoencoder trained on the same training spectra (paper Sec. 4-5: ALIGNN's output is the
+latent target, the decoder recovers the DOS); ``mean_baseline`` predicts the mean training
+spectrum for every structure (paper Sec. 5).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from esrepro.graphs import GraphBatch
+from esrepro.metrics import spectrum_metrics, write_json
+from esrepro.papers.alignn_dos.autoencoder import DOSAutoencoder
+from esrepro.papers.alignn_dos.data import (
+    GraphTargetDataset,
+    collate_graph_targets,
+    collate_records,
+)
+from esrepro.papers.alignn_dos.model import ALIGNN
+from esrepro.pooling import pooling_for
+from esrepro.training import fit_module, load_model, save_model
+
+log = logging.getLogger(__name__)
+
+
+def model_keys(latents: Sequence[int]) -> list[str]:
+    """``d_alignn``, then ``ae_alignn_<L>`` for each latent size."""
+    return ["d_alignn", *[f"ae_alignn_{int(n)}" for n in latents]]
+
+
+def rows_of(split: Sequence[str], name: str) -> list[int]:
+    return [i for i, s in enumerate(split) if s == name]
+
+
+# --------------------------------------------------------------------------- Lightning modules
+
+
+class AutoencoderModule(lightning.LightningModule):
+    """MSE reconstruction of DOS spectra; ``val_mae`` in states/eV/electron."""
+
+    def __init__(self, n_bins: int, latent: int, widths: Sequence[int], lr: float, weight_decay: float) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.net = DOSAutoencoder(n_bins, latent, widths)
+
+    def _step(self, batch: Sequence[Tensor], stage: str) -> Tensor:
+        (dos,) = batch
+        recon = self.net(dos)
+        loss = nn.functional.mse_loss(recon, dos)
+        self.log(f"{stage}_loss", loss, on_step=False, on_epoch=True, batch_size=dos.shape[0])
+        if stage == "val":
+            self.log("val_mae", (recon - dos).abs().mean(), on_epoch=True, batch_size=dos.shape[0])
+        return loss
+
+    def training_step(self, batch: Sequence[Tensor], batch_idx: int) -> Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: Sequence[Tensor], batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+
+
+class ALIGNNModule(lightning.LightningModule):
+    """ALIGNN regressing a target matrix (DOS bins or autoencoder codes) with MSE.
+
+    With a ``decoder`` (frozen, not a parameter of the optimizer) ``val_mae`` is measured on
+    the decoded DOS, so every model's validation curve is in states/eV/electron.
+    """
+
+    def __init__(self, alignn: dict[str, Any], lr: float, weight_decay: float, decoder: nn.Module | None = None) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["decoder"])
+        self.model = ALIGNN(**alignn)
+        self.decoder = decoder
+        if decoder is not None:
+            decoder.requires_grad_(False)
+
+    def forward(self, batch: GraphBatch) -> Tensor:
+        return self.model(batch)
+
+    def training_step(self, batch: tuple[GraphBatch, Tensor], batch_idx: int) -> Tensor:
+        graphs, target = batch
+        loss = nn.functional.mse_loss(self(graphs), target)
+        self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=graphs.n_graphs)
+        return loss
+
+    def validation_step(self, batch: tuple[GraphBatch, Tensor], batch_idx: int) -> None:
+        graphs, target = batch
+        out = self(graphs)
+        n = graphs.n_graphs
+        self.log("val_loss", nn.functional.mse_loss(out, target), on_epoch=True, batch_size=n)
+        if self.decoder is not None:
+            out, target = self.decoder(out), self.decoder(target)
+        self.log("val_mae", (out - target).abs().mean(), on_epoch=True, batch_size=n)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        return torch.optim.AdamW(params, lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+
+    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
+        graphs, target = batch
+        return graphs.to(device), target.to(device)
+
+
+# --------------------------------------------------------------------------- stages
+
+
+def _fit_kwargs(tcfg: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "max_epochs": int(tcfg["max_epochs"]),
+        "accelerator": str(tcfg.get("accelerator", "auto")),
+        "devices": tcfg.get("devices", 1),
+        "seed": int(tcfg["seed"]),
+        "patience": tcfg.get("patience"),
+    }
+
+
+def run_autoencoders(features_path: Path, params: Mapping[str, Any], out_dir: Path, dvclive_root: Path) -> dict[int, Path]:
+    """Train one autoencoder per latent size on the training spectra; ``out_dir/ae_<L>.pt``."""
+    feats = torch.load(features_path, weights_only=True)
+    cfg = params["alignn_dos"]["autoencoder"]
+    dos = feats["dos"].float()
+    train, val = rows_of(feats["split"], "train"), rows_of(feats["split"], "val")
+    if not train:
+        raise ValueError(f"{features_path}: no structures in the 'train' split")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for latent in [int(n) for n in cfg["latents"]]:
+        loader = DataLoader(TensorDataset(dos[train]), batch_size=int(cfg["batch_size"]), shuffle=True,
+                            generator=torch.Generator().manual_seed(int(cfg["seed"])))
+        val_loader = DataLoader(TensorDataset(dos[val]), batch_size=int(cfg["batch_size"])) if val else None
+        module, fit = fit_module(
+            lambda latent=latent: AutoencoderModule(dos.shape[1], latent, cfg["widths"], float(cfg["lr"]),
+                                                    float(cfg["weight_decay"])),
+            loader, val_loader, dvclive_dir=dvclive_root / f"latent_{latent}", **_fit_kwargs(cfg),
+        )
+        net: DOSAutoencoder = module.net
+        paths[latent] = save_model(
+            out_dir / f"ae_{latent}.pt", net.state_dict(), net.hparams_dict(),
+            {"paper": "alignn_dos", "model": f"autoencoder_{latent}", "training": {**dict(cfg), **fit.__dict__},
+             "n_train": len(train), "n_val": len(val)},
+        )
+        log.info("autoencoder latent %d: %s %s after %d epochs", latent, fit.monitor, fit.best_score, fit.epochs_run)
+    return paths
+
+
+def load_autoencoder(path: Path) -> DOSAutoencoder:
+    saved = load_model(path)
+    net = DOSAutoencoder(**saved.hparams)
+    net.load_state_dict(saved.state_dict)
+    return net.eval()
+
+
+def load_alignn(path: Path) -> tuple[ALIGNN, dict[str, Any]]:
+    saved = load_model(path)
+    model = ALIGNN(**saved.hparams)
+    model.load_state_dict(saved.state_dict)
+    return model.eval(), saved.metadata
+
+
+def alignn_config(params: Mapping[str, Any], output_features: int) -> dict[str, Any]:
+    """ALIGNN constructor arguments from ``alignn_dos.model`` and the shared ``model.pooling``."""
+    return {**dict(params["alignn_dos"]["model"]), "output_features": int(output_features),
+            "pooling": pooling_for(params, "alignn_dos")}
+
+
+def run_train(
+    features_path: Path, autoencoder_dir: Path, params: Mapping[str, Any], out_dir: Path, dvclive_root: Path
+) -> dict[str, Path]:
+    """Train D-ALIGNN and one AE-ALIGNN per latent size; ``out_dir/<model key>.pt``."""
+    feats = torch.load(features_path, weights_only=True)
+    tcfg = params["alignn_dos"]["train"]
+    records, dos = feats["graphs"], feats["dos"].float()
+    train, val = rows_of(feats["split"], "train"), rows_of(feats["split"], "val")
+    if not train:
+        raise ValueError(f"{features_path}: no structures in the 'train' split")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    batch_size = int(tcfg["batch_size"])
+    paths = {}
+    for key in model_keys(params["alignn_dos"]["autoencoder"]["latents"]):
+        decoder, target = None, dos
+        if key != "d_alignn":
+            ae = load_autoencoder(autoencoder_dir / f"ae_{key.rsplit('_', 1)[1]}.pt")
+            decoder = ae.decoder
+            with torch.no_grad():
+                target = ae.encode(dos)
+        loader = DataLoader(GraphTargetDataset(records, target, train), batch_size=batch_size, shuffle=True,
+                            collate_fn=collate_graph_targets, generator=torch.Generator().manual_seed(int(tcfg["seed"])))
+        val_loader = (DataLoader(GraphTargetDataset(records, target, val), batch_size=batch_size,
+                                 collate_fn=collate_graph_targets) if val else None)
+        config = alignn_config(params, target.shape[1])
+        module, fit = fit_module(
+            lambda config=config, decoder=decoder: ALIGNNModule(config, float(tcfg["lr"]), float(tcfg["weight_decay"]), decoder),
+            loader, val_loader, dvclive_dir=dvclive_root / key, **_fit_kwargs(tcfg),
+        )
+        model: ALIGNN = module.model
+        paths[key] = save_model(
+            out_dir / f"{key}.pt", model.state_dict(), model.hparams_dict(),
+            {"paper": "alignn_dos", "model": key,
+             "target": "DOS per valence electron (300 bins)" if decoder is None else f"autoencoder code ({key})",
+             "training": {**dict(tcfg), **fit.__dict__}, "n_train": len(train), "n_val": len(val),
+             "features_meta": feats.get("meta", {})},
+        )
+        log.info("%s: %s %s after %d epochs on %s", key, fit.monitor, fit.best_score, fit.epochs_run, fit.device)
+    return paths
+
+
+@torch.no_grad()
+def predict_dos(model: ALIGNN, records: Sequence[dict[str, Any]], decoder: nn.Module | None = None,
+                batch_size: int = 64) -> np.ndarray:
+    """Predicted DOS ``(n, n_bins)`` of graph records (decoded when ``decoder`` is given)."""
+    out = []
+    for start in range(0, len(records), batch_size):
+        y = model(collate_records(records[start:start + batch_size]))
+        out.append(decoder(y) if decoder is not None else y)
+    n_bins = decoder[-2].out_features if decoder is not None else model.hparams_dict()["output_features"]
+    return torch.cat(out).numpy() if out else np.zeros((0, n_bins), dtype=np.float32)
+
+
+def run_evaluate(
+    features_path: Path, autoencoder_dir: Path, model_dir: Path, params: Mapping[str, Any],
+    metrics_path: Path, predictions_path: Path, extra: Mapping[str, Any],
+) -> dict[str, Any]:
+    """Metrics of every model on train/val/test and on the external JARVIS spectra.
+
+    Writes the metrics JSON and an ``.npz`` of the test and external predictions (the report's
+    input; train/val predictions are left out to keep the committed file small).
+    """
+    feats = torch.load(features_path, weights_only=True)
+    latents = [int(n) for n in params["alignn_dos"]["autoencoder"]["latents"]]
+    dos = feats["dos"].numpy().astype(np.float64)
+    split = list(feats["split"])
+    ext = feats["external"]
+    ext_dos = ext["dos"].numpy().astype(np.float64)
+    train = rows_of(split, "train")
+    preds: dict[str, np.ndarray] = {}
+    ext_preds: dict[str, np.ndarray] = {}
+    metrics: dict[str, Any] = dict(extra)
+    recon: dict[str, float] = {}
+    for key in model_keys(latents):
+        model, _ = load_alignn(model_dir / f"{key}.pt")
+        decoder = None
+        if key != "d_alignn":
+            ae = load_autoencoder(autoencoder_dir / f"ae_{key.rsplit('_', 1)[1]}.pt")
+            decoder = ae.decoder
+            test = rows_of(split, "test")
+            with torch.no_grad():
+                rec = ae(torch.from_numpy(dos[test]).float()).numpy()
+            recon[key.rsplit("_", 1)[1]] = spectrum_metrics(dos[test], rec)["mae"]
+        preds[key] = predict_dos(model, feats["graphs"], decoder)
+        ext_preds[key] = predict_dos(model, ext["graphs"], decoder)
+    mean_spectrum = dos[train].mean(axis=0)
+    preds["mean_baseline"] = np.broadcast_to(mean_spectrum, dos.shape)
+    ext_preds["mean_baseline"] = np.broadcast_to(mean_spectrum, ext_dos.shape)
+    for key, pred in preds.items():
+        metrics[key] = {name: spectrum_metrics(dos[rows_of(split, name)], pred[rows_of(split, name)])
+                        for name in ("train", "val", "test")}
+    metrics["autoencoder_reconstruction_mae"] = recon
+    metrics["jarvis_external"] = {key: spectrum_metrics(ext_dos, pred) for key, pred in ext_preds.items()}
+    write_json(metrics_path, metrics)
+
+    test = rows_of(split, "test")
+    n_ext = ext_dos.shape[0]
+    arrays = {
+        "energies": feats["energies"].numpy(),
+        "material_ids": np.array([feats["material_ids"][i] for i in test] + list(ext["ids"]), dtype=str),
+        "formulas": np.array([feats["formulas"][i] for i in test] + list(ext["formulas"]), dtype=str),
+        "split": np.array(["test"] * len(test) + ["external"] * n_ext, dtype=str),
+        "target": np.concatenate([dos[test], ext_dos]).astype(np.float32),
+        "gap_threshold": np.float64(params["alignn_dos"]["dos"]["gap_threshold"]),
+    }
+    for key in preds:
+        arrays[f"pred_{key}"] = np.concatenate([preds[key][test], ext_preds[key]]).astype(np.float32)
+    predictions_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(predictions_path, "wb") as fh:
+        np.savez_compressed(fh, **arrays)
+    return metrics
