@@ -264,3 +264,14 @@ def test_cli(tmp_path: Path) -> None:
     (root / METRICS_REL).write_text('{"n_materials": 1}\n')
     result = runner.invoke(app, ["check-targets", "--root", str(root)])
     assert result.exit_code == 1
+
+
+def test_metric_paths_whose_keys_hold_dots() -> None:
+    from esrepro.targets import get_metric
+
+    metrics = {"d_alignn": {"test": {"frac_mae_lt_0.02": 0.5, "mae": 0.01}},
+               "autoencoder_reconstruction_mae": {"12": 0.003}}
+    assert get_metric(metrics, "d_alignn.test.frac_mae_lt_0.02") == 0.5
+    assert get_metric(metrics, "d_alignn.test.mae") == 0.01
+    assert get_metric(metrics, "autoencoder_reconstruction_mae.12") == 0.003
+    assert get_metric(metrics, "d_alignn.test.frac_mae_lt_0.03") is None

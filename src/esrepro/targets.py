@@ -226,12 +226,23 @@ def read_dvc_lock(root: Path) -> dict[str, Any] | None:
 
 
 def get_metric(metrics: Mapping[str, Any], dotted: str) -> float | None:
-    """Value at ``a.b.c`` in nested mappings as float; None when absent, null or non-finite."""
+    """Value at ``a.b.c`` in nested mappings as float; None when absent, null or non-finite.
+
+    Keys may themselves hold dots (``d_alignn.test.frac_mae_lt_0.02``): at each level the
+    longest run of parts that is a key is taken.
+    """
+    parts = dotted.split(".")
     node: Any = metrics
-    for part in dotted.split("."):
-        if not isinstance(node, Mapping) or part not in node:
+    while parts:
+        if not isinstance(node, Mapping):
             return None
-        node = node[part]
+        for n in range(len(parts), 0, -1):
+            key = ".".join(parts[:n])
+            if key in node:
+                node, parts = node[key], parts[n:]
+                break
+        else:
+            return None
     if isinstance(node, bool) or not isinstance(node, int | float):
         return None
     value = float(node)
@@ -591,7 +602,7 @@ def snapshot_reference(
     copies += [
         (p, ref / "figures" / p.name) for p in sorted((report_dir / "figures").glob("*.png"))
     ]
-    for name in (f"{paper}.html", "predictions.csv"):
+    for name in (f"{paper}.html", "predictions.csv", "predictions.npz"):
         if (report_dir / name).is_file():
             copies.append((report_dir / name, ref / name))
     files: dict[str, str] = {}
