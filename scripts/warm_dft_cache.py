@@ -12,12 +12,11 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from pathlib import Path
 
-from esrepro.config import load_params, resolve_path
-from esrepro.dft.cache import DFTCache
+from esrepro.config import load_params
 from esrepro.dft.farm import FarmOptions, compute_products
 from esrepro.dft.settings import DFTSettings
+from esrepro.dft.stage import cache_from_params
 from esrepro.papers.dosnp.inputs import fetch_structures, fetch_table
 from esrepro.papers.dosnp.pipeline import seeded_order
 
@@ -45,10 +44,10 @@ def main() -> int:
     farm.retry_failed = farm.retry_failed or args.retry_failed
     if args.timeout_s:
         farm.timeout_s = args.timeout_s
-    cache = DFTCache(resolve_path(params["dft"]["cache"]), [resolve_path(s) for s in params["dft"]["seed_caches"]])
+    cache = cache_from_params(params["dft"])
     records = compute_products(
         structures, DFTSettings.from_params(params["dft"]["settings"]), cache, farm,
-        journal=Path(resolve_path(params["dft"]["cache"])) / "journal.jsonl",
+        journal=cache.root / "journal.jsonl",
     )
     failed = sum(r.status == "failed" for r in records)
     print(f"{len(records)} materials, {failed} failed")

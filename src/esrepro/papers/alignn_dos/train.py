@@ -50,10 +50,19 @@ def rows_of(split: Sequence[str], name: str) -> list[int]:
 class AutoencoderModule(lightning.LightningModule):
     """MSE reconstruction of DOS spectra; ``val_mae`` in states/eV/electron."""
 
-    def __init__(self, n_bins: int, latent: int, widths: Sequence[int], lr: float, weight_decay: float) -> None:
+    def __init__(
+        self, n_bins: int, latent: int, widths: Sequence[int], lr: float, weight_decay: float,
+        mean_spectrum: Tensor | None = None,
+    ) -> None:
         super().__init__()
-        self.save_hyperparameters()
+        self.save_hyperparameters(ignore=["mean_spectrum"])
         self.net = DOSAutoencoder(n_bins, latent, widths)
+        if mean_spectrum is not None:
+            # Start from the mean training spectrum (sigmoid(bias)) instead of 0.5 everywhere:
+            # per-electron DOS values are ~0.03, far out on the sigmoid, and small sets would
+            # otherwise stop early near a flat output.
+            with torch.no_grad():
+                self.net.decoder[-2].bias.copy_(torch.logit(mean_spectrum.clamp(1e-4, 1 - 1e-4)))
 
     def _step(self, batch: Sequence[Tensor], stage: str) -> Tensor:
         (dos,) = batch
@@ -81,13 +90,21 @@ class ALIGNNModule(lightning.LightningModule):
     the decoded DOS, so every model's validation curve is in states/eV/electron.
     """
 
-    def __init__(self, alignn: dict[str, Any], lr: float, weight_decay: float, decoder: nn.Module | None = None) -> None:
+    def __init__(
+        self, alignn: dict[str, Any], lr: float, weight_decay: float, decoder: nn.Module | None = None,
+        mean_target: Tensor | None = None,
+    ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["decoder"])
+        self.save_hyperparameters(ignore=["decoder", "mean_target"])
         self.model = ALIGNN(**alignn)
         self.decoder = decoder
         if decoder is not None:
             decoder.requires_grad_(False)
+        if mean_target is not None and alignn.get("link", "identity") == "identity":
+            # Start at the mean-spectrum baseline and learn deviations from it (as DOSnp starts
+            # from the mean gap correction).
+            with torch.no_grad():
+                self.model.fc[-1].bias.copy_(mean_target)
 
     def forward(self, batch: GraphBatch) -> Tensor:
         return self.model(batch)
@@ -145,7 +162,7 @@ def run_autoencoders(features_path: Path, params: Mapping[str, Any], out_dir: Pa
         val_loader = DataLoader(TensorDataset(dos[val]), batch_size=int(cfg["batch_size"])) if val else None
         module, fit = fit_module(
             lambda latent=latent: AutoencoderModule(dos.shape[1], latent, cfg["widths"], float(cfg["lr"]),
-                                                    float(cfg["weight_decay"])),
+                                                    float(cfg["weight_decay"]), dos[train].mean(0)),
             loader, val_loader, dvclive_dir=dvclive_root / f"latent_{latent}", **_fit_kwargs(cfg),
         )
         net: DOSAutoencoder = module.net
@@ -204,7 +221,8 @@ def run_train(
                                  collate_fn=collate_graph_targets) if val else None)
         config = alignn_config(params, target.shape[1])
         module, fit = fit_module(
-            lambda config=config, decoder=decoder: ALIGNNModule(config, float(tcfg["lr"]), float(tcfg["weight_decay"]), decoder),
+            lambda config=config, decoder=decoder, target=target: ALIGNNModule(
+                config, float(tcfg["lr"]), float(tcfg["weight_decay"]), decoder, target[train].mean(0)),
             loader, val_loader, dvclive_dir=dvclive_root / key, **_fit_kwargs(tcfg),
         )
         model: ALIGNN = module.model

@@ -20,7 +20,7 @@ from esrepro.config import resolve_path
 from esrepro.dft.product import DFTProduct
 from esrepro.dft.stage import run_dft_stage
 from esrepro.papers.dosnp.inputs import fetch_structure_files, fetch_table
-from esrepro.spectra import dosnp_grid, projected_dos
+from esrepro.spectra import complete_band_range, dosnp_grid, projected_dos
 from esrepro.structures import read_structure
 
 log = logging.getLogger(__name__)
@@ -130,10 +130,6 @@ def stage_dft(params: dict[str, Any]) -> None:
     log.info("DFT: %d materials, %d failed (reasons in %s)", len(rows), n_failed, out / "summary.csv")
 
 
-def gpaw_pdos(product_path: Path, grid: np.ndarray, sigma_ev: float) -> np.ndarray:
-    return projected_dos(DFTProduct.load(product_path), grid, sigma_ev)
-
-
 def ecalj_pdos(material_id: str, cfg: dict[str, Any], grid: np.ndarray) -> np.ndarray:
     """PDOS from ecalj files a user holds: `<ecalj_pdos_dir>/<mp-id>/dos.isp*.site*.<ext>`."""
     from esrepro.dft.ecalj import ecalj_pdos_tensor
@@ -161,16 +157,24 @@ def stage_featurize(params: dict[str, Any]) -> None:
     grid = dosnp_grid(feat["emin_ry"], feat["emax_ry"], int(feat["n_points"]))
     summary = pd.read_csv(resolve_path(DFT) / "summary.csv")
     ok = summary[summary["status"] != "failed"].reset_index(drop=True)
-    blocks, n_atoms = [], []
+    blocks, n_atoms, short = [], [], []
     for material_id in ok["material_id"]:
         if cfg["pdos_source"] == "gpaw":
-            pdos = gpaw_pdos(resolve_path(DFT) / "products" / f"{material_id}.npz", grid, feat["sigma_ev"])
+            product = DFTProduct.load(resolve_path(DFT) / "products" / f"{material_id}.npz")
+            # States above the product's last complete band are missing from the PDOS there.
+            top = complete_band_range(product, product.reference_energy)[1]
+            if top < grid[-1] + 3 * float(feat["sigma_ev"]):
+                short.append(f"{material_id} (E_F{top:+.1f} eV)")
+            pdos = projected_dos(product, grid, feat["sigma_ev"])
         elif cfg["pdos_source"] == "ecalj":
             pdos = ecalj_pdos(material_id, cfg, grid)
         else:
             raise ValueError(f"dosnp.pdos_source must be 'gpaw' or 'ecalj', got {cfg['pdos_source']!r}")
         blocks.append(torch.from_numpy(pdos.astype(np.float32)).to(torch.float16))
         n_atoms.append(pdos.shape[0])
+    if short:
+        log.warning("%d of %d materials have no bands to the top of the PDOS window (E_F%+.1f eV): %s",
+                    len(short), len(ok), grid[-1], ", ".join(short))
     ids = list(ok["material_id"])
     split = cfg["split"]
     features = {
@@ -189,6 +193,7 @@ def stage_featurize(params: dict[str, Any]) -> None:
             "sigma_ev": float(feat["sigma_ev"]),
             "units": "states/eV per atom and channel, spin-summed",
             "energy_reference": "VBM for gapped systems, else E_F",
+            "bands_short_of_window": short,
         },
     }
     out = resolve_path(FEATURES)
