@@ -288,6 +288,8 @@ def run_evaluate(
         metrics[key] = {name: spectrum_metrics(dos[rows_of(split, name)], pred[rows_of(split, name)])
                         for name in ("train", "val", "test")}
     metrics["autoencoder_reconstruction_mae"] = recon
+    d_mae, base_mae = metrics["d_alignn"]["test"]["mae"], metrics["mean_baseline"]["test"]["mae"]
+    metrics["baseline_over_d_alignn_test_mae"] = base_mae / d_mae if d_mae > 0 else float("nan")
     metrics["jarvis_external"] = {key: spectrum_metrics(ext_dos, pred) for key, pred in ext_preds.items()}
     write_json(metrics_path, metrics)
 
