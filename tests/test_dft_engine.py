@@ -356,3 +356,15 @@ def test_free_electron_estimate_raises_bands_of_dilute_semicore_cells() -> None:
     plain = dataclasses.replace(SMALL, bands_cover_ev=0.0)
     assert count_bands(cscl, plain) == max(2 * 8, 8 + SMALL.min_empty_bands)
     assert count_bands(cscl, SMALL) > count_bands(cscl, plain) + 8
+
+
+def test_local_farm_survives_a_suspended_process() -> None:
+    # Dask drops workers whose heartbeat is missing for worker-ttl (5 min by default); after a
+    # SIGSTOP or a laptop suspend the farm then hung with every task cancelled. The in-process
+    # local worker has no heartbeat time-out.
+    client, cluster = farm._make_client(farm.FarmOptions(workers=2))
+    try:
+        assert cluster.scheduler.worker_ttl is None
+    finally:
+        client.close()
+        cluster.close()

@@ -149,17 +149,22 @@ def _last_error_line(output: str) -> str:
 
 
 def _make_client(options: FarmOptions):
+    import dask
     from dask.distributed import Client, LocalCluster
 
     if options.cluster == "local":
         # The heavy lifting happens in worker subprocesses, so threads are enough here and
-        # avoid spawning a Python process per Dask worker.
-        cluster = LocalCluster(
-            n_workers=1,
-            threads_per_worker=max(1, options.workers),
-            processes=False,
-            dashboard_address=None,
-        )
+        # avoid spawning a Python process per Dask worker. The in-process worker cannot die on
+        # its own, so no heartbeat time-out: with Dask's default (5 min) a suspended laptop or
+        # a stopped job (SIGSTOP, ^Z) comes back to a scheduler that dropped its only worker
+        # and cancelled every task, and the run hangs.
+        with dask.config.set({"distributed.scheduler.worker-ttl": None}):
+            cluster = LocalCluster(
+                n_workers=1,
+                threads_per_worker=max(1, options.workers),
+                processes=False,
+                dashboard_address=None,
+            )
     else:
         import dask_jobqueue
 
