@@ -394,3 +394,14 @@ def fit_module(
             device=str(trainer.strategy.root_device),
         )
     return module.cpu(), result
+
+
+def load_network(path: str | Path, cls: Callable[..., torch.nn.Module]) -> tuple[Any, dict[str, Any]]:
+    """Rebuild ``cls(**hparams)`` from a :func:`save_model` file, with its weights, in eval mode.
+
+    Returns the network and the file's metadata.
+    """
+    saved = load_model(path)
+    net = cls(**saved.hparams)
+    net.load_state_dict(saved.state_dict)
+    return net.eval(), saved.metadata

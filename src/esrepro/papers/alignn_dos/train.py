@@ -30,7 +30,7 @@ from esrepro.papers.alignn_dos.data import (
 )
 from esrepro.papers.alignn_dos.model import ALIGNN
 from esrepro.pooling import pooling_for
-from esrepro.training import fit_module, load_model, save_model
+from esrepro.training import fit_module, load_network, save_model
 
 log = logging.getLogger(__name__)
 
@@ -86,8 +86,9 @@ class AutoencoderModule(lightning.LightningModule):
 class ALIGNNModule(lightning.LightningModule):
     """ALIGNN regressing a target matrix (DOS bins or autoencoder codes) with MSE.
 
-    With a ``decoder`` (frozen, not a parameter of the optimizer) ``val_mae`` is measured on
-    the decoded DOS, so every model's validation curve is in states/eV/electron.
+    With a ``decoder`` (frozen, not a parameter of the optimizer) ``val_mae`` compares the
+    decoded prediction with the decoded target code (the autoencoder's reconstruction), so
+    every model's validation curve is in states/eV/electron.
     """
 
     def __init__(
@@ -175,18 +176,10 @@ def run_autoencoders(features_path: Path, params: Mapping[str, Any], out_dir: Pa
     return paths
 
 
-def load_autoencoder(path: Path) -> DOSAutoencoder:
-    saved = load_model(path)
-    net = DOSAutoencoder(**saved.hparams)
-    net.load_state_dict(saved.state_dict)
-    return net.eval()
-
-
-def load_alignn(path: Path) -> tuple[ALIGNN, dict[str, Any]]:
-    saved = load_model(path)
-    model = ALIGNN(**saved.hparams)
-    model.load_state_dict(saved.state_dict)
-    return model.eval(), saved.metadata
+def load_autoencoder(autoencoder_dir: Path, model_key: str) -> DOSAutoencoder:
+    """The autoencoder an ``ae_alignn_<L>`` model decodes with (``ae_<L>.pt``), in eval mode."""
+    latent = model_key.rsplit("_", 1)[1]
+    return load_network(autoencoder_dir / f"ae_{latent}.pt", DOSAutoencoder)[0]
 
 
 def alignn_config(params: Mapping[str, Any], output_features: int) -> dict[str, Any]:
@@ -211,7 +204,7 @@ def run_train(
     for key in model_keys(params["alignn_dos"]["autoencoder"]["latents"]):
         decoder, target = None, dos
         if key != "d_alignn":
-            ae = load_autoencoder(autoencoder_dir / f"ae_{key.rsplit('_', 1)[1]}.pt")
+            ae = load_autoencoder(autoencoder_dir, key)
             decoder = ae.decoder
             with torch.no_grad():
                 target = ae.encode(dos)
@@ -270,10 +263,10 @@ def run_evaluate(
     metrics: dict[str, Any] = dict(extra)
     recon: dict[str, float] = {}
     for key in model_keys(latents):
-        model, _ = load_alignn(model_dir / f"{key}.pt")
+        model, _ = load_network(model_dir / f"{key}.pt", ALIGNN)
         decoder = None
         if key != "d_alignn":
-            ae = load_autoencoder(autoencoder_dir / f"ae_{key.rsplit('_', 1)[1]}.pt")
+            ae = load_autoencoder(autoencoder_dir, key)
             decoder = ae.decoder
             test = rows_of(split, "test")
             with torch.no_grad():

@@ -203,10 +203,6 @@ def load_dosnp(path: str | Path) -> tuple[DOSnp, dict[str, Any]]:
 
     Returns the model in eval mode and the file's metadata.
     """
-    from esrepro.training import load_model
+    from esrepro.training import load_network
 
-    saved = load_model(path)
-    model = DOSnp(**saved.hparams)
-    model.load_state_dict(saved.state_dict)
-    model.eval()
-    return model, saved.metadata
+    return load_network(path, DOSnp)
