@@ -1,6 +1,7 @@
 """Fill the DFT cache for every DOSnp material in a seeded random order (paper-scale warm-up).
 
     python scripts/warm_dft_cache.py [--workers 2] [--mpi-ranks 1]
+    python scripts/warm_dft_cache.py --status   # how far it got; computes nothing
 
 Runs the same engine and settings as the `dosnp_dft` stage (params.yaml `dft`), reading the
 mirrored/fetched POSCARs, so `dvc repro` afterwards finds every product in the cache. The random
@@ -15,7 +16,7 @@ import sys
 
 from esrepro.config import load_params
 from esrepro.dft.farm import FarmOptions, compute_products
-from esrepro.dft.settings import DFTSettings
+from esrepro.dft.settings import DFTSettings, cache_key
 from esrepro.dft.stage import cache_from_params
 from esrepro.papers.dosnp.inputs import fetch_structures, fetch_table
 from esrepro.papers.dosnp.pipeline import seeded_order
@@ -30,12 +31,28 @@ def main() -> int:
     parser.add_argument(
         "--retry-failed", action="store_true", help="re-run materials whose failure is recorded"
     )
+    parser.add_argument(
+        "--status", action="store_true",
+        help="print the finished prefix of the seeded order (the n_materials a partial paper-scale "
+        "run can use with max_sites 0 without new DFT) and the counts; compute nothing",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO)
     params = load_params()
     table = fetch_table(params)
     ids = seeded_order([f"mp-{i}" for i in table["material_id"]], args.seed)
     structures = fetch_structures(ids, params)
+    settings = DFTSettings.from_params(params["dft"]["settings"])
+    cache = cache_from_params(params["dft"])
+    if args.status:
+        finished = [
+            cache.find_product(key) is not None or cache.find_failure(key) is not None
+            for key in (cache_key(atoms, settings) for atoms in structures.values())
+        ]
+        prefix = finished.index(False) if False in finished else len(finished)
+        print(f"finished {sum(finished)} of {len(finished)} materials; the first {prefix} of the "
+              f"seeded order are all finished (use n_materials: {prefix}, max_sites: 0)")
+        return 0
     farm = FarmOptions.from_params(params["dft"]["farm"])
     if args.workers:
         farm.workers = args.workers
@@ -44,9 +61,8 @@ def main() -> int:
     farm.retry_failed = farm.retry_failed or args.retry_failed
     if args.timeout_s:
         farm.timeout_s = args.timeout_s
-    cache = cache_from_params(params["dft"])
     records = compute_products(
-        structures, DFTSettings.from_params(params["dft"]["settings"]), cache, farm,
+        structures, settings, cache, farm,
         journal=cache.root / "journal.jsonl",
     )
     failed = sum(r.status == "failed" for r in records)
