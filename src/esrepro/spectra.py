@@ -50,6 +50,22 @@ def projected_dos(product: DFTProduct, grid: np.ndarray, sigma_ev: float) -> np.
     return pdos.reshape(n_atoms, N_CHANNELS, len(grid))
 
 
+def atom_ldos(product: DFTProduct, grid: np.ndarray, sigma_ev: float, e_ref: float | None = None) -> np.ndarray:
+    """Per-atom LDOS (n_atoms, len(grid)), states/eV, spin-summed, from LCAO Mulliken weights.
+
+    Summed over atoms it equals the total DOS of the window's bands (the weights of each band
+    add up to one). `grid` is relative to `e_ref` (absolute eV; default the product's
+    reference energy). Needs a product computed in LCAO mode.
+    """
+    if product.atom_weights is None:
+        raise ValueError("the DFT product has no per-atom weights: compute it with dft.settings.mode: lcao")
+    e_ref = product.reference_energy if e_ref is None else e_ref
+    eigen = product.window_eigenvalues().astype(np.float64) - e_ref
+    kernel = gaussian_kernel(eigen, grid, sigma_ev)  # (n_k * n_bands, n_grid)
+    weights = product.atom_weights.astype(np.float64) * product.k_weights[None, :, None] * SPIN_DEGENERACY
+    return weights.reshape(weights.shape[0], -1) @ kernel
+
+
 def total_dos(
     product: DFTProduct, grid: np.ndarray, sigma_ev: float, e_ref: float | None = None
 ) -> np.ndarray:

@@ -162,6 +162,37 @@ def _channel_weights(calc, band_start: int, band_stop: int) -> tuple[np.ndarray,
     return weights.astype(np.float32), mask
 
 
+def _mulliken_atom_weights(calc, band_start: int, band_stop: int) -> np.ndarray:
+    """LCAO Mulliken weights per atom, (n_atoms, n_k, n_window), point-group averaged.
+
+    w_a(nk) = sum_{mu on a} Re[C*_n,mu (C_n S)_mu]: the share of band n at k on atom a's
+    orbitals. Over all atoms it sums to the band's norm (1), so per-atom LDOS built from it add
+    up to the total DOS exactly (the LDOS paper's eq. 7), which PAW-projector weights do not.
+    An IBZ k-point stands for its star, so weights are averaged over the symmetry operations'
+    atom maps (w_a = 1/N_s sum_s w_{a_sa[s][a]}), as the projector weights are.
+    """
+    from gpaw.mpi import world
+
+    wfs = calc.wfs
+    kd = wfs.kd
+    n_atoms = len(calc.setups)
+    M_a = list(wfs.setups.M_a) + [wfs.setups.nao]
+    my_bands = wfs.bd.get_slice()
+    w = np.zeros((n_atoms, kd.nibzkpts, wfs.bd.nbands))
+    for kpt in wfs.kpt_u:
+        if kpt.s != 0:
+            continue
+        C_nM = kpt.C_nM
+        # GPAW's convention: <psi_n|psi_n> = sum_mu,nu C_n,mu S_mu,nu C*_n,nu (= 1).
+        pop_nM = (C_nM.conj() * (C_nM @ kpt.S_MM)).real
+        for a in range(n_atoms):
+            w[a, kpt.k, my_bands] = pop_nM[:, M_a[a]:M_a[a + 1]].sum(axis=1)
+    world.sum(w)
+    w = w[:, :, band_start:band_stop]
+    a_sa = kd.symmetry.a_sa
+    return np.mean([w[np.asarray(a_sa[s])] for s in range(len(a_sa))], axis=0)
+
+
 def run_gpaw(atoms: Atoms, settings: DFTSettings, txt: str | Path | None = None) -> DFTProduct:
     """Run the SCF for `atoms` and extract eigenvalues, band edges and projector weights.
 
@@ -211,6 +242,7 @@ def run_gpaw(atoms: Atoms, settings: DFTSettings, txt: str | Path | None = None)
 
     wfs = IBZWaveFunctions(calc)
     weights, mask = _channel_weights(calc, band_start, band_stop)
+    atom_weights = _mulliken_atom_weights(calc, band_start, band_stop) if settings.mode == "lcao" else None
 
     return DFTProduct(
         numbers=atoms.numbers.copy(),
@@ -227,6 +259,7 @@ def run_gpaw(atoms: Atoms, settings: DFTSettings, txt: str | Path | None = None)
         band_start=band_start,
         band_stop=band_stop,
         channel_mask=mask,
+        atom_weights=None if atom_weights is None else atom_weights.astype(np.float16),
         meta={
             "energy_ev": float(energy),
             "scf_iterations": iterations,

@@ -49,6 +49,9 @@ class DFTProduct:
     band_stop: int
     channel_mask: np.ndarray  # (n_atoms, 16) True where the setup has a bound projector
     meta: dict[str, Any] = field(default_factory=dict)
+    #: LCAO mode only: (n_atoms, n_k, n_window_bands) float16 Mulliken weights of bands
+    #: band_start:band_stop on each atom's orbitals (they sum to 1 over atoms); None in PW mode.
+    atom_weights: np.ndarray | None = None
 
     @property
     def reference_energy(self) -> float:
@@ -84,6 +87,7 @@ class DFTProduct:
                 band_range=np.array([self.band_start, self.band_stop], dtype=np.int32),
                 channel_mask=self.channel_mask.astype(bool),
                 meta=np.frombuffer(json.dumps(self.meta, sort_keys=True).encode(), dtype=np.uint8),
+                **({} if self.atom_weights is None else {"atom_weights": self.atom_weights.astype(np.float16)}),
             )
         tmp.replace(path)
 
@@ -110,6 +114,7 @@ class DFTProduct:
                     band_stop=stop,
                     channel_mask=z["channel_mask"],
                     meta=json.loads(bytes(z["meta"]).decode()),
+                    atom_weights=z["atom_weights"] if "atom_weights" in z.files else None,
                 )
         except (OSError, EOFError, KeyError, ValueError, zipfile.BadZipFile, zlib.error) as err:
             raise ValueError(f"damaged DFT product file {path}: {err}") from err
