@@ -69,3 +69,15 @@ def test_atom_weights_round_trip_and_pw_products_have_none(si: DFTProduct, tmp_p
     assert DFTProduct.load(tmp_path / "pw.npz").atom_weights is None
     with pytest.raises(ValueError, match="mode: lcao"):
         atom_ldos(pw, energy_grid(-1.0, 1.0, 3), 0.1)
+
+
+def test_skewed_hexagonal_cells_run_in_lcao() -> None:
+    # A 2H-SiC cell with a 123 degree angle: GPAW's real-space grids refuse it as given.
+    from esrepro.papers.ldos.structures import sic_polytypes
+
+    atoms = sic_polytypes(2, seed=1, polytypes=["2H"])[1]
+    if atoms.cell.cellpar()[5] < 100:  # make sure the case is the skewed one
+        atoms.set_cell(atoms.cell.array @ [[1, 0, 0], [1, 1, 0], [0, 0, 1]], scale_atoms=False)
+    product = run_gpaw(atoms, dataclasses.replace(LCAO, kpt_density=0.5))
+    np.testing.assert_array_equal(product.numbers, atoms.numbers)
+    np.testing.assert_allclose(product.atom_weights.astype(float).sum(axis=0), 1.0, atol=2e-3)

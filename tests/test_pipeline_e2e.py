@@ -63,6 +63,11 @@ def tiny_repo(tmp_path_factory, repo_root: Path, mirror_dir: Path) -> Path:
     alignn["model"].update(hidden_features=16, embedding_features=8, alignn_layers=1, gcn_layers=1)
     alignn["autoencoder"].update(max_epochs=2, widths=[32, 16], patience=0)
     alignn["train"].update(max_epochs=2, batch_size=2, patience=0)
+    ldos = params["ldos"]
+    ldos.update(mirrored_si={"howweibin_diamond": 5}, generated={})  # five real 2-atom Si cells
+    ldos["dft"]["kpt_density"] = 1.0
+    ldos["soap"].update(n_max=4, l_max=3, r_cut_scan=[4.0, 5.0])
+    ldos["learn"].update(test_fraction=0.4, folds=2, lam=[1.0e-3], zeta=[1], curve_fractions=[1.0])
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     for cmd in (
         ["git", "init", "-q"],
@@ -96,6 +101,22 @@ def test_repro_builds_every_artifact(tiny_repo: Path, first_repro: str) -> None:
             "dosnp_report"} <= set(lock["stages"])
     assert {f"alignn_dos_{s}" for s in ("fetch", "dft", "featurize", "autoencoder", "train",
                                         "evaluate", "report")} <= set(lock["stages"])
+
+
+def test_ldos_artifacts(tiny_repo: Path, first_repro: str) -> None:
+    metrics = json.loads((tiny_repo / "reports/ldos/metrics.json").read_text())
+    entry = metrics["sets"]["si"]
+    assert set(metrics["sets"]) == {"si"}
+    assert entry["n_structures"] + entry["n_dft_failed"] == 5 and entry["n_environments"] == 2 * entry["n_structures"]
+    assert set(entry["ldos"]) == {"Si"} and set(entry["ldos"]["Si"]) == {"min", "max", "mean"}
+    assert set(entry["dos"]) == {"min", "max", "mean"}
+    assert set(metrics["derived"]) == {"band_energy", "fermi_energy", "dos_at_fermi", "heat_capacity",
+                                       "susceptibility", "absorption"}
+    assert (tiny_repo / "reports/ldos/ldos.html").stat().st_size > 10_000
+    figures = {p.name for p in (tiny_repo / "reports/ldos/figures").glob("*.png")}
+    assert {"fig1_rcut_scan.png", "fig3_learning_curves.png", "fig6_ldos_best_median_worst.png"} <= figures
+    lock = yaml.safe_load((tiny_repo / "dvc.lock").read_text())
+    assert {f"ldos_{s}" for s in ("structures", "dft", "featurize", "learn", "evaluate", "report")} <= set(lock["stages"])
 
 
 def test_alignn_dos_artifacts_and_shared_dft(tiny_repo: Path, first_repro: str) -> None:

@@ -74,7 +74,9 @@ def build_calculator(settings: DFTSettings, txt: str | Path | None, nbands: int)
         xc=settings.xc,
         kpts={"density": settings.kpt_density, "gamma": True, "even": settings.kpt_even},
         occupations={"name": settings.smearing, "width": settings.smearing_width_ev},
-        nbands=nbands,
+        # LCAO diagonalizes the full basis anyway, and more bands than orbitals is an error
+        # (a 1-atom Si cell has 13 dzp orbitals): keep them all.
+        nbands="nao" if settings.mode == "lcao" else nbands,
         convergence={
             "density": settings.density_tolerance,
             "eigenstates": settings.eigenstates_tolerance,
@@ -209,6 +211,13 @@ def run_gpaw(atoms: Atoms, settings: DFTSettings, txt: str | Path | None = None)
     nbands = count_bands(atoms, settings)
     calc = build_calculator(settings, txt, nbands)
     atoms = atoms.copy()
+    if settings.mode != "pw":
+        # Real-space grids (LCAO) refuse strongly skewed cells ("weird unit cell", e.g. a
+        # strained hexagonal cell at 123 degrees); the Niggli cell is the same crystal, with the
+        # atoms in the same order, so per-atom products still line up with the input.
+        from ase.build import niggli_reduce
+
+        niggli_reduce(atoms)
     atoms.calc = calc
     try:
         energy = atoms.get_potential_energy()
