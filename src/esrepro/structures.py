@@ -50,14 +50,17 @@ def read_structure(path: str | Path, index: int = 0) -> Atoms:
         ) from exc
     if not isinstance(atoms, Atoms):
         raise StructureError(f"cannot read structure from {path}: got {type(atoms).__name__}")
+    check_structure(atoms, f"structure in {path}")
+    return atoms
+
+
+def check_structure(atoms: Atoms, where: str) -> None:
+    """Raise ``StructureError`` (naming ``where``) for an empty structure or a (near) zero-volume cell."""
     if len(atoms) == 0:
-        raise StructureError(f"structure in {path} has no atoms")
+        raise StructureError(f"{where} has no atoms")
     volume = abs(np.linalg.det(atoms.cell.array))
     if volume < _MIN_VOLUME_A3:
-        raise StructureError(
-            f"structure in {path} has a zero-volume cell (volume {volume:.3g} A^3)"
-        )
-    return atoms
+        raise StructureError(f"{where} has a zero-volume cell (volume {volume:.3g} A^3)")
 
 
 def canonical_structure_hash(atoms: Atoms, decimals: int = 5) -> str:

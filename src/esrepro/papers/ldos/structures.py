@@ -39,7 +39,7 @@ from ase.neighborlist import neighbor_list
 from esrepro.config import mirror_dir
 from esrepro.fetch import fetch_url
 from esrepro.sources import load_sources
-from esrepro.structures import StructureError, canonical_structure_hash, formula
+from esrepro.structures import StructureError, canonical_structure_hash, check_structure, formula
 
 __all__ = [
     "GENERATORS",
@@ -113,8 +113,6 @@ _PROTOTYPE_VOLUME_PER_ATOM: dict[str, float] = {
     "bulk_sh/sh.extxyz": 18.0,
 }
 
-_MIN_CELL_VOLUME_A3 = 1e-6
-
 
 def is_structure_file(path: str | Path) -> bool:
     """True when ``path`` names a structure file by the rule of :data:`STRUCTURE_SUFFIXES`."""
@@ -138,13 +136,7 @@ def read_frames(path: str | Path) -> list[Atoms]:
     if not isinstance(frames, list) or not frames:
         raise StructureError(f"structure file {path} holds no frames")
     for index, atoms in enumerate(frames):
-        if len(atoms) == 0:
-            raise StructureError(f"frame {index} of {path} has no atoms")
-        volume = abs(np.linalg.det(atoms.cell.array))
-        if volume < _MIN_CELL_VOLUME_A3:
-            raise StructureError(
-                f"frame {index} of {path} has a zero-volume cell (volume {volume:.3g} A^3)"
-            )
+        check_structure(atoms, f"frame {index} of {path}")
     return frames
 
 
