@@ -1,16 +1,7 @@
 """DVC entry point for the ALIGNN-DOS stages: `python stages/alignn_dos.py <stage>` (see dvc.yaml)."""
 
-import logging
-import sys
-
-from esrepro.config import load_params
 from esrepro.papers.alignn_dos.pipeline import STAGES
+from esrepro.stage_cli import main
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    # Lightning installs its own console handler; without this every line prints twice.
-    for name in ("lightning.pytorch", "lightning.fabric"):
-        logging.getLogger(name).propagate = False
-    if len(sys.argv) != 2 or sys.argv[1] not in STAGES:
-        sys.exit(f"usage: python stages/alignn_dos.py {{{'|'.join(STAGES)}}}")
-    STAGES[sys.argv[1]](load_params())
+    main(STAGES, "stages/alignn_dos.py")
