@@ -62,12 +62,14 @@ def _features(n_structures: int = 10) -> dict:
     atoms = generated_sets({"sic": {"n": n_structures, "polytypes": ["3C", "2H"]}}, seed=0)["sic"]
     species = ["C", "Si"]
     d = soap_descriptors(atoms, species, r_cut=4.0, n_max=4, l_max=3)
-    ldos = []
+    ldos, sharp = [], []
     for desc, a in zip(d, atoms, strict=True):
         centre = np.where(np.asarray(a.get_chemical_symbols()) == "C", -6.0, -2.0) + 0.5 * np.tanh(desc[:, 0] / desc[:, 0].std() if len(desc) > 1 else 0)
         ldos.append(np.exp(-0.5 * ((GRID[None, :] - centre[:, None]) / 0.7) ** 2))
+        sharp.append(np.exp(-0.5 * ((GRID[None, :] - centre[:, None]) / 0.2) ** 2))
     ids = [f"sic-{i:04d}" for i in range(n_structures)]
-    return {"structure_ids": ids, "atoms": atoms, "species": species,
+    return {"structure_ids": ids, "atoms": atoms, "species": species, "sigma_ev": 0.7,
+            "ldos_by_sigma": {0.2: sharp},
             "atom_species": [a.get_chemical_symbols() for a in atoms], "ldos": ldos, "descriptors": d,
             "fermi_levels": np.full(n_structures, -1.0), "energies": GRID,
             "split": random_split_labels(ids, 0.3, 0), "n_failed": 0}
@@ -90,8 +92,18 @@ def test_learn_and_evaluate_a_set(tmp_path) -> None:
     assert [row["n_train"] for row in curves["learning_curve"]] == [4, 7]
     for row in curves["r_cut_scan"] + curves["learning_curve"]:
         assert set(row["ldos"]["ldos"]) == {"C", "Si"}
-    metrics = evaluate_sets({"si": (feats, result["models"])}, CFG, tmp_path / "m.json", tmp_path / "p.npz")
+    metrics = evaluate_sets({"si": (feats, result["models"])}, CFG, tmp_path / "m.json", tmp_path / "p.npz",
+                            compare_sigma={"si": result["compare_sigma"]})
     entry = metrics["sets"]["si"]
+    # Smearing comparison: the main width's losses are the set's; the sharper spectra are
+    # refitted and scored on the same held-out structures, and their ratio is reported.
+    smearing = metrics["smearing"]["si"]
+    assert set(smearing) == {"0.7", "0.2", "ratio"}
+    assert smearing["0.7"]["ldos"] == {s: entry["ldos"][s]["mean"] for s in ("C", "Si")}
+    ratio = smearing["ratio"]["0.2/0.7"]
+    assert ratio["Si"] == pytest.approx(smearing["0.2"]["ldos"]["Si"] / smearing["0.7"]["ldos"]["Si"])
+    # Same centre errors on narrower peaks cost more of the spectrum: the loss grows (paper: x2).
+    assert ratio["C"] > 1.0 and ratio["Si"] > 1.0 and ratio["dos"] > 1.0
     assert entry["n_structures"] == 10 and entry["n_test_structures"] == 3
     assert entry["n_environments"] == sum(len(a) for a in feats["atoms"])
     # The learnable synthetic LDOS is predicted well by the LDOS-trained model.

@@ -159,9 +159,19 @@ def learn_set(feats: Mapping[str, Any], cfg: Mapping[str, Any]) -> dict[str, Any
         sub = sorted(order[:n])
         refit = _fit_both(feats, sub, lcfg)
         curve.append({"n_train": n, **_test_losses({k: cv.model for k, cv in refit.items()}, feats, test)})
+    # The paper's smearing comparison (k_BT 0.1 vs 0.5 eV): both strategies refitted, with their
+    # own CV, on the same structures and split with the LDOS broadened by each extra width.
+    compare_sigma: dict[float, dict[str, Any]] = {}
+    compare_cv: dict[str, Any] = {}
+    for sigma, ldos in sorted((feats.get("ldos_by_sigma") or {}).items()):
+        refit = _fit_both({**feats, "ldos": ldos}, train, lcfg)
+        compare_sigma[float(sigma)] = {name: cv.model for name, cv in refit.items()}
+        compare_cv[f"{float(sigma):g}"] = {name: {"best_params": cv.best_params, "best_loss": cv.best_loss}
+                                         for name, cv in refit.items()}
     log.info("LDOS learn: %d train / %d test structures; CV best %s", len(train), len(test),
              {k: v["best_params"] for k, v in cv_tables.items()})
-    return {"models": models, "curves": {"cv": cv_tables, "r_cut_scan": scan, "learning_curve": curve}}
+    return {"models": models, "compare_sigma": compare_sigma,
+            "curves": {"cv": cv_tables, "r_cut_scan": scan, "learning_curve": curve, "compare_sigma_cv": compare_cv}}
 
 
 def electrons_in_window(dos: np.ndarray, energies: np.ndarray, kT: float, fermi: np.ndarray | float = 0.0) -> np.ndarray:
@@ -179,9 +189,35 @@ def _resample(dos: np.ndarray, energies: np.ndarray, fine: np.ndarray) -> np.nda
     return np.stack([np.interp(fine, energies, row) for row in dos])
 
 
+def smearing_comparison(feats: Mapping[str, Any], main: Mapping[str, Any],
+                        compare_models: Mapping[float, Mapping[str, Any]]) -> dict[str, Any]:
+    """Held-out L/σ of the LDOS-trained model at the main and at every extra Gaussian width.
+
+    ``main`` holds the main width's ``ldos`` (per species, mean) and ``dos`` means. Per width
+    (key ``f"{sigma:g}"``): mean atom-LDOS L/σ per species and structural-DOS L/σ; ``ratio``:
+    each extra width's loss over the main width's (the paper: about 2 for 0.1 over 0.5 eV).
+    """
+    main_key = f"{float(feats['sigma_ev']):g}"
+    out: dict[str, Any] = {main_key: {"ldos": {s: v["mean"] for s, v in main["ldos"].items()},
+                                      "dos": main["dos"]["mean"]}}
+    test = _rows(feats["split"], "test")
+    for sigma, models in sorted(compare_models.items()):
+        key = f"{float(sigma):g}"
+        losses = _test_losses({"ldos": models["ldos"]}, {**feats, "ldos": feats["ldos_by_sigma"][sigma]}, test)["ldos"]
+        out[key] = losses
+        out.setdefault("ratio", {})[f"{key}/{main_key}"] = {
+            **{s: losses["ldos"][s] / out[main_key]["ldos"][s] for s in losses["ldos"]},
+            "dos": losses["dos"] / out[main_key]["dos"],
+        }
+    return out
+
+
 def evaluate_sets(sets: Mapping[str, tuple[Mapping[str, Any], Mapping[str, Any]]], cfg: Mapping[str, Any],
-                  metrics_path: Path, predictions_path: Path) -> dict[str, Any]:
-    """``metrics.json`` (schema of issue 4) and the test predictions for the report."""
+                  metrics_path: Path, predictions_path: Path,
+                  compare_sigma: Mapping[str, Mapping[float, Mapping[str, Any]]] | None = None) -> dict[str, Any]:
+    """``metrics.json`` (schema of issue 4, plus ``smearing``: see :func:`smearing_comparison`)
+    and the test predictions for the report. ``compare_sigma``: per set, the models learned at
+    each extra smearing width (``learn_set``'s ``compare_sigma``)."""
     pcfg = cfg["properties"]
     kT, T = float(pcfg["kT_ev"]), float(pcfg["T_k"])
     metrics: dict[str, Any] = {"sets": {}, "derived": {}}
@@ -211,6 +247,8 @@ def evaluate_sets(sets: Mapping[str, tuple[Mapping[str, Any], Mapping[str, Any]]
             else:
                 entry["dos_trained"] = block
         metrics["sets"][set_name] = entry
+        if compare_sigma and compare_sigma.get(set_name):
+            metrics.setdefault("smearing", {})[set_name] = smearing_comparison(feats, entry, compare_sigma[set_name])
         arrays[f"{set_name}__energies"] = energies
         arrays[f"{set_name}__structure_ids"] = np.array(_take(feats["structure_ids"], test), dtype=str)
         arrays[f"{set_name}__ref_dos"] = ref_dos.astype(np.float32)

@@ -107,6 +107,13 @@ def ldos_grid(cfg: Mapping[str, Any]) -> np.ndarray:
     return energy_grid(float(cfg["emin_ev"]), float(cfg["emax_ev"]), int(cfg["n_points"]))
 
 
+def compare_sigmas(cfg: Mapping[str, Any]) -> list[float]:
+    """The extra Gaussian widths (eV) of ``ldos.grid.compare_sigma_ev`` (the paper compares
+    k_BT = 0.1 with its 0.5 eV), without the main ``sigma_ev``."""
+    main = float(cfg["sigma_ev"])
+    return sorted({float(s) for s in cfg.get("compare_sigma_ev") or []} - {main})
+
+
 def stage_featurize(params: dict[str, Any]) -> None:
     """Per set: per-atom LDOS targets (relative to E_F), SOAP descriptors, structure split.
 
@@ -132,11 +139,15 @@ def stage_featurize(params: dict[str, Any]) -> None:
             continue
         atoms = [structures[s] for s in ids]
         ldos, fermi = [], []
+        compare = compare_sigmas(cfg["grid"])
+        ldos_by_sigma: dict[float, list[np.ndarray]] = {s: [] for s in compare}
         absolute = cfg["grid"].get("reference", "absolute") == "absolute"
         for sid in ids:
             product = DFTProduct.load(resolve_path(DFT) / "products" / f"{sid}.npz")
-            g = atom_ldos(product, grid, float(cfg["grid"]["sigma_ev"]), 0.0 if absolute else product.fermi_level)
-            ldos.append(g.astype(np.float32))
+            e_ref = 0.0 if absolute else product.fermi_level
+            ldos.append(atom_ldos(product, grid, float(cfg["grid"]["sigma_ev"]), e_ref).astype(np.float32))
+            for sigma in compare:
+                ldos_by_sigma[sigma].append(atom_ldos(product, grid, sigma, e_ref).astype(np.float32))
             fermi.append(product.fermi_level if absolute else 0.0)
         species = sorted({s for a in atoms for s in a.get_chemical_symbols()})
         soap = cfg["soap"]
@@ -147,7 +158,8 @@ def stage_featurize(params: dict[str, Any]) -> None:
             pickle.dump({
                 "structure_ids": ids, "atoms": atoms, "species": species,
                 "atom_species": atom_species,
-                "ldos": ldos, "descriptors": [d.astype(np.float32) for d in descriptors],
+                "ldos": ldos, "sigma_ev": float(cfg["grid"]["sigma_ev"]), "ldos_by_sigma": ldos_by_sigma,
+                "descriptors": [d.astype(np.float32) for d in descriptors],
                 "fermi_levels": np.array(fermi), "energies": grid, "split": split,
                 "n_failed": int((rows["status"] == "failed").sum()),
             }, fh)
@@ -171,7 +183,7 @@ def stage_learn(params: dict[str, Any]) -> None:
     for path in sorted(resolve_path(FEATURES).glob("*.pkl")):
         result = learn_set(_load(path), params["ldos"])
         with open(out / path.name, "wb") as fh:
-            pickle.dump(result["models"], fh)
+            pickle.dump({"models": result["models"], "compare_sigma": result["compare_sigma"]}, fh)
         curves[path.stem] = result["curves"]
     reports = resolve_path(REPORTS)
     reports.mkdir(parents=True, exist_ok=True)
@@ -181,8 +193,13 @@ def stage_learn(params: dict[str, Any]) -> None:
 def stage_evaluate(params: dict[str, Any]) -> None:
     from esrepro.papers.ldos.learn import evaluate_sets
 
-    sets = {p.stem: (_load(p), _load(resolve_path(MODELS) / p.name)) for p in sorted(resolve_path(FEATURES).glob("*.pkl"))}
-    evaluate_sets(sets, params["ldos"], resolve_path(REPORTS) / "metrics.json", resolve_path(REPORTS) / "predictions.npz")
+    sets, compare = {}, {}
+    for path in sorted(resolve_path(FEATURES).glob("*.pkl")):
+        fitted = _load(resolve_path(MODELS) / path.name)
+        sets[path.stem] = (_load(path), fitted["models"])
+        compare[path.stem] = fitted["compare_sigma"]
+    evaluate_sets(sets, params["ldos"], resolve_path(REPORTS) / "metrics.json", resolve_path(REPORTS) / "predictions.npz",
+                  compare_sigma=compare)
 
 
 def stage_report(params: dict[str, Any]) -> None:
