@@ -421,6 +421,27 @@ LONSDALEITE_A = C_DIAMOND_A / np.sqrt(2.0)
 SIC_A, SIC_LAYER, SIC_3C_A = 3.08, 2.52, 4.36
 
 
+def _perturbed_series(
+    base: Atoms, n: int, seed: int, generator: str, kind: str, params: Mapping[str, Any]
+) -> list[Atoms]:
+    """``n`` strained and rattled copies of ``base`` (structure i from stream i of ``seed``),
+    each recorded as made by ``generator`` with ``params`` (which hold the perturbation's
+    ``max_strain``, ``rattle_std`` and ``min_distance``)."""
+    out = []
+    for i in range(n):
+        atoms = _perturbed(
+            base,
+            _stream(seed, i),
+            max_strain=params["max_strain"],
+            rattle_std=params["rattle_std"],
+            min_distance=params["min_distance"],
+            what=generator,
+        )
+        _record(atoms, generator, seed, i, kind, params)
+        out.append(atoms)
+    return out
+
+
 def silicon_diamond_supercells(
     n: int,
     seed: int,
@@ -441,19 +462,7 @@ def silicon_diamond_supercells(
         "min_distance": min_distance,
     }
     base = bulk("Si", "diamond", a=a, cubic=True).repeat(repeat)
-    out = []
-    for i in range(n):
-        atoms = _perturbed(
-            base,
-            _stream(seed, i),
-            max_strain=max_strain,
-            rattle_std=rattle_std,
-            min_distance=min_distance,
-            what="silicon_diamond_supercells",
-        )
-        _record(atoms, "silicon_diamond_supercells", seed, i, "diamond", params)
-        out.append(atoms)
-    return out
+    return _perturbed_series(base, n, seed, "silicon_diamond_supercells", "diamond", params)
 
 
 def _beta_tin_cell(symbol: str, a: float, c: float) -> Atoms:
@@ -492,19 +501,7 @@ def silicon_beta_tin_supercells(
         "min_distance": min_distance,
     }
     base = _beta_tin_cell("Si", a, c).repeat(repeat)
-    out = []
-    for i in range(n):
-        atoms = _perturbed(
-            base,
-            _stream(seed, i),
-            max_strain=max_strain,
-            rattle_std=rattle_std,
-            min_distance=min_distance,
-            what="silicon_beta_tin_supercells",
-        )
-        _record(atoms, "silicon_beta_tin_supercells", seed, i, "beta_tin", params)
-        out.append(atoms)
-    return out
+    return _perturbed_series(base, n, seed, "silicon_beta_tin_supercells", "beta_tin", params)
 
 
 def silicon_liquid_like(
