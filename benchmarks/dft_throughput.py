@@ -123,6 +123,16 @@ def _product_meta(path: Path) -> dict:
         return json.loads(bytes(z["meta"]).decode())
 
 
+def _mode_label(settings: dict) -> str:
+    # Papers differ in mode (DOSnp/ALIGNN-DOS: PW; LDOS: LCAO) and in the settings that set the
+    # cost, so their seconds are reported apart.
+    mode = str(settings.get("mode", "?"))
+    if mode == "lcao":
+        h = (settings.get("extra") or {}).get("h")
+        return f"lcao {settings.get('basis', '?')}" + (f", h {h} A" if h is not None else "")
+    return f"{mode} {settings.get('ecut_ev', '?')} eV, k-density {settings.get('kpt_density', '?')}"
+
+
 def report_cache(root: Path) -> None:
     print(f"cache: {root}")
     if not root.is_dir():
@@ -141,6 +151,7 @@ def report_cache(root: Path) -> None:
         f"total {size['total'] / 1024:.1f} MiB"
     )
     walls, ranks, unreadable = [], Counter(), 0
+    by_mode: dict[str, list[float]] = {}
     for path in products:
         try:
             meta = _product_meta(path)
@@ -150,8 +161,12 @@ def report_cache(root: Path) -> None:
         if isinstance(meta.get("wall_s"), (int, float)):
             walls.append(float(meta["wall_s"]))
             ranks[int(meta.get("mpi_ranks", 1))] += 1
+            by_mode.setdefault(_mode_label(meta.get("settings") or {}), []).append(float(meta["wall_s"]))
     if walls:
         print(f"  GPAW seconds per product (meta.wall_s): {format_seconds(summarize(walls))}")
+        if len(by_mode) > 1:
+            for label, values in sorted(by_mode.items()):
+                print(f"    {label}: {format_seconds(summarize(values))}")
         print(
             "  MPI ranks per product: "
             + ", ".join(f"{r} rank(s) x{n}" for r, n in sorted(ranks.items()))
