@@ -220,3 +220,22 @@ def test_metrics_and_json_are_stable(tmp_path: Path) -> None:
     path = write_json(tmp_path / "a" / "m.json", {"b": 1 / 3, "a": np.float32(2.5), "c": math.nan})
     assert path.read_text() == '{\n  "a": 2.5,\n  "b": 0.333333,\n  "c": null\n}\n'
     assert math.isnan(regression_metrics([1.0], [2.0])["r2"])
+
+
+@pytest.mark.parametrize(("monitor", "curve"), [(None, "mae"), ("val_mae", "mae"), ("val_loss", "loss")])
+def test_checkpoint_is_the_best_epoch_of_the_monitored_metric(tmp_path: Path, monitor, curve) -> None:
+    features = tmp_path / "features.pt"
+    write_synthetic_features(features)
+    overrides = {"max_epochs": 4} | ({} if monitor is None else {"monitor": monitor})
+    saved = load_model(run_train(features, _params(**overrides), tmp_path / "m", tmp_path / "live"))
+    with (tmp_path / "live" / "plots" / "metrics" / "val" / f"{curve}.tsv").open() as fh:
+        values = [float(r[curve]) for r in csv.DictReader(fh, delimiter="\t")]
+    assert saved.metadata["training"]["monitor"] == (monitor or "val_mae")
+    assert saved.metadata["training"]["best_score"] == pytest.approx(min(values), rel=1e-6)
+
+
+def test_unknown_monitor_is_rejected(tmp_path: Path) -> None:
+    features = tmp_path / "features.pt"
+    write_synthetic_features(features)
+    with pytest.raises(ValueError, match="dosnp.train.monitor"):
+        run_train(features, _params(monitor="val_r2"), tmp_path / "m", tmp_path / "live")
