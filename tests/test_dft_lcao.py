@@ -81,3 +81,16 @@ def test_skewed_hexagonal_cells_run_in_lcao() -> None:
     product = run_gpaw(atoms, dataclasses.replace(LCAO, kpt_density=0.5))
     np.testing.assert_array_equal(product.numbers, atoms.numbers)
     np.testing.assert_allclose(product.atom_weights.astype(float).sum(axis=0), 1.0, atol=2e-3)
+
+
+def test_products_from_a_denser_non_self_consistent_k_mesh(sic: DFTProduct) -> None:
+    dense = run_gpaw(bulk("SiC", "zincblende", a=4.36), dataclasses.replace(LCAO, dos_kpt_density=3.0))
+    assert dense.meta["n_kpoints_ibz_scf"] == sic.meta["n_kpoints_ibz"]
+    assert dense.meta["n_kpoints_ibz"] > 2 * sic.meta["n_kpoints_ibz"]
+    assert dense.k_weights.sum() == pytest.approx(1.0, abs=1e-5)
+    np.testing.assert_allclose(dense.atom_weights.astype(np.float64).sum(axis=0), 1.0, atol=2e-3)
+    # Same density, so the same bands: the gap moves by k-sampling only, and the valence count
+    # below mid-gap is unchanged.
+    assert dense.gap == pytest.approx(sic.gap, abs=0.3)
+    grid = energy_grid(-25.0, dense.gap / 2, 20001)
+    assert np.trapezoid(atom_ldos(dense, grid, 0.05), grid, axis=1).sum() == pytest.approx(8.0, abs=0.05)

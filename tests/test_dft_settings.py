@@ -80,6 +80,7 @@ def test_key_changes_with_structure(rocksalt) -> None:
         {"basis": "szp"},
         {"window_below_ev": 20.0},
         {"window_above_ev": 16.0},
+        {"dos_kpt_density": 4.0},
         {"extra": {"symmetry": "off"}},
     ],
     ids=lambda c: next(iter(c)),
@@ -111,9 +112,24 @@ def test_every_field_is_covered_by_the_parametrization() -> None:
         "basis",
         "window_below_ev",
         "window_above_ev",
+        "dos_kpt_density",
         "extra",
     }
     assert {f.name for f in dataclasses.fields(DFTSettings)} == covered
+
+
+def test_settings_added_later_keep_old_keys_at_their_default(rocksalt) -> None:
+    # The key of a product cached before `dos_kpt_density` existed: hashed without that field.
+    import hashlib
+    import json
+
+    from esrepro.structures import canonical_structure_hash
+
+    legacy = {k: v for k, v in dataclasses.asdict(DFTSettings()).items() if k != "dos_kpt_density"}
+    versions = {k: v for k, v in VERSIONS.items() if k != "ase"}
+    payload = {"structure": canonical_structure_hash(rocksalt), "settings": legacy, "versions": versions}
+    blob = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
+    assert cache_key(rocksalt, DFTSettings(), VERSIONS) == hashlib.sha256(blob).hexdigest()
 
 
 @pytest.mark.parametrize(

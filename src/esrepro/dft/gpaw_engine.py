@@ -235,6 +235,15 @@ def run_gpaw(atoms: Atoms, settings: DFTSettings, txt: str | Path | None = None)
             f"SCF not converged in {settings.max_iterations} iterations ({type(err).__name__})"
         ) from err
     iterations = _scf_iterations(calc)
+    scf_kpoints = len(calc.get_ibz_k_points())
+    if settings.dos_kpt_density > 0:
+        # Products from a denser k-mesh on the converged density (no new SCF): the DOS of a
+        # 2-atom cell on the SCF's 1/A mesh shows k-sampling ripples even at 0.5 eV smearing.
+        calc = calc.fixed_density(
+            kpts={"density": settings.dos_kpt_density, "gamma": True, "even": settings.kpt_even},
+            update_fermi_level=True,
+            txt=None,
+        )
 
     fermi = float(calc.get_fermi_level())
     n_k = len(calc.get_ibz_k_points())
@@ -274,6 +283,7 @@ def run_gpaw(atoms: Atoms, settings: DFTSettings, txt: str | Path | None = None)
             "scf_iterations": iterations,
             "n_bands": int(eigenvalues.shape[1]),
             "n_kpoints_ibz": n_k,
+            "n_kpoints_ibz_scf": scf_kpoints,
             "kpt_grid": [int(x) for x in calc.wfs.kd.N_c],
             "wall_s": time.perf_counter() - t0,
             "mpi_ranks": int(world.size),

@@ -55,6 +55,10 @@ class DFTSettings:
     #: [E_ref - window_below_ev, E_ref + window_above_ev] (E_ref = VBM for insulators, E_F else).
     window_below_ev: float = 22.0
     window_above_ev: float = 15.0
+    #: k-point density of a non-self-consistent step on the converged SCF density, from which
+    #: every product (eigenvalues, weights, E_F, band edges) is then taken; 0 = the SCF's own
+    #: k-points. The DOS of small cells needs far more k-points than their density does.
+    dos_kpt_density: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -83,6 +87,17 @@ class DFTSettings:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def key_dict(self) -> dict[str, Any]:
+        """:meth:`to_dict` without the settings added later that are at their neutral default,
+        so products cached before such a setting existed keep their keys."""
+        defaults = DFTSettings()
+        return {k: v for k, v in asdict(self).items() if not (k in ADDED_SETTINGS and v == getattr(defaults, k))}
+
+
+#: Settings added after products were cached: hashed only when they differ from their default
+#: (see :meth:`DFTSettings.key_dict`).
+ADDED_SETTINGS: frozenset[str] = frozenset({"dos_kpt_density"})
+
 
 @lru_cache(maxsize=1)
 def code_versions() -> dict[str, str]:
@@ -105,7 +120,7 @@ def cache_key(atoms: Atoms, settings: DFTSettings, versions: dict[str, str] | No
     versions.pop("ase", None)
     payload = {
         "structure": canonical_structure_hash(atoms),
-        "settings": settings.to_dict(),
+        "settings": settings.key_dict(),
         "versions": versions,
     }
     blob = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
