@@ -275,3 +275,13 @@ def test_metric_paths_whose_keys_hold_dots() -> None:
     assert get_metric(metrics, "d_alignn.test.mae") == 0.01
     assert get_metric(metrics, "autoencoder_reconstruction_mae.12") == 0.003
     assert get_metric(metrics, "d_alignn.test.frac_mae_lt_0.03") is None
+
+
+def test_data_scale_is_read_from_the_papers_own_metric(tmp_path: Path) -> None:
+    root = make_repo(tmp_path)
+    assert (_check(root).scale_metric, _check(root).scale_value) == ("n_materials", 20.0)
+    targets = yaml.safe_load((root / "reports" / "paper_targets.yaml").read_text())
+    targets["papers"][PAPER]["data_scale"]["ours"] = {"metric": "model.test.mae"}
+    (root / "reports" / "paper_targets.yaml").write_text(yaml.safe_dump(targets))
+    check = _check(root)
+    assert (check.scale_metric, check.scale_value) == ("model.test.mae", 0.3)

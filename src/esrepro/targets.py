@@ -275,7 +275,9 @@ class PaperCheck:
     rows: list[Row] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
-    n_materials: float | None = None
+    #: Our data scale: ``data_scale.ours.metric`` (default ``n_materials``) and its value.
+    scale_metric: str = "n_materials"
+    scale_value: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -402,7 +404,9 @@ def check_paper(
     if check.metrics_file is None:
         return check
     metrics = json.loads(check.metrics_file.read_text(encoding="utf-8"))
-    check.n_materials = get_metric(metrics, "n_materials")
+    ours = (targets.data_scale or {}).get("ours") or {}
+    check.scale_metric = str(ours.get("metric") or "n_materials")
+    check.scale_value = get_metric(metrics, check.scale_metric)
     for target in targets.targets:
         row = _evaluate(target, metrics, check.source)
         check.rows.append(row)
@@ -462,7 +466,7 @@ def render_check(
         desc = ", ".join(f"{k} {v}" for k, v in paper_scale.items() if k not in ("where", "note"))
         console.print(
             f"data scale: paper: {desc or '—'} | ours ({check.source}): "
-            f"n_materials {_fmt(check.n_materials)}"
+            f"{check.scale_metric} {_fmt(check.scale_value)}"
         )
     for warning in check.warnings:
         console.print(Panel(warning, title="WARNING", border_style="bold yellow"))
