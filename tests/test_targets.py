@@ -285,3 +285,17 @@ def test_data_scale_is_read_from_the_papers_own_metric(tmp_path: Path) -> None:
     (root / "reports" / "paper_targets.yaml").write_text(yaml.safe_dump(targets))
     check = _check(root)
     assert (check.scale_metric, check.scale_value) == ("model.test.mae", 0.3)
+
+
+def test_report_scope_is_shown_but_never_gated(tmp_path: Path) -> None:
+    # A reference whose n_materials misses the bar: gated at scope reference, shown at report.
+    root = make_repo(tmp_path, {**GOOD_METRICS, "n_materials": 50})
+    snapshot_reference(PAPER, root=root)
+    assert not _check(root).ok
+    targets = yaml.safe_load((root / "reports" / "paper_targets.yaml").read_text())
+    scale = next(t for t in targets["papers"][PAPER]["targets"] if t["name"] == "scale")
+    scale["scope"] = "report"
+    (root / "reports" / "paper_targets.yaml").write_text(yaml.safe_dump(targets))
+    check = _check(root)
+    assert check.ok and check.source == "reference", check.failures
+    assert next(r for r in check.rows if r.target.name == "scale").verdict == "not gated: would fail"

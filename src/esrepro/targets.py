@@ -44,7 +44,7 @@ from esrepro.config import repo_root
 #: Location of the targets file, relative to the repository root.
 TARGETS_FILE = Path("reports") / "paper_targets.yaml"
 #: Allowed values of a target's ``scope``.
-SCOPES = ("any", "reference")
+SCOPES = ("any", "reference", "report")
 
 
 class TargetsError(ValueError):
@@ -76,7 +76,7 @@ class Target:
 
     def gated(self, source: str) -> bool:
         """Whether the bar and ``must_beat`` gate metrics from ``source`` ("reference"/"default")."""
-        return self.scope == "any" or source == "reference"
+        return self.scope == "any" or (self.scope == "reference" and source == "reference")
 
 
 @dataclass(frozen=True)
