@@ -115,7 +115,8 @@ def compare_sigmas(cfg: Mapping[str, Any]) -> list[float]:
 
 
 def stage_featurize(params: dict[str, Any]) -> None:
-    """Per set: per-atom LDOS targets (relative to E_F), SOAP descriptors, structure split.
+    """Per set: per-atom LDOS targets (on ``ldos.grid``: absolute, or relative to E_F), also at
+    each ``compare_sigma_ev`` width, SOAP descriptors, structure split.
 
     Writes ``data/ldos/features/<set>.npz``-like pickles holding lists per structure.
     """
@@ -125,6 +126,9 @@ def stage_featurize(params: dict[str, Any]) -> None:
 
     cfg = params["ldos"]
     grid = ldos_grid(cfg["grid"])
+    sigma = float(cfg["grid"]["sigma_ev"])
+    compare = compare_sigmas(cfg["grid"])
+    absolute = cfg["grid"].get("reference", "absolute") == "absolute"
     summary = pd.read_csv(resolve_path(DFT) / "summary.csv", keep_default_na=False)
     _, structures = load_structures()
     out = resolve_path(FEATURES)
@@ -139,15 +143,13 @@ def stage_featurize(params: dict[str, Any]) -> None:
             continue
         atoms = [structures[s] for s in ids]
         ldos, fermi = [], []
-        compare = compare_sigmas(cfg["grid"])
         ldos_by_sigma: dict[float, list[np.ndarray]] = {s: [] for s in compare}
-        absolute = cfg["grid"].get("reference", "absolute") == "absolute"
         for sid in ids:
             product = DFTProduct.load(resolve_path(DFT) / "products" / f"{sid}.npz")
             e_ref = 0.0 if absolute else product.fermi_level
-            ldos.append(atom_ldos(product, grid, float(cfg["grid"]["sigma_ev"]), e_ref).astype(np.float32))
-            for sigma in compare:
-                ldos_by_sigma[sigma].append(atom_ldos(product, grid, sigma, e_ref).astype(np.float32))
+            ldos.append(atom_ldos(product, grid, sigma, e_ref).astype(np.float32))
+            for width in compare:
+                ldos_by_sigma[width].append(atom_ldos(product, grid, width, e_ref).astype(np.float32))
             fermi.append(product.fermi_level if absolute else 0.0)
         species = sorted({s for a in atoms for s in a.get_chemical_symbols()})
         soap = cfg["soap"]
@@ -158,7 +160,7 @@ def stage_featurize(params: dict[str, Any]) -> None:
             pickle.dump({
                 "structure_ids": ids, "atoms": atoms, "species": species,
                 "atom_species": atom_species,
-                "ldos": ldos, "sigma_ev": float(cfg["grid"]["sigma_ev"]), "ldos_by_sigma": ldos_by_sigma,
+                "ldos": ldos, "sigma_ev": sigma, "ldos_by_sigma": ldos_by_sigma,
                 "descriptors": [d.astype(np.float32) for d in descriptors],
                 "fermi_levels": np.array(fermi), "energies": grid, "split": split,
                 "n_failed": int((rows["status"] == "failed").sum()),
