@@ -34,18 +34,22 @@ PAPER_SCALE = -S dosnp.n_materials=0 -S dosnp.max_sites=0 \
 paper-scale: setup
 	dvc exp run $(PAPER_SCALE)
 
-# LDOS at the scale this machine can provide: every mirrored real-Si configuration of <= 16 atoms
-# (HowWeiBin 104 diamond cells, the bc8/st12/sh/hex-diamond phases, 157 unique RSS minima) and 16-24
-# seeded structures of each generated kind. Left out for compute: the 194 frames of two RSS
-# relaxation trajectories (highly correlated; add `-S ++ldos.mirrored_si.rss_relaxation_trajectory=0`)
-# and the larger cells (stacking faults 18, grain boundary 48, di-interstitial 66, amorphous 216,
-# surfaces 160+ atoms; raise ldos.max_atoms). A few thousand environments fit the exact kernel;
-# larger sets want Nystrom (-S ldos.learn.n_sparse=300).
+# LDOS at the scale this machine can provide: every mirrored real-Si configuration of <= 216 atoms
+# (HowWeiBin 104 diamond cells, the bc8/st12/sh/hex-diamond phases, 157 unique RSS minima,
+# 20 stacking faults (18 atoms), grain boundaries (48), di-interstitials (66), amorphous Si (216))
+# and 16-24 seeded structures of each generated kind. Left out: the 194 frames of two RSS
+# relaxation trajectories (consecutive frames are near-copies, so a random split would put a
+# frame's neighbours in training and flatter the test error), and the (111) surface slabs
+# (160-1468 atoms in 35 A vacuum cells). LCAO cost per cell, 1 core: 18 atoms ~50 s, 48 ~3 min,
+# 66 ~1.5 min, 216 ~30 min and 9 GB. A few thousand environments fit the exact kernel; larger
+# sets want Nystrom (-S ldos.learn.n_sparse=300).
 # Then `esrepro snapshot-reference ldos --wall-time-s <s>`.
-LDOS_PAPER_SCALE = -S ldos.max_atoms=16 \
+LDOS_PAPER_SCALE = -S ldos.max_atoms=216 \
 	-S ldos.mirrored_si.howweibin_diamond=0 -S ldos.mirrored_si.bulk_hex_diamond=0 \
 	-S ldos.mirrored_si.bulk_sh=0 -S ldos.mirrored_si.bulk_bc8=0 \
 	-S ++ldos.mirrored_si.bulk_st12=0 -S ++ldos.mirrored_si.rss_minima=0 \
+	-S ++ldos.mirrored_si.stacking_fault=0 -S ++ldos.mirrored_si.grain_boundary=0 \
+	-S ++ldos.mirrored_si.diinterstitial=0 -S ++ldos.mirrored_si.amorphous=0 \
 	-S ldos.generated.si_diamond.n=16 -S ldos.generated.si_beta_tin.n=16 \
 	-S ldos.generated.si_liquid.n=16 -S ldos.generated.carbon.n=24 \
 	-S ldos.generated.sic.n=24 -S 'ldos.generated.sic.polytypes=[3C,2H,4H,6H]' \

@@ -43,20 +43,21 @@ def test_paper_scale_uses_every_material(repo_root: Path, tmp_path: Path) -> Non
     assert params["dft"] == default["dft"]  # same DFT settings: the default's products are reused
 
 
-def test_ldos_paper_scale_selects_every_small_mirrored_set(
+def test_ldos_paper_scale_selects_every_bulk_mirrored_set(
     repo_root: Path, tmp_path: Path, mirror_dir: Path
 ) -> None:
     params = overridden_params(repo_root, tmp_path, "LDOS_PAPER_SCALE")
     cfg = params["ldos"]
-    assert cfg["max_atoms"] == 16
+    assert cfg["max_atoms"] == 216
     params["fetch"]["mirror"] = str(mirror_dir)
     mirrored = fetch_silicon_sets(params, tmp_path / "downloads")
     # Every named set exists and takes all its frames (0); the left-out ones are exactly the
-    # correlated trajectory frames and the sets whose cells all exceed max_atoms.
+    # correlated trajectory frames and the vacuum surface slabs (README, Makefile), and every
+    # other set has a cell within max_atoms.
     assert set(cfg["mirrored_si"]) <= set(mirrored)
     assert all(n == 0 for n in cfg["mirrored_si"].values())
-    small = {name for name, frames in mirrored.items() if any(len(a) <= 16 for a in frames)}
-    assert small - set(cfg["mirrored_si"]) == {"rss_relaxation_trajectory"}
+    assert set(mirrored) - set(cfg["mirrored_si"]) == {"rss_relaxation_trajectory", "surface_111"}
+    assert all(any(len(a) <= 216 for a in mirrored[name]) for name in cfg["mirrored_si"])
     # Generated sets keep the default's generator settings, with more structures.
     default = yaml.safe_load((repo_root / "params.yaml").read_text(encoding="utf-8"))["ldos"]
     sizes = {name: len(frames) for name, frames in generated_sets(cfg["generated"], int(cfg["seed"])).items()}
