@@ -117,6 +117,33 @@ def test_learn_and_evaluate_a_set(tmp_path) -> None:
         _sum_by_structure(predictions["si__pred_ldos_ldos_trained"], feats, "test"), rtol=1e-5, atol=1e-6)
 
 
+def test_derived_properties_are_per_atom(tmp_path) -> None:
+    """A doubled copy of a held-out cell (twice the atoms, each with the same environment and
+    LDOS) has the same derived properties as the cell: they are computed per atom, so cells of
+    different sizes in one set compare."""
+    feats = _features()
+    result = learn_set(feats, CFG)
+    test = [i for i, s in enumerate(feats["split"]) if s == "test"]
+    t = test[0]
+    doubled = {
+        "structure_ids": "sic-double", "atoms": feats["atoms"][t].repeat((2, 1, 1)),
+        "atom_species": feats["atom_species"][t] * 2,
+        "ldos": np.concatenate([feats["ldos"][t]] * 2), "descriptors": np.concatenate([feats["descriptors"][t]] * 2),
+    }
+    grown = {**feats, "split": [*feats["split"], "test"], "fermi_levels": np.append(feats["fermi_levels"], feats["fermi_levels"][t])}
+    for key, value in doubled.items():
+        grown[key] = [*feats[key], value]
+    evaluate_sets({"si": (grown, result["models"])}, CFG, tmp_path / "m.json", tmp_path / "p.npz")
+    predictions = np.load(tmp_path / "p.npz")
+    ids = list(predictions["si__structure_ids"])
+    a, b = ids.index(feats["structure_ids"][t]), ids.index("sic-double")
+    for prop in ("band_energy", "fermi_energy", "dos_at_fermi", "heat_capacity", "susceptibility", "absorption"):
+        for source in ("ref", "ldos", "dos"):
+            values = predictions[f"si__derived_{prop}_{source}"]
+            assert values[b] == pytest.approx(values[a], rel=1e-6, abs=1e-9), (prop, source)
+    assert predictions["si__ref_dos"][b] == pytest.approx(2 * predictions["si__ref_dos"][a], rel=1e-5)
+
+
 def _sum_by_structure(flat: np.ndarray, feats: dict, split: str) -> np.ndarray:
     rows = [i for i, s in enumerate(feats["split"]) if s == split]
     sizes = [len(feats["atoms"][i]) for i in rows]

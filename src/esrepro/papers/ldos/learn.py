@@ -261,11 +261,15 @@ def evaluate_sets(sets: Mapping[str, tuple[Mapping[str, Any], Mapping[str, Any]]
             # -df/de is ~kT wide: resample the (smeared, smooth) DOS onto a grid of kT/4 spacing,
             # or the thermal integrals (heat capacity, susceptibility) are under-resolved.
             fine = np.linspace(energies[0], energies[-1], int(np.ceil((energies[-1] - energies[0]) / (kT / 4))) + 1)
-            ref_fine = _resample(ref_dos, energies, fine)
+            # Per atom: the band energy, D(E_F), C and chi of a cell grow with its size (the
+            # absorption with its square), so over cells of 1-216 atoms the L/sigma of the
+            # extensive values would measure the spread of cell sizes, not the predictions.
+            per_atom = np.array([len(a) for a in ref_atoms], dtype=np.float64)[:, None]
+            ref_fine = _resample(ref_dos, energies, fine) / per_atom
             n_el = electrons_in_window(ref_fine, fine, kT, np.asarray(feats["fermi_levels"])[test])
             props = {"ref": derived_properties(ref_fine, fine, n_el, kT=kT, T=T)}
             for name in ("ldos", "dos"):
-                pred_fine = _resample(arrays[f"si__pred_dos_{name}_trained"].astype(np.float64), energies, fine)
+                pred_fine = _resample(arrays[f"si__pred_dos_{name}_trained"].astype(np.float64), energies, fine) / per_atom
                 props[name] = derived_properties(pred_fine, fine, n_el, kT=kT, T=T)
             for prop in PROPERTIES:
                 metrics["derived"][prop] = {
