@@ -41,7 +41,7 @@ paper-scale: setup
 # relaxation trajectories (consecutive frames are near-copies, so a random split would put a
 # frame's neighbours in training and flatter the test error), and the (111) surface slabs
 # (160-1468 atoms in 35 A vacuum cells). LCAO cost per cell, 1 core: 18 atoms ~50 s, 48 ~3 min,
-# 66 ~1.5 min, 216 ~30 min and 9 GB. A few thousand environments fit the exact kernel; larger
+# 66 ~1.5 min, 216 ~34 min and 9 GB. A few thousand environments fit the exact kernel; larger
 # sets want Nystrom (-S ldos.learn.n_sparse=300).
 # Then `esrepro snapshot-reference ldos --wall-time-s <s>`.
 LDOS_PAPER_SCALE = -S ldos.max_atoms=216 \
