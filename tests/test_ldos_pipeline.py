@@ -10,6 +10,7 @@ import pytest
 
 from esrepro.dos_properties import normalized_loss
 from esrepro.papers.ldos.learn import (
+    PROPERTIES,
     electrons_in_window,
     evaluate_sets,
     learn_set,
@@ -137,7 +138,7 @@ def test_derived_properties_are_per_atom(tmp_path) -> None:
     predictions = np.load(tmp_path / "p.npz")
     ids = list(predictions["si__structure_ids"])
     a, b = ids.index(feats["structure_ids"][t]), ids.index("sic-double")
-    for prop in ("band_energy", "fermi_energy", "dos_at_fermi", "heat_capacity", "susceptibility", "absorption"):
+    for prop in PROPERTIES:
         for source in ("ref", "ldos", "dos"):
             values = predictions[f"si__derived_{prop}_{source}"]
             assert values[b] == pytest.approx(values[a], rel=1e-6, abs=1e-9), (prop, source)

@@ -57,7 +57,7 @@ def test_ldos_paper_scale_selects_every_bulk_mirrored_set(
     assert set(cfg["mirrored_si"]) <= set(mirrored)
     assert all(n == 0 for n in cfg["mirrored_si"].values())
     assert set(mirrored) - set(cfg["mirrored_si"]) == {"rss_relaxation_trajectory", "surface_111"}
-    assert all(any(len(a) <= 216 for a in mirrored[name]) for name in cfg["mirrored_si"])
+    assert all(any(len(a) <= cfg["max_atoms"] for a in mirrored[name]) for name in cfg["mirrored_si"])
     # Generated sets keep the default's generator settings, with more structures.
     default = yaml.safe_load((repo_root / "params.yaml").read_text(encoding="utf-8"))["ldos"]
     sizes = {name: len(frames) for name, frames in generated_sets(cfg["generated"], int(cfg["seed"])).items()}
