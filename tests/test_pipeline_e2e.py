@@ -58,6 +58,7 @@ def tiny_repo(tmp_path_factory, repo_root: Path, mirror_dir: Path) -> Path:
     params["dft"]["seed_caches"] = []
     params["dosnp"].update(n_materials=4, max_sites=2, subset_seed=1)
     params["dosnp"]["train"].update(max_epochs=2, batch_size=2, patience=0)
+    params["dosnp"]["cv"]["folds"] = 2
     alignn = params["alignn_dos"]
     alignn.update(n_materials=4, max_sites=2, subset_seed=1)  # the DOSnp structures: no new DFT
     alignn["model"].update(hidden_features=16, embedding_features=8, alignn_layers=1, gcn_layers=1)
@@ -96,9 +97,17 @@ def test_repro_builds_every_artifact(tiny_repo: Path, first_repro: str) -> None:
     figures = sorted(p.name for p in (tiny_repo / "reports/dosnp/figures").glob("*.png"))
     assert {"fig2_lda_vs_qsgw.png", "fig4_parity_histograms.png", "fig5_low_energy_zoom.png",
             "validation_gpaw_vs_ecalj.png"} <= set(figures)
+    cv = json.loads((tiny_repo / "reports/dosnp/cv_metrics.json").read_text())
+    n_ok = metrics["dosnp"]["train"]["n"] + metrics["dosnp"]["test"]["n"]
+    assert cv["folds"] == 2 and cv["n_materials"] == n_ok
+    for model in SCHEMA_MODELS:
+        assert cv[model]["n"] == n_ok and len(cv[model]["fold_mae"]) == 2
+    oof = (tiny_repo / "reports/dosnp/cv_predictions.csv").read_text().splitlines()
+    assert len(oof) == 1 + n_ok  # header + every material once
+    assert "cv_parity.png" in figures
     lock = yaml.safe_load((tiny_repo / "dvc.lock").read_text())
     assert {"dosnp_fetch", "dosnp_dft", "dosnp_featurize", "dosnp_train", "dosnp_evaluate",
-            "dosnp_report"} <= set(lock["stages"])
+            "dosnp_cv", "dosnp_report"} <= set(lock["stages"])
     assert {f"alignn_dos_{s}" for s in ("fetch", "dft", "featurize", "autoencoder", "train",
                                         "evaluate", "report")} <= set(lock["stages"])
 

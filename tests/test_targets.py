@@ -299,3 +299,29 @@ def test_report_scope_is_shown_but_never_gated(tmp_path: Path) -> None:
     check = _check(root)
     assert check.ok and check.source == "reference", check.failures
     assert next(r for r in check.rows if r.target.name == "scale").verdict == "not gated: would fail"
+
+
+def test_snapshot_records_its_own_name(tmp_path: Path) -> None:
+    root = make_repo(tmp_path)
+    provenance = json.loads(snapshot_reference(PAPER, root=root, name="partial").read_text())
+    assert provenance["snapshot"] == "partial"
+    assert (root / "reports" / PAPER / "partial" / "metrics.json").is_file()
+
+
+def test_other_metrics_files_are_copied_and_hash_gated(tmp_path: Path) -> None:
+    root = make_repo(tmp_path, {**GOOD_METRICS, "n_materials": 95})
+    cv_rel = f"reports/{PAPER}/cv_metrics.json"
+    cv_file = root / cv_rel
+    cv_file.write_text('{"folds": 5, "model": {"mae": 0.4}}\n')
+    # Not recorded in dvc.lock: a hand-written metrics file fails the check.
+    assert any("cv_metrics.json" in f and "no output" in f for f in _check(root).failures)
+    _write_lock(root, {METRICS_REL: file_md5(root / METRICS_REL), cv_rel: file_md5(cv_file)})
+    assert _check(root).ok, _check(root).failures
+
+    snapshot_reference(PAPER, root=root)
+    ref_cv = root / "reports" / PAPER / "reference" / "cv_metrics.json"
+    assert ref_cv.read_text() == cv_file.read_text()
+    assert _check(root).ok, _check(root).failures
+    ref_cv.write_text('{"folds": 5, "model": {"mae": 0.1}}\n')
+    failures = _check(root).failures
+    assert any("reference/cv_metrics.json" in f and "differs" in f for f in failures), failures

@@ -42,6 +42,32 @@ def regression_metrics(
     }
 
 
+def paired_abs_error_difference(
+    y_true: Sequence[float] | np.ndarray,
+    pred_a: Sequence[float] | np.ndarray,
+    pred_b: Sequence[float] | np.ndarray,
+) -> dict[str, Any]:
+    """Mean and standard error of ``|pred_a - y| - |pred_b - y|`` over the same samples.
+
+    Negative means model A is the more accurate. Comparing two models on the same samples
+    removes the spread of sample difficulty that two separate MAEs carry, so a mean beyond
+    about two standard errors is a difference the test set resolves. ``sem`` is ``nan`` for
+    fewer than two samples.
+    """
+    t = np.asarray(y_true, dtype=np.float64).ravel()
+    a = np.asarray(pred_a, dtype=np.float64).ravel()
+    b = np.asarray(pred_b, dtype=np.float64).ravel()
+    if not (t.shape == a.shape == b.shape):
+        raise ValueError(f"y_true, pred_a and pred_b differ in length: {t.size}, {a.size}, {b.size}")
+    d = np.abs(a - t) - np.abs(b - t)
+    n = int(d.size)
+    return {
+        "mean": float(d.mean()) if n else math.nan,
+        "sem": float(d.std(ddof=1) / math.sqrt(n)) if n >= 2 else math.nan,
+        "n": n,
+    }
+
+
 def _round_sig(x: float, digits: int = SIGNIFICANT_DIGITS) -> float | None:
     if not math.isfinite(x):
         # JSON has no NaN/inf; null keeps the file valid for every parser (DVC, jq, browsers).
@@ -82,6 +108,18 @@ def write_json(path: str | Path, obj: Any) -> Path:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(path)
+    return path
+
+
+def write_csv(path: str | Path, table: Any) -> Path:
+    """Write a pandas DataFrame as CSV (no index), creating parent directories.
+
+    Floats keep 6 significant digits, like :func:`write_json`, so the file is byte-stable
+    across machines (floating-point noise is below that) and DVC sees a stable output.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(path, index=False, float_format=f"%.{SIGNIFICANT_DIGITS}g", lineterminator="\n")
     return path
 
 

@@ -357,6 +357,11 @@ def _check_hash(
         )
 
 
+def _other_metrics_files(directory: Path) -> list[Path]:
+    """Metrics files beside ``metrics.json`` (e.g. ``cv_metrics.json``): hash-gated the same way."""
+    return sorted(p for p in directory.glob("*metrics.json") if p.name != "metrics.json")
+
+
 def check_paper(
     targets: PaperTargets, root: Path, *, allow_missing_reference: bool = True
 ) -> PaperCheck:
@@ -373,6 +378,9 @@ def check_paper(
             check.failures.append(f"{targets.metrics_rel} exists but {root / 'dvc.lock'} does not")
         else:
             _check_hash(default_file, targets.metrics_rel, lock, "dvc.lock", check.failures)
+            for extra in _other_metrics_files(default_file.parent):
+                rel = f"reports/{targets.paper}/{extra.name}"
+                _check_hash(extra, rel, lock, "dvc.lock", check.failures)
 
     if ref_file.is_file():
         prov_path = ref_dir / "provenance.json"
@@ -380,14 +388,16 @@ def check_paper(
             check.failures.append(f"{targets.reference_rel}/metrics.json has no provenance.json")
         else:
             provenance = json.loads(prov_path.read_text(encoding="utf-8"))
-            _check_hash(
-                ref_file,
-                targets.metrics_rel,  # the snapshot records the pipeline's path of the file
-                provenance.get("dvc_lock"),
-                f"{targets.reference_rel}/provenance.json",
-                check.failures,
-                label=f"{targets.reference_rel}/metrics.json",
-            )
+            # The snapshot records the pipeline's paths of the files it copied.
+            for file in (ref_file, *_other_metrics_files(ref_dir)):
+                _check_hash(
+                    file,
+                    f"reports/{targets.paper}/{file.name}",
+                    provenance.get("dvc_lock"),
+                    f"{targets.reference_rel}/provenance.json",
+                    check.failures,
+                    label=f"{targets.reference_rel}/{file.name}",
+                )
         check.source, check.metrics_file = "reference", ref_file
     else:
         message = (
@@ -563,7 +573,8 @@ def snapshot_reference(
     ``name`` is "reference" for the paper-scale run the check compares with; any other name
     (e.g. "partial" for an interim subset of a paper-scale run) is kept for the record only.
 
-    Copies ``metrics.json``, ``figures/*.png``, ``<paper>.html`` and ``predictions.csv`` from
+    Copies ``metrics.json`` (and any other ``*metrics.json``, e.g. cross-validation),
+    ``figures/*.png``, ``<paper>.html`` and the prediction files from
     ``reports/<paper>/`` and writes ``provenance.json``: git commit, params.yaml, the dvc.lock
     entries of the paper's stages (their recorded md5 of ``metrics.json`` is what the check
     compares the copy with), wall time, machine and a UTC timestamp. Refuses when
@@ -606,9 +617,11 @@ def snapshot_reference(
     copies += [
         (p, ref / "figures" / p.name) for p in sorted((report_dir / "figures").glob("*.png"))
     ]
-    for name in (f"{paper}.html", "predictions.csv", "predictions.npz"):
-        if (report_dir / name).is_file():
-            copies.append((report_dir / name, ref / name))
+    # (`file_name`, not `name`: that is the snapshot's name, recorded in provenance below.)
+    for file_name in (f"{paper}.html", "predictions.csv", "predictions.npz", "cv_predictions.csv",
+                      *(p.name for p in _other_metrics_files(report_dir))):
+        if (report_dir / file_name).is_file():
+            copies.append((report_dir / file_name, ref / file_name))
     files: dict[str, str] = {}
     for src, dst in copies:
         dst.parent.mkdir(parents=True, exist_ok=True)

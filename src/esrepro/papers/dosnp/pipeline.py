@@ -1,6 +1,7 @@
 """The DOSnp pipeline, one function per DVC stage (the `stages/dosnp.py` entry points call these).
 
     fetch -> dft -> featurize -> train -> evaluate -> report
+    featurize -> cv (k-fold cross-validation of DOSnp and both baselines) -> report
 
 Paths are fixed here (and declared in dvc.yaml); everything tunable comes from params.yaml.
 """
@@ -29,6 +30,7 @@ RAW = Path("data/dosnp/raw")
 DFT = Path("data/dosnp/dft")
 FEATURES = Path("data/dosnp/features")
 MODEL = Path("data/dosnp/model")
+CV_SCRATCH = Path("data/dosnp/cv-folds")  # finished folds of an interrupted CV run (not a DVC output)
 REPORTS = Path("reports/dosnp")
 
 
@@ -211,16 +213,19 @@ def stage_train(params: dict[str, Any]) -> None:
     )
 
 
+def _formation_energies(selected: pd.DataFrame) -> dict[str, float] | None:
+    """Formation energies per material when the structures came from MP (an LRLIDG descriptor)."""
+    if "formation_energy_per_atom" not in selected:
+        return None
+    return dict(zip(selected["mp_id"], selected["formation_energy_per_atom"], strict=True))
+
+
 def stage_evaluate(params: dict[str, Any]) -> None:
     """Metrics of DOSnp and both baselines, plus the GPAW-vs-ecalj LDA gap validation."""
     from esrepro.papers.dosnp.train import run_evaluate
 
     selected, structures = load_selected()
-    formation = (
-        dict(zip(selected["mp_id"], selected["formation_energy_per_atom"], strict=True))
-        if "formation_energy_per_atom" in selected
-        else None
-    )
+    formation = _formation_energies(selected)
     summary = pd.read_csv(resolve_path(DFT) / "summary.csv")
     ok = summary[summary["status"] != "failed"]
     extra = {
@@ -236,6 +241,19 @@ def stage_evaluate(params: dict[str, Any]) -> None:
     )
 
 
+def stage_cv(params: dict[str, Any]) -> None:
+    """k-fold cross-validation of DOSnp and both baselines (params `dosnp.cv`)."""
+    from esrepro.papers.dosnp.cv import run_cross_validation
+
+    selected, structures = load_selected()
+    reports = resolve_path(REPORTS)
+    run_cross_validation(
+        resolve_path(FEATURES) / "dataset.pt", structures, params,
+        reports / "cv_metrics.json", reports / "cv_predictions.csv", resolve_path(CV_SCRATCH),
+        formation_energies=_formation_energies(selected),
+    )
+
+
 def stage_report(params: dict[str, Any]) -> None:
     from esrepro.reports import render_notebook
 
@@ -248,6 +266,7 @@ def stage_report(params: dict[str, Any]) -> None:
             "dft_summary_csv": str(resolve_path(DFT) / "summary.csv"),
             "predictions_csv": str(reports / "predictions.csv"),
             "metrics_json": str(reports / "metrics.json"),
+            "cv_metrics_json": str(reports / "cv_metrics.json"),
             "figures_dir": str(reports / "figures"),
             "dvclive_dir": str(reports / "training"),
         },
@@ -261,5 +280,6 @@ STAGES = {
     "featurize": stage_featurize,
     "train": stage_train,
     "evaluate": stage_evaluate,
+    "cv": stage_cv,
     "report": stage_report,
 }

@@ -25,8 +25,8 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
-from esrepro.metrics import regression_metrics, write_json
-from esrepro.papers.dosnp.baselines import LRLIDG, fit_linear
+from esrepro.metrics import regression_metrics, write_csv, write_json
+from esrepro.papers.dosnp.baselines import LRLIDG, LinearGapModel, fit_linear
 from esrepro.papers.dosnp.data import PDOSGraphDataset, collate_pdos, load_features
 from esrepro.papers.dosnp.model import DOSnp, DOSnpLightning, load_dosnp
 from esrepro.pooling import pooling_for
@@ -82,27 +82,28 @@ def _monitor(tcfg: Mapping[str, Any]) -> str:
     return monitor
 
 
-def run_train(
-    features_path: Path, params: Mapping[str, Any], out_dir: Path, dvclive_dir: Path
-) -> Path:
-    """Train DOSnp on the "train" split; write ``out_dir/dosnp.pt``; return its path.
+def train_dosnp(
+    feats: Mapping[str, Any],
+    train_rows: Sequence[int],
+    params: Mapping[str, Any],
+    dvclive_dir: Path,
+) -> tuple[DOSnp, dict[str, Any]]:
+    """Train DOSnp on the material rows ``train_rows`` of ``feats``; return it (CPU) and a summary.
 
-    A validation subset (``val_fraction`` of the training materials, drawn with the training
-    seed) is held out for early stopping and checkpoint selection on ``train.monitor``
-    (``val_mae``, the reported metric, or ``val_loss``); the weights saved are those of the
-    best validation epoch. Learning curves go to ``dvclive_dir``. With
-    ``val_fraction == 0`` every training material is used and ``train_loss`` is monitored.
+    A validation subset (``val_fraction`` of ``train_rows``, drawn with the training seed) is
+    held out for early stopping and checkpoint selection on ``train.monitor`` (``val_mae``, the
+    reported metric, or ``val_loss``); the weights returned are those of the best validation
+    epoch. With ``val_fraction == 0`` every row is fitted and ``train_loss`` is monitored.
+    Learning curves go to ``dvclive_dir``. Shared by the train stage and cross-validation.
     """
-    feats = load_features(features_path)
+    train_rows = [int(r) for r in train_rows]
+    if not train_rows:
+        raise ValueError("no materials to train DOSnp on")
     pooling = pooling_for(params, "dosnp")
     mcfg = params["dosnp"]["model"]
     tcfg = params["dosnp"]["train"]
     seed = int(tcfg["seed"])
 
-    labels = _split_labels(feats, params)
-    train_rows = [i for i, s in enumerate(labels) if s == "train"]
-    if not train_rows:
-        raise ValueError(f"{features_path}: no materials in the 'train' split")
     ids = [feats["material_ids"][i] for i in train_rows]
     val_fraction = float(tcfg.get("val_fraction", 0.0))
     if val_fraction > 0 and len(train_rows) >= 2:
@@ -114,9 +115,6 @@ def run_train(
     monitor = _monitor(tcfg) if val_rows else "train_loss"
 
     batch_size = int(tcfg["batch_size"])
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-
     # An explicit generator makes the shuffling order depend on the seed alone.
     generator = torch.Generator().manual_seed(seed)
     train_loader = DataLoader(
@@ -160,18 +158,40 @@ def run_train(
         patience=tcfg.get("patience"),
         monitor=monitor,
     )
-    best_score, epochs_run, device = fit.best_score, fit.epochs_run, fit.device
+    summary = {
+        "monitor": monitor,
+        "best_score": None if fit.best_score is None else float(fit.best_score),
+        "epochs_run": fit.epochs_run,
+        "device": fit.device,
+        "fit_rows": fit_rows,
+        "val_rows": val_rows,
+    }
+    return module.model.cpu(), summary
 
-    model: DOSnp = module.model.cpu()
+
+def run_train(
+    features_path: Path, params: Mapping[str, Any], out_dir: Path, dvclive_dir: Path
+) -> Path:
+    """Train DOSnp on the "train" split (see :func:`train_dosnp`); write ``out_dir/dosnp.pt``."""
+    feats = load_features(features_path)
+    tcfg = params["dosnp"]["train"]
+    labels = _split_labels(feats, params)
+    train_rows = [i for i, s in enumerate(labels) if s == "train"]
+    if not train_rows:
+        raise ValueError(f"{features_path}: no materials in the 'train' split")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model, fit = train_dosnp(feats, train_rows, params, Path(dvclive_dir))
+    fit_rows, val_rows = fit["fit_rows"], fit["val_rows"]
     metadata = {
         "paper": "dosnp",
         "target": "E_g^QSGW - E_g^LDA (eV); prediction = lda_gap_table + output",
         "training": {
             **_plain_json(dict(tcfg)),
-            "monitor": monitor,
-            "best_score": None if best_score is None else float(best_score),
-            "epochs_run": epochs_run,
-            "device": device,
+            "monitor": fit["monitor"],
+            "best_score": fit["best_score"],
+            "epochs_run": fit["epochs_run"],
+            "device": fit["device"],
         },
         "split": _plain_json(dict(params["dosnp"].get("split", {}))),
         "data": {
@@ -186,12 +206,7 @@ def run_train(
     path = save_model(out_dir / MODEL_FILENAME, model.state_dict(), model.hparams_dict(), metadata)
     log.info(
         "saved %s (%d train / %d val materials, %s %s, %d epochs)",
-        path,
-        len(fit_rows),
-        len(val_rows),
-        monitor,
-        best_score,
-        epochs_run,
+        path, len(fit_rows), len(val_rows), fit["monitor"], fit["best_score"], fit["epochs_run"],
     )
     return path
 
@@ -210,6 +225,46 @@ def predict_gaps(
         residual = model(batch["pdos"], batch["atom_index"], batch["n_graphs"])[:, 0]
         out.append((batch["lda_gap"] + residual).double().numpy())
     return np.concatenate(out) if out else np.zeros(0)
+
+
+def aligned_formation_energies(
+    ids: Sequence[str], formation_energies: Mapping[str, float] | None
+) -> np.ndarray | None:
+    """Formation energies aligned with ``ids``, or None unless known for every material.
+
+    LRLIDG uses them as a descriptor (paper App. C) only with the MP structure source.
+    """
+    if formation_energies is None or not all(
+        formation_energies.get(i) is not None and np.isfinite(formation_energies[i]) for i in ids
+    ):
+        return None
+    return np.array([formation_energies[i] for i in ids], dtype=np.float64)
+
+
+def fit_baselines(
+    atoms: Sequence[Any],
+    lda: np.ndarray,
+    qsgw: np.ndarray,
+    train: np.ndarray,
+    params: Mapping[str, Any],
+    formation_energies: np.ndarray | None = None,
+) -> tuple[LinearGapModel, LRLIDG]:
+    """Fit the linear LDA->QSGW map and LRLIDG on the rows where the boolean mask ``train`` holds.
+
+    ``atoms``, ``lda``, ``qsgw`` (eV) and ``formation_energies`` are aligned, one per material.
+    """
+    train = np.asarray(train, dtype=bool)
+    linear = fit_linear(lda[train], qsgw[train])
+    lrlidg_cfg = params["dosnp"].get("lrlidg", {})
+    lrlidg = LRLIDG(
+        rank_tol=float(lrlidg_cfg.get("rank_tol", 1e-8)),
+        max_descriptors_per_sample=float(lrlidg_cfg.get("max_descriptors_per_sample", 0.2)),
+    )
+    lrlidg.fit(
+        [a for a, t in zip(atoms, train, strict=True) if t], lda[train], qsgw[train],
+        formation_energies=None if formation_energies is None else formation_energies[train],
+    )
+    return linear, lrlidg
 
 
 def run_evaluate(
@@ -240,28 +295,13 @@ def run_evaluate(
     batch_size = int(params["dosnp"]["train"].get("batch_size", 64))
     pred_dosnp = predict_gaps(model, feats, batch_size=batch_size)
 
-    linear = fit_linear(lda[train], qsgw[train])
-    pred_linear = linear.predict(lda)
-
     missing = [i for i in ids if i not in structures]
     if missing:
         raise KeyError(f"no structure for {len(missing)} material(s), e.g. {missing[:5]}")
     atoms = [structures[i] for i in ids]
-    lrlidg_cfg = params["dosnp"].get("lrlidg", {})
-    lrlidg = LRLIDG(
-        rank_tol=float(lrlidg_cfg.get("rank_tol", 1e-8)),
-        max_descriptors_per_sample=float(lrlidg_cfg.get("max_descriptors_per_sample", 0.2)),
-    )
-    # Formation energy joins the descriptors only when known for every material (MP source).
-    fe = None
-    if formation_energies is not None and all(
-        formation_energies.get(i) is not None and np.isfinite(formation_energies[i]) for i in ids
-    ):
-        fe = np.array([formation_energies[i] for i in ids], dtype=np.float64)
-    lrlidg.fit(
-        [a for a, t in zip(atoms, train, strict=True) if t], lda[train], qsgw[train],
-        formation_energies=None if fe is None else fe[train],
-    )
+    fe = aligned_formation_energies(ids, formation_energies)
+    linear, lrlidg = fit_baselines(atoms, lda, qsgw, train, params, fe)
+    pred_linear = linear.predict(lda)
     pred_lrlidg = lrlidg.predict(atoms, lda, formation_energies=fe)
 
     table = pd.DataFrame(
@@ -279,10 +319,7 @@ def run_evaluate(
         },
         columns=list(PREDICTION_COLUMNS),
     )
-    predictions_path = Path(predictions_path)
-    predictions_path.parent.mkdir(parents=True, exist_ok=True)
-    # 6 significant digits keep the CSV byte-stable across machines (float noise is below that).
-    table.to_csv(predictions_path, index=False, float_format="%.6g", lineterminator="\n")
+    write_csv(predictions_path, table)
 
     def per_split(pred: np.ndarray) -> dict[str, Any]:
         return {
