@@ -118,3 +118,11 @@ def test_paired_difference_of_absolute_errors() -> None:
     assert math.isnan(paired_abs_error_difference([0], [1], [0])["sem"])
     with pytest.raises(ValueError, match="differ in length"):
         paired_abs_error_difference([0, 1], [1], [0, 1])
+
+
+def test_paired_difference_of_per_sample_errors() -> None:
+    from esrepro.metrics import paired_difference
+
+    d = paired_difference([0.02, 0.01, 0.03], [0.03, 0.03, 0.03])
+    assert d["mean"] == pytest.approx(-0.01) and d["n"] == 3
+    assert d["sem"] == pytest.approx(0.01 / math.sqrt(3))

@@ -141,6 +141,11 @@ def test_alignn_dos_artifacts_and_shared_dft(tiny_repo: Path, first_repro: str) 
     n_ok = 4 - metrics["n_dft_failed"] - metrics["n_excluded"]
     assert sum(metrics["d_alignn"][s]["n"] for s in ("train", "val", "test")) == n_ok
     assert set(metrics["autoencoder_reconstruction_mae"]) == {"8", "12", "16", "20"}
+    # Paired over the same test spectra: the mean difference is the difference of the MAEs.
+    paired = metrics["d_alignn_minus_mean_baseline_test_mae"]
+    assert paired["n"] == metrics["d_alignn"]["test"]["n"]
+    gap = metrics["d_alignn"]["test"]["mae"] - metrics["mean_baseline"]["test"]["mae"]
+    assert abs(paired["mean"] - gap) < 1e-5
     assert (tiny_repo / "reports/alignn_dos/alignn_dos.html").stat().st_size > 10_000
     figures = {p.name for p in (tiny_repo / "reports/alignn_dos/figures").glob("*.png")}
     assert {"fig4_d_alignn.png", "fig5_ae_alignn_12.png", "table1_latent_vs_mae.png",

@@ -42,30 +42,41 @@ def regression_metrics(
     }
 
 
-def paired_abs_error_difference(
-    y_true: Sequence[float] | np.ndarray,
-    pred_a: Sequence[float] | np.ndarray,
-    pred_b: Sequence[float] | np.ndarray,
+def paired_difference(
+    errors_a: Sequence[float] | np.ndarray, errors_b: Sequence[float] | np.ndarray
 ) -> dict[str, Any]:
-    """Mean and standard error of ``|pred_a - y| - |pred_b - y|`` over the same samples.
+    """Mean and standard error of ``errors_a - errors_b``, per-sample errors of two models.
 
     Negative means model A is the more accurate. Comparing two models on the same samples
     removes the spread of sample difficulty that two separate MAEs carry, so a mean beyond
     about two standard errors is a difference the test set resolves. ``sem`` is ``nan`` for
     fewer than two samples.
     """
-    t = np.asarray(y_true, dtype=np.float64).ravel()
-    a = np.asarray(pred_a, dtype=np.float64).ravel()
-    b = np.asarray(pred_b, dtype=np.float64).ravel()
-    if not (t.shape == a.shape == b.shape):
-        raise ValueError(f"y_true, pred_a and pred_b differ in length: {t.size}, {a.size}, {b.size}")
-    d = np.abs(a - t) - np.abs(b - t)
+    a = np.asarray(errors_a, dtype=np.float64).ravel()
+    b = np.asarray(errors_b, dtype=np.float64).ravel()
+    if a.shape != b.shape:
+        raise ValueError(f"the two models' errors differ in length: {a.size} vs {b.size}")
+    d = a - b
     n = int(d.size)
     return {
         "mean": float(d.mean()) if n else math.nan,
         "sem": float(d.std(ddof=1) / math.sqrt(n)) if n >= 2 else math.nan,
         "n": n,
     }
+
+
+def paired_abs_error_difference(
+    y_true: Sequence[float] | np.ndarray,
+    pred_a: Sequence[float] | np.ndarray,
+    pred_b: Sequence[float] | np.ndarray,
+) -> dict[str, Any]:
+    """:func:`paired_difference` of the absolute errors ``|pred_a - y|`` and ``|pred_b - y|``."""
+    t = np.asarray(y_true, dtype=np.float64).ravel()
+    a = np.asarray(pred_a, dtype=np.float64).ravel()
+    b = np.asarray(pred_b, dtype=np.float64).ravel()
+    if not (t.shape == a.shape == b.shape):
+        raise ValueError(f"y_true, pred_a and pred_b differ in length: {t.size}, {a.size}, {b.size}")
+    return paired_difference(np.abs(a - t), np.abs(b - t))
 
 
 def _round_sig(x: float, digits: int = SIGNIFICANT_DIGITS) -> float | None:

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from esrepro.graphs import GraphBatch
-from esrepro.metrics import spectrum_metrics, write_json
+from esrepro.metrics import paired_difference, per_spectrum_errors, spectrum_metrics, write_json
 from esrepro.papers.alignn_dos.autoencoder import DOSAutoencoder
 from esrepro.papers.alignn_dos.data import (
     GraphTargetDataset,
@@ -283,6 +283,12 @@ def run_evaluate(
     metrics["autoencoder_reconstruction_mae"] = recon
     d_mae, base_mae = metrics["d_alignn"]["test"]["mae"], metrics["mean_baseline"]["test"]["mae"]
     metrics["baseline_over_d_alignn_test_mae"] = base_mae / d_mae if d_mae > 0 else float("nan")
+    # Same test spectra for both: the paired difference says whether the test set resolves the gap.
+    test = rows_of(split, "test")
+    metrics["d_alignn_minus_mean_baseline_test_mae"] = paired_difference(
+        per_spectrum_errors(dos[test], preds["d_alignn"][test])["mae"],
+        per_spectrum_errors(dos[test], preds["mean_baseline"][test])["mae"],
+    )
     metrics["jarvis_external"] = {key: spectrum_metrics(ext_dos, pred) for key, pred in ext_preds.items()}
     write_json(metrics_path, metrics)
 
