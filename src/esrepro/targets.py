@@ -617,11 +617,11 @@ def snapshot_reference(
     copies += [
         (p, ref / "figures" / p.name) for p in sorted((report_dir / "figures").glob("*.png"))
     ]
-    # (`file_name`, not `name`: that is the snapshot's name, recorded in provenance below.)
-    for file_name in (f"{paper}.html", "predictions.csv", "predictions.npz", "cv_predictions.csv",
-                      *(p.name for p in _other_metrics_files(report_dir))):
-        if (report_dir / file_name).is_file():
-            copies.append((report_dir / file_name, ref / file_name))
+    # Prediction files (e.g. predictions.csv, cv_predictions.csv), like the metrics files, by
+    # pattern: a stage that adds one needs no change here.
+    extra = [report_dir / f"{paper}.html", *_other_metrics_files(report_dir)]
+    extra += sorted(report_dir.glob("*predictions.csv")) + sorted(report_dir.glob("*predictions.npz"))
+    copies += [(p, ref / p.name) for p in extra if p.is_file()]
     files: dict[str, str] = {}
     for src, dst in copies:
         dst.parent.mkdir(parents=True, exist_ok=True)

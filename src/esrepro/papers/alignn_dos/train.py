@@ -257,7 +257,7 @@ def run_evaluate(
     split = list(feats["split"])
     ext = feats["external"]
     ext_dos = ext["dos"].numpy().astype(np.float64)
-    train = rows_of(split, "train")
+    train, test = rows_of(split, "train"), rows_of(split, "test")
     preds: dict[str, np.ndarray] = {}
     ext_preds: dict[str, np.ndarray] = {}
     metrics: dict[str, Any] = dict(extra)
@@ -268,7 +268,6 @@ def run_evaluate(
         if key != "d_alignn":
             ae = load_autoencoder(autoencoder_dir, key)
             decoder = ae.decoder
-            test = rows_of(split, "test")
             with torch.no_grad():
                 rec = ae(torch.from_numpy(dos[test]).float()).numpy()
             recon[key.rsplit("_", 1)[1]] = spectrum_metrics(dos[test], rec)["mae"]
@@ -284,7 +283,6 @@ def run_evaluate(
     d_mae, base_mae = metrics["d_alignn"]["test"]["mae"], metrics["mean_baseline"]["test"]["mae"]
     metrics["baseline_over_d_alignn_test_mae"] = base_mae / d_mae if d_mae > 0 else float("nan")
     # Same test spectra for both: the paired difference says whether the test set resolves the gap.
-    test = rows_of(split, "test")
     metrics["d_alignn_minus_mean_baseline_test_mae"] = paired_difference(
         per_spectrum_errors(dos[test], preds["d_alignn"][test])["mae"],
         per_spectrum_errors(dos[test], preds["mean_baseline"][test])["mae"],
@@ -292,7 +290,6 @@ def run_evaluate(
     metrics["jarvis_external"] = {key: spectrum_metrics(ext_dos, pred) for key, pred in ext_preds.items()}
     write_json(metrics_path, metrics)
 
-    test = rows_of(split, "test")
     n_ext = ext_dos.shape[0]
     arrays = {
         "energies": feats["energies"].numpy(),

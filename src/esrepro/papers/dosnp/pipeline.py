@@ -267,6 +267,7 @@ def stage_report(params: dict[str, Any]) -> None:
             "predictions_csv": str(reports / "predictions.csv"),
             "metrics_json": str(reports / "metrics.json"),
             "cv_metrics_json": str(reports / "cv_metrics.json"),
+            "cv_predictions_csv": str(reports / "cv_predictions.csv"),
             "figures_dir": str(reports / "figures"),
             "dvclive_dir": str(reports / "training"),
         },

@@ -227,6 +227,14 @@ def predict_gaps(
     return np.concatenate(out) if out else np.zeros(0)
 
 
+def structures_of(ids: Sequence[str], structures: Mapping[str, Any]) -> list[Any]:
+    """The structures of ``ids`` in order (LRLIDG's input); a KeyError names any missing id."""
+    missing = [i for i in ids if i not in structures]
+    if missing:
+        raise KeyError(f"no structure for {len(missing)} material(s), e.g. {missing[:5]}")
+    return [structures[i] for i in ids]
+
+
 def aligned_formation_energies(
     ids: Sequence[str], formation_energies: Mapping[str, float] | None
 ) -> np.ndarray | None:
@@ -295,10 +303,7 @@ def run_evaluate(
     batch_size = int(params["dosnp"]["train"].get("batch_size", 64))
     pred_dosnp = predict_gaps(model, feats, batch_size=batch_size)
 
-    missing = [i for i in ids if i not in structures]
-    if missing:
-        raise KeyError(f"no structure for {len(missing)} material(s), e.g. {missing[:5]}")
-    atoms = [structures[i] for i in ids]
+    atoms = structures_of(ids, structures)
     fe = aligned_formation_energies(ids, formation_energies)
     linear, lrlidg = fit_baselines(atoms, lda, qsgw, train, params, fe)
     pred_linear = linear.predict(lda)
