@@ -152,6 +152,7 @@ def report_cache(root: Path) -> None:
     )
     walls, ranks, unreadable = [], Counter(), 0
     by_mode: dict[str, list[float]] = {}
+    by_fft: dict[str, list[float]] = {}
     for path in products:
         try:
             meta = _product_meta(path)
@@ -161,6 +162,9 @@ def report_cache(root: Path) -> None:
         if isinstance(meta.get("wall_s"), (int, float)):
             walls.append(float(meta["wall_s"]))
             ranks[int(meta.get("mpi_ranks", 1))] += 1
+            # Products from before the engine recorded it say nothing: GPAW then had no FFTW.
+            fft = {True: "FFTW", False: "pocketfft"}.get(meta.get("gpaw_fftw"), "not recorded")
+            by_fft.setdefault(fft, []).append(float(meta["wall_s"]))
             by_mode.setdefault(_mode_label(meta.get("settings") or {}), []).append(float(meta["wall_s"]))
     if walls:
         print(f"  GPAW seconds per product (meta.wall_s): {format_seconds(summarize(walls))}")
@@ -171,6 +175,8 @@ def report_cache(root: Path) -> None:
             "  MPI ranks per product: "
             + ", ".join(f"{r} rank(s) x{n}" for r, n in sorted(ranks.items()))
         )
+        for fft, values in sorted(by_fft.items()):
+            print(f"  GPAW FFTs {fft}: {format_seconds(summarize(values))}")
     if unreadable:
         print(f"  unreadable products: {unreadable}")
 

@@ -4,7 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-debs=(libxc-dev libopenblas-dev libopenmpi-dev openmpi-bin git)
+# libfftw3-dev: GPAW's plane-wave FFTs (scripts/gpaw_siteconfig.py); without it GPAW falls back to scipy.
+debs=(libxc-dev libopenblas-dev libopenmpi-dev libfftw3-dev openmpi-bin git)
 missing=()
 for pkg in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -22,17 +23,28 @@ if [ ! -x .venv/bin/python ]; then
   "$python" -m venv .venv
 fi
 
-# Reinstall only when the dependency specification changes.
+# Reinstall only when the dependency specification or GPAW's build configuration changes.
 stamp=.venv/.esrepro-installed
-want=$(sha256sum pyproject.toml | cut -c1-16)
+want=$(cat pyproject.toml scripts/gpaw_siteconfig.py | sha256sum | cut -c1-16)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "setup: installing the Python environment (GPAW builds from source on first install)"
+  export GPAW_CONFIG="$PWD/scripts/gpaw_siteconfig.py"
   .venv/bin/python -m pip install -q --upgrade pip wheel setuptools
   # torch is pinned to 2.13.0 in pyproject.toml; a CPU wheel is found through pip's config.
   OPENBLAS_NUM_THREADS=1 .venv/bin/python -m pip install -q -e ".[dev,cluster]"
+  # pip reuses a GPAW wheel it built earlier, whatever GPAW_CONFIG said then: rebuild a GPAW that
+  # lacks FFTW (drop the stale wheel so the rebuilt one is what pip caches from now on).
+  if ! .venv/bin/python -c "import sys, gpaw.fftw; sys.exit(not gpaw.fftw.have_fftw())"; then
+    gpaw_version=$(.venv/bin/python -c "from importlib.metadata import version; print(version('gpaw'))")
+    echo "setup: GPAW $gpaw_version was built without FFTW; rebuilding it with FFTW"
+    .venv/bin/python -m pip cache remove gpaw >/dev/null 2>&1 || true
+    OPENBLAS_NUM_THREADS=1 .venv/bin/python -m pip install -q --force-reinstall --no-deps "gpaw==$gpaw_version"
+    .venv/bin/python -c "import sys, gpaw.fftw; sys.exit(not gpaw.fftw.have_fftw())" \
+      || { echo "setup: GPAW still has no FFTW; see scripts/gpaw_siteconfig.py" >&2; exit 1; }
+  fi
   echo "$want" > "$stamp"
 fi
 
 # DVC needs a git repository; a source tarball (no .git) gets one.
 [ -d .git ] || git init -q
-echo "setup: ready ($(.venv/bin/python -c 'import gpaw, torch; print("gpaw", gpaw.__version__, "torch", torch.__version__)'))"
+echo "setup: ready ($(.venv/bin/python -c 'import gpaw, torch; import gpaw.fftw; print("gpaw", gpaw.__version__, "FFTW" if gpaw.fftw.have_fftw() else "no FFTW", "torch", torch.__version__)'))"

@@ -288,11 +288,21 @@ def run_gpaw(atoms: Atoms, settings: DFTSettings, txt: str | Path | None = None)
             "wall_s": time.perf_counter() - t0,
             "mpi_ranks": int(world.size),
             "versions": code_versions(),
+            # How GPAW was built changes speed, not results (products agree to the stored
+            # precision), so it is recorded here and kept out of the cache key.
+            "gpaw_fftw": _gpaw_has_fftw(),
             "settings": settings.to_dict(),
             "setups": {s.symbol: getattr(s, "fingerprint", None) for s in calc.setups},
             "host": os.uname().nodename,
         },
     )
+
+
+def _gpaw_has_fftw() -> bool:
+    """Whether this GPAW links FFTW (else its plane-wave FFTs run on scipy's pocketfft)."""
+    from gpaw.fftw import have_fftw
+
+    return bool(have_fftw())
 
 
 def _scf_iterations(calc) -> int | None:
