@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -309,10 +310,28 @@ def test_timeout_is_recorded_as_failure(tmp_path) -> None:
     [record] = compute_products({"Si": silicon()}, SMALL, cache, options, progress=False)
     assert record.status == "failed"
     assert record.reason.startswith("TimeoutError")
+    # Half a second is spent importing GPAW: the record says the SCF never started.
+    assert record.reason.endswith("(before the first SCF iteration)"), record.reason
     assert record.wall_s < 60, "the worker must be killed, not waited for"
     key = cache_key(silicon(), SMALL)
     assert json.loads(cache.failure_path(key).read_text())["reason"] == record.reason
     assert not cache.product_path(key).exists()
+
+
+def test_timeout_during_the_scf_records_how_far_it_got(tmp_path) -> None:
+    # A density tolerance no SCF reaches keeps GPAW iterating until the time-out kills it.
+    settings = dataclasses.replace(SMALL, density_tolerance=1e-30, max_iterations=100_000)
+    cache = DFTCache(tmp_path / "cache")
+    options = dataclasses.replace(ONE_RANK, timeout_s=30.0)
+    [record] = compute_products({"Si": silicon()}, settings, cache, options, progress=False)
+    assert record.status == "failed"
+    match = re.fullmatch(r"TimeoutError: exceeded 30 s \(SCF iteration (\d+)\)", record.reason)
+    assert match, record.reason
+    failure = json.loads(cache.failure_path(cache_key(silicon(), settings)).read_text())
+    assert failure["reason"] == record.reason
+    # The recorded log tail is GPAW's own, ending at the iteration the reason names.
+    last_iteration = re.findall(r"iter:\s*(\d+)", failure["gpaw_log_tail"])[-1]
+    assert int(last_iteration) == int(match.group(1)) >= 1
 
 
 def test_two_mpi_ranks_give_the_same_product(si_run, tmp_path) -> None:

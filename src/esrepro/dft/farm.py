@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -119,8 +120,15 @@ def run_one(
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate()
-        reason = f"TimeoutError: exceeded {timeout_s:g} s"
-        cache.record_failure(key, {"material_id": material_id, "reason": reason})
+        # Where GPAW had got to tells the user what to raise: the time-out (an SCF still
+        # iterating) or nothing (one stuck before its first iteration).
+        iteration, log_tail = scf_progress(Path(scratch) / f"{material_id}.gpaw.txt")
+        reason = f"TimeoutError: exceeded {timeout_s:g} s" + (
+            f" (SCF iteration {iteration})" if iteration else " (before the first SCF iteration)"
+        )
+        cache.record_failure(
+            key, {"material_id": material_id, "reason": reason, "gpaw_log_tail": log_tail}
+        )
         return asdict(MaterialRecord(material_id, key, "failed", reason, time.perf_counter() - t0))
     wall = time.perf_counter() - t0
     if proc.returncode == 0 and product_path.is_file():
@@ -138,6 +146,19 @@ def run_one(
     info["material_id"] = material_id
     cache.record_failure(key, info)
     return asdict(MaterialRecord(material_id, key, "failed", info["reason"], wall))
+
+
+_SCF_ITERATION = re.compile(r"^\|?\s*iter:\s*(\d+)", re.MULTILINE)
+
+
+def scf_progress(gpaw_log: Path, tail_lines: int = 12) -> tuple[int | None, str]:
+    """The last SCF iteration a GPAW text log reports (None if none yet) and the log's last lines."""
+    try:
+        text = gpaw_log.read_text(errors="replace")
+    except OSError:
+        return None, ""
+    iterations = _SCF_ITERATION.findall(text)
+    return (int(iterations[-1]) if iterations else None), "\n".join(text.splitlines()[-tail_lines:])
 
 
 def _last_error_line(output: str) -> str:
