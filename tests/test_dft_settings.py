@@ -113,19 +113,22 @@ def test_every_field_is_covered_by_the_parametrization() -> None:
         "window_below_ev",
         "window_above_ev",
         "dos_kpt_density",
+        "reduce_skewed_cells",  # per structure: test_cell_reduction_enters_the_key_only_where_it_applies
         "extra",
     }
     assert {f.name for f in dataclasses.fields(DFTSettings)} == covered
 
 
 def test_settings_added_later_keep_old_keys_at_their_default(rocksalt) -> None:
-    # The key of a product cached before `dos_kpt_density` existed: hashed without that field.
+    # The key of a product cached before `dos_kpt_density` and `reduce_skewed_cells` existed:
+    # hashed without those fields.
     import hashlib
     import json
 
     from esrepro.structures import canonical_structure_hash
 
-    legacy = {k: v for k, v in dataclasses.asdict(DFTSettings()).items() if k != "dos_kpt_density"}
+    added = {"dos_kpt_density", "reduce_skewed_cells"}
+    legacy = {k: v for k, v in dataclasses.asdict(DFTSettings()).items() if k not in added}
     versions = {k: v for k, v in VERSIONS.items() if k != "ase"}
     payload = {"structure": canonical_structure_hash(rocksalt), "settings": legacy, "versions": versions}
     blob = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
@@ -265,3 +268,37 @@ def test_damaged_product_raises_value_error_naming_path(tmp_path: Path, kind: st
     with pytest.raises(ValueError, match=bad.name) as info:
         DFTProduct.load(bad)
     assert str(bad) in str(info.value)
+
+
+def test_cell_reduction_enters_the_key_only_where_it_applies(rocksalt) -> None:
+    from esrepro.dft.settings import applies_cell_reduction
+
+    skewed = rocksalt.copy()
+    skewed.set_cell(np.array([[1, 2, 0], [0, 1, 0], [1, 0, 1]]) @ rocksalt.cell.array, scale_atoms=False)
+    skewed.wrap()
+    off, on = DFTSettings(), DFTSettings(reduce_skewed_cells=1.05)
+    assert not applies_cell_reduction(skewed, off)
+    assert applies_cell_reduction(skewed, on)
+    assert not applies_cell_reduction(rocksalt, on), "an orthogonal cell has nothing to reduce"
+    # LCAO always runs on the Niggli cell; the setting concerns plane waves only.
+    assert not applies_cell_reduction(skewed, dataclasses.replace(on, mode="lcao"))
+    # A structure the setting leaves alone keeps the key it had before the setting existed ...
+    assert cache_key(rocksalt, on, VERSIONS) == cache_key(rocksalt, off, VERSIONS)
+    # ... one it moves to another cell is a different calculation.
+    assert cache_key(skewed, on, VERSIONS) != cache_key(skewed, off, VERSIONS)
+    assert applies_cell_reduction(skewed, dataclasses.replace(on, reduce_skewed_cells=100.0)) is False
+
+
+def test_cell_reduction_leaves_rhombohedral_settings_alone() -> None:
+    # a = b = c, alpha = beta = gamma = 30 degrees: Niggli-reducible (a1 - a2 is 2.6 A), but the
+    # symmetric setting whose vectors the 3-fold axis permutes is kept (see the function).
+    from ase import Atoms
+    from ase.cell import Cell
+
+    from esrepro.dft.settings import applies_cell_reduction
+    from esrepro.structures import niggli_cell_same_frame, orthogonality_defect
+
+    rhombohedral = Atoms("Bi", cell=Cell.fromcellpar([5.0, 5.0, 5.0, 30.0, 30.0, 30.0]), pbc=True)
+    reduced = niggli_cell_same_frame(rhombohedral)
+    assert orthogonality_defect(rhombohedral.cell.array) > 1.5 * orthogonality_defect(reduced.cell.array)
+    assert not applies_cell_reduction(rhombohedral, DFTSettings(reduce_skewed_cells=1.05))

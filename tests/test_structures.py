@@ -102,3 +102,44 @@ def test_hash_sensitive_to_coordinates_cell_and_species(bate: Path) -> None:
     selenide = atoms.copy()
     selenide.numbers[1] = 34  # Te -> Se
     assert canonical_structure_hash(selenide) != ref
+
+
+def _skewed_rocksalt():
+    """Rocksalt on a needlessly skewed cell: the cubic cell's vectors mixed by a unimodular
+    integer matrix (a = a1 + 2 a2, b = a2, c = a3 + a1), atoms unchanged."""
+    from ase.build import bulk
+
+    cubic = bulk("NaCl", "rocksalt", a=5.64, cubic=True)
+    skewed = cubic.copy()
+    mix = np.array([[1, 2, 0], [0, 1, 0], [1, 0, 1]])
+    skewed.set_cell(mix @ cubic.cell.array, scale_atoms=False)
+    skewed.wrap()
+    return cubic, skewed
+
+
+def test_orthogonality_defect() -> None:
+    from esrepro.structures import orthogonality_defect
+
+    assert orthogonality_defect(np.diag([3.0, 4.0, 5.0])) == pytest.approx(1.0)
+    # fcc primitive cell: edges a/sqrt(2) at 60 degrees, volume a^3/4 -> sqrt(2).
+    fcc = 0.5 * np.array([[0, 1, 1], [1, 0, 1], [1, 1, 0]])
+    assert orthogonality_defect(fcc) == pytest.approx(np.sqrt(2))
+
+
+def test_niggli_cell_keeps_the_crystal_its_frame_and_atom_order() -> None:
+    from esrepro.structures import niggli_cell_same_frame, orthogonality_defect
+
+    cubic, skewed = _skewed_rocksalt()
+    reduced = niggli_cell_same_frame(skewed)
+    assert orthogonality_defect(skewed.cell.array) > 3
+    assert orthogonality_defect(reduced.cell.array) == pytest.approx(1.0)
+    assert reduced.get_volume() == pytest.approx(skewed.get_volume())
+    assert list(reduced.numbers) == list(skewed.numbers)
+    # Same frame: the new vectors are integer combinations of the old ones (no rotation), so
+    # they are the cubic axes up to order and sign, and every atom moved by a lattice vector.
+    combination = np.linalg.solve(skewed.cell.array.T, reduced.cell.array.T).T
+    assert np.allclose(combination, np.round(combination), atol=1e-8)
+    assert np.allclose(np.sort(np.abs(reduced.cell.array), axis=0), np.sort(np.abs(cubic.cell.array), axis=0))
+    shift = np.linalg.solve(reduced.cell.array.T, (reduced.positions - skewed.positions).T).T
+    assert np.allclose(shift, np.round(shift), atol=1e-8)
+    assert canonical_structure_hash(reduced) != canonical_structure_hash(skewed)

@@ -11,7 +11,14 @@ import ase.io
 import numpy as np
 from ase import Atoms
 
-__all__ = ["StructureError", "canonical_structure_hash", "formula", "read_structure"]
+__all__ = [
+    "StructureError",
+    "canonical_structure_hash",
+    "formula",
+    "niggli_cell_same_frame",
+    "orthogonality_defect",
+    "read_structure",
+]
 
 _MIN_VOLUME_A3 = 1e-6
 
@@ -101,3 +108,32 @@ def formula(atoms: Atoms) -> str:
     from pymatgen.core import Composition  # lazy: pymatgen import costs ~1 s
 
     return Composition(atoms.get_chemical_formula()).reduced_formula
+
+
+def orthogonality_defect(cell: np.ndarray) -> float:
+    """prod |a_i| / |det(a)|: 1 for an orthogonal cell, large for a skewed one.
+
+    A plane-wave code's FFT grid must resolve the cutoff sphere along every cell vector, so
+    its size grows with this defect at fixed volume.
+    """
+    cell = np.asarray(cell, dtype=float)
+    return float(np.prod(np.linalg.norm(cell, axis=1)) / abs(np.linalg.det(cell)))
+
+
+def niggli_cell_same_frame(atoms: Atoms) -> Atoms:
+    """The same crystal on its Niggli-reduced cell, without rotating it.
+
+    ``ase.build.niggli_reduce`` rebuilds the cell from its lengths and angles, which rotates the
+    Cartesian frame and with it every m-resolved (p_x, d_xy, ...) projection. Here the reduced
+    basis is the integer combination of the original vectors that Niggli's algorithm finds;
+    atoms keep their order and Cartesian positions, wrapped into the new cell.
+    """
+    from ase.build.tools import niggli_reduce_cell
+
+    _, op = niggli_reduce_cell(atoms.cell)
+    reduced = atoms.copy()
+    # niggli_reduce_cell's `op` maps new fractional coordinates to old ones (s_old = op s_new),
+    # so the new basis vectors (rows) are op^T times the old ones.
+    reduced.set_cell(op.T @ atoms.cell.array, scale_atoms=False)
+    reduced.wrap()
+    return reduced

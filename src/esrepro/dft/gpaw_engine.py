@@ -14,7 +14,8 @@ import numpy as np
 from ase import Atoms
 
 from esrepro.dft.product import L_OFFSET, N_CHANNELS, DFTProduct
-from esrepro.dft.settings import DFTSettings, code_versions
+from esrepro.dft.settings import DFTSettings, applies_cell_reduction, code_versions
+from esrepro.structures import niggli_cell_same_frame
 
 
 class SCFNotConverged(RuntimeError):
@@ -211,6 +212,9 @@ def run_gpaw(atoms: Atoms, settings: DFTSettings, txt: str | Path | None = None)
     nbands = count_bands(atoms, settings)
     calc = build_calculator(settings, txt, nbands)
     atoms = atoms.copy()
+    cell_reduced = applies_cell_reduction(atoms, settings)
+    if cell_reduced:
+        atoms = niggli_cell_same_frame(atoms)
     if settings.mode != "pw":
         # Real-space grids (LCAO) refuse strongly skewed cells ("weird unit cell", e.g. a
         # strained hexagonal cell at 123 degrees); the Niggli cell is the same crystal, with the
@@ -285,6 +289,7 @@ def run_gpaw(atoms: Atoms, settings: DFTSettings, txt: str | Path | None = None)
             "n_kpoints_ibz": n_k,
             "n_kpoints_ibz_scf": scf_kpoints,
             "kpt_grid": [int(x) for x in calc.wfs.kd.N_c],
+            "niggli_cell": cell_reduced,
             "wall_s": time.perf_counter() - t0,
             "mpi_ranks": int(world.size),
             "versions": code_versions(),
