@@ -67,8 +67,8 @@ class DFTSettings:
     #: Plane-wave mode: compute on the Niggli-reduced cell (same crystal, frame and atom order)
     #: when that divides the cell's orthogonality defect by more than this factor; 0 = never.
     #: A skewed primitive cell inflates the FFT grid and the k-mesh: Br2Cs2F2 (body-centred
-    #: tetragonal, defect 6.1) took 564 s on its MP cell and 118 s on its Niggli cell, same gap. Only structures it applies to
-    #: carry it in their cache key (`applies_cell_reduction`).
+    #: tetragonal, defect 6.1) took 564 s on its MP cell and 118 s on its Niggli cell, same
+    #: gap. Only the structures it moves carry it in their cache key (`applies_cell_reduction`).
     reduce_skewed_cells: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
 
