@@ -34,13 +34,13 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   OPENBLAS_NUM_THREADS=1 .venv/bin/python -m pip install -q -e ".[dev,cluster]"
   # pip reuses a GPAW wheel it built earlier, whatever GPAW_CONFIG said then: rebuild a GPAW that
   # lacks FFTW (drop the stale wheel so the rebuilt one is what pip caches from now on).
-  if ! .venv/bin/python -c "import sys, gpaw.fftw; sys.exit(not gpaw.fftw.have_fftw())"; then
+  gpaw_has_fftw() { .venv/bin/python -c "import sys, gpaw.fftw; sys.exit(not gpaw.fftw.have_fftw())"; }
+  if ! gpaw_has_fftw; then
     gpaw_version=$(.venv/bin/python -c "from importlib.metadata import version; print(version('gpaw'))")
     echo "setup: GPAW $gpaw_version was built without FFTW; rebuilding it with FFTW"
     .venv/bin/python -m pip cache remove gpaw >/dev/null 2>&1 || true
     OPENBLAS_NUM_THREADS=1 .venv/bin/python -m pip install -q --force-reinstall --no-deps "gpaw==$gpaw_version"
-    .venv/bin/python -c "import sys, gpaw.fftw; sys.exit(not gpaw.fftw.have_fftw())" \
-      || { echo "setup: GPAW still has no FFTW; see scripts/gpaw_siteconfig.py" >&2; exit 1; }
+    gpaw_has_fftw || { echo "setup: GPAW still has no FFTW; see scripts/gpaw_siteconfig.py" >&2; exit 1; }
   fi
   echo "$want" > "$stamp"
 fi
