@@ -28,7 +28,6 @@ lint: setup
 # 2 cores; resumable (a re-run continues from the DFT cache). Then snapshot each paper with
 # `esrepro snapshot-reference <paper> --wall-time-s <s>`.
 PAPER_SCALE = -S dosnp.n_materials=0 -S dosnp.max_sites=0 \
-	-S dosnp.train.max_epochs=300 -S dosnp.train.patience=40 \
 	-S alignn_dos.n_materials=0 -S alignn_dos.max_sites=0 \
 	-S alignn_dos.train.max_epochs=150 -S alignn_dos.train.patience=20
 paper-scale: setup

@@ -6,8 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from esrepro.papers.dosnp.model import DOSFeaturizer, DOSnp
+from esrepro.papers.dosnp.model import DOSFeaturizer, DOSnp, DOSnpEnsemble, load_dosnp
 from esrepro.pooling import POOLING_MODES, pool_atoms, pooled_dim
+from esrepro.training import save_model
 from helpers import assert_permutation_invariant
 
 # Table IV of the paper, transcribed independently of the module's own constant:
@@ -160,3 +161,58 @@ def test_unknown_pooling_mode_is_rejected() -> None:
         pool_atoms(torch.zeros(2, 3), torch.zeros(2, dtype=torch.long), 1, "attention")
     with pytest.raises(ValueError, match="attention"):
         DOSnp(pooling="attention")
+
+
+def _ensemble(pooling: str, n_members: int = 3) -> DOSnpEnsemble:
+    members = []
+    for seed in range(n_members):
+        torch.manual_seed(seed)
+        members.append(DOSnp(pooling=pooling))
+    return DOSnpEnsemble.of(members).eval()
+
+
+def test_ensemble_predicts_the_mean_of_its_members() -> None:
+    ensemble = _ensemble("mean+max")
+    pdos, index, n = _batch([2, 1, 3])
+    with torch.no_grad():
+        each = [m(pdos, index, n) for m in ensemble.members]
+        assert not torch.allclose(each[0], each[1]), "members start from different seeds"
+        torch.testing.assert_close(ensemble(pdos, index, n), sum(each) / 3)
+
+
+@pytest.mark.parametrize("pooling", ["mean", "max", "mean+max"])
+def test_ensemble_invariant_to_atom_order_and_supercell_size(pooling: str) -> None:
+    ensemble = _ensemble(pooling)
+    pdos, index, n = _batch([1, 4, 3, 2])
+    assert_permutation_invariant(ensemble, pdos, index, n)
+    pdos2, index2 = _doubled_cell(pdos, index)
+    with torch.no_grad():
+        torch.testing.assert_close(ensemble(pdos2, index2, n), ensemble(pdos, index, n))
+
+
+def test_ensemble_save_load_roundtrip(tmp_path) -> None:
+    ensemble = _ensemble("max", n_members=2)
+    path = save_model(tmp_path / "dosnp.pt", ensemble.state_dict(), ensemble.hparams_dict())
+    loaded, _ = load_dosnp(path)
+    assert isinstance(loaded, DOSnpEnsemble) and len(loaded.members) == 2
+    assert loaded.pooling == "max" and not loaded.training
+    pdos, index, n = _batch([2, 3])
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(pdos, index, n), ensemble(pdos, index, n))
+
+
+def test_single_dosnp_file_still_loads(tmp_path) -> None:
+    model = _model("mean")
+    path = save_model(tmp_path / "single.pt", model.state_dict(), model.hparams_dict())
+    loaded, _ = load_dosnp(path)
+    assert type(loaded) is DOSnp
+    pdos, index, n = _batch([2, 3])
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(pdos, index, n), model(pdos, index, n))
+
+
+def test_ensemble_rejects_mixed_architectures_and_no_members() -> None:
+    with pytest.raises(ValueError, match="one architecture"):
+        DOSnpEnsemble.of([DOSnp(pooling="mean"), DOSnp(pooling="max")])
+    with pytest.raises(ValueError, match="at least one member"):
+        DOSnpEnsemble(DOSnp().hparams_dict(), 0)

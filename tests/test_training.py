@@ -139,7 +139,8 @@ def test_tiny_fit_writes_model_dvclive_and_metrics(tmp_path: Path) -> None:
     assert model_path == tmp_path / "model" / "dosnp.pt"
     assert sorted(p.name for p in (tmp_path / "model").iterdir()) == ["dosnp.pt"]
     saved = load_model(model_path)
-    assert saved.hparams["pooling"] == "mean+max" and saved.hparams["n_outputs"] == 1
+    assert saved.hparams["n_members"] == 1
+    assert saved.hparams["member"]["pooling"] == "mean+max" and saved.hparams["member"]["n_outputs"] == 1
     assert saved.metadata["training"]["max_epochs"] == 2
     assert saved.metadata["data"]["n_train"] + saved.metadata["data"]["n_val"] == 9
     assert {"torch", "lightning"} <= set(saved.metadata["versions"])
@@ -231,7 +232,32 @@ def test_checkpoint_is_the_best_epoch_of_the_monitored_metric(tmp_path: Path, mo
     with (tmp_path / "live" / "plots" / "metrics" / "val" / f"{curve}.tsv").open() as fh:
         values = [float(r[curve]) for r in csv.DictReader(fh, delimiter="\t")]
     assert saved.metadata["training"]["monitor"] == (monitor or "val_mae")
-    assert saved.metadata["training"]["best_score"] == pytest.approx(min(values), rel=1e-6)
+    # The curve at the top of the dvclive folder is member 0's.
+    assert saved.metadata["training"]["best_score"][0] == pytest.approx(min(values), rel=1e-6)
+
+
+def test_ensemble_members_train_with_consecutive_seeds(tmp_path: Path) -> None:
+    features = tmp_path / "features.pt"
+    write_synthetic_features(features)
+    pair = load_model(run_train(features, _params(max_epochs=1, ensemble=2), tmp_path / "p", tmp_path / "lp"))
+    assert pair.hparams["n_members"] == 2
+    assert pair.metadata["training"]["seeds"] == [0, 1]
+    assert len(pair.metadata["training"]["epochs_run"]) == 2
+    assert (tmp_path / "lp" / "members" / "1" / "plots" / "metrics" / "train" / "loss.tsv").is_file()
+    weights = {k: v for k, v in pair.state_dict.items() if k.endswith("fc.weight")}
+    assert not torch.equal(weights["members.0.fc.weight"], weights["members.1.fc.weight"])
+    # Member 0 of an ensemble is the single network the same seed trains.
+    single = load_model(run_train(features, _params(max_epochs=1), tmp_path / "s", tmp_path / "ls"))
+    for key, tensor in single.state_dict.items():
+        assert torch.equal(tensor, pair.state_dict[key]), key
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True, "3"])
+def test_bad_ensemble_size_is_rejected(tmp_path: Path, bad: object) -> None:
+    features = tmp_path / "features.pt"
+    write_synthetic_features(features)
+    with pytest.raises(ValueError, match="dosnp.train.ensemble"):
+        run_train(features, _params(ensemble=bad), tmp_path / "m", tmp_path / "live")
 
 
 def test_unknown_monitor_is_rejected(tmp_path: Path) -> None:

@@ -142,7 +142,7 @@ def run_cross_validation(
         np.savez(tmp, **fold_pred)
         tmp.replace(done)
         log.info(
-            "fold %d/%d: %d held out, DOSnp MAE %.3f eV (%d epochs, %.0f s)", k + 1, folds,
+            "fold %d/%d: %d held out, DOSnp MAE %.3f eV (epochs %s, %.0f s)", k + 1, folds,
             held_out.size, np.mean(np.abs(fold_pred["dosnp"] - qsgw[held_out])),
             fit["epochs_run"], time.perf_counter() - t0,
         )

@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader
 from esrepro.metrics import regression_metrics, write_csv, write_json
 from esrepro.papers.dosnp.baselines import LRLIDG, LinearGapModel, fit_linear
 from esrepro.papers.dosnp.data import PDOSGraphDataset, collate_pdos, load_features
-from esrepro.papers.dosnp.model import DOSnp, DOSnpLightning, load_dosnp
+from esrepro.papers.dosnp.model import DOSnp, DOSnpEnsemble, DOSnpLightning, load_dosnp
 from esrepro.pooling import pooling_for
 from esrepro.splits import random_split_labels
 from esrepro.training import fit_module, save_model
@@ -82,19 +82,29 @@ def _monitor(tcfg: Mapping[str, Any]) -> str:
     return monitor
 
 
+def _ensemble_size(tcfg: Mapping[str, Any]) -> int:
+    n = tcfg.get("ensemble", 1)
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"params.yaml dosnp.train.ensemble must be an integer >= 1, got {n!r}")
+    return n
+
+
 def train_dosnp(
     feats: Mapping[str, Any],
     train_rows: Sequence[int],
     params: Mapping[str, Any],
     dvclive_dir: Path,
-) -> tuple[DOSnp, dict[str, Any]]:
+) -> tuple[DOSnpEnsemble, dict[str, Any]]:
     """Train DOSnp on the material rows ``train_rows`` of ``feats``; return it (CPU) and a summary.
 
-    A validation subset (``val_fraction`` of ``train_rows``, drawn with the training seed) is
-    held out for early stopping and checkpoint selection on ``train.monitor`` (``val_mae``, the
-    reported metric, or ``val_loss``); the weights returned are those of the best validation
-    epoch. With ``val_fraction == 0`` every row is fitted and ``train_loss`` is monitored.
-    Learning curves go to ``dvclive_dir``. Shared by the train stage and cross-validation.
+    ``train.ensemble`` networks are trained, member ``k`` with seed ``train.seed + k`` (initial
+    weights and batch order); the model returned predicts their mean (:class:`DOSnpEnsemble`).
+    A validation subset (``val_fraction`` of ``train_rows``, drawn with ``train.seed``, the same
+    for every member) is held out for early stopping and checkpoint selection on
+    ``train.monitor`` (``val_mae``, the reported metric, or ``val_loss``); each member keeps the
+    weights of its best validation epoch. With ``val_fraction == 0`` every row is fitted and
+    ``train_loss`` is monitored. Learning curves go to ``dvclive_dir`` (member 0) and
+    ``dvclive_dir/members/<k>``. Shared by the train stage and cross-validation.
     """
     train_rows = [int(r) for r in train_rows]
     if not train_rows:
@@ -103,6 +113,7 @@ def train_dosnp(
     mcfg = params["dosnp"]["model"]
     tcfg = params["dosnp"]["train"]
     seed = int(tcfg["seed"])
+    n_members = _ensemble_size(tcfg)
 
     ids = [feats["material_ids"][i] for i in train_rows]
     val_fraction = float(tcfg.get("val_fraction", 0.0))
@@ -115,17 +126,6 @@ def train_dosnp(
     monitor = _monitor(tcfg) if val_rows else "train_loss"
 
     batch_size = int(tcfg["batch_size"])
-    # An explicit generator makes the shuffling order depend on the seed alone.
-    generator = torch.Generator().manual_seed(seed)
-    train_loader = DataLoader(
-        PDOSGraphDataset(feats, fit_rows),
-        batch_size=batch_size,
-        shuffle=True,
-        collate_fn=collate_pdos,
-        generator=generator,
-        # In-process loading: the PDOS tensor is already in memory and workers would copy it.
-        num_workers=0,
-    )
     val_loader = (
         DataLoader(
             PDOSGraphDataset(feats, val_rows),
@@ -137,36 +137,56 @@ def train_dosnp(
         else None
     )
     initial_residual = float((feats["qsgw_gap"][fit_rows] - feats["lda_gap_table"][fit_rows]).mean())
-    module, fit = fit_module(
-        lambda: DOSnpLightning(
-            pooling=pooling,
-            dropout=float(mcfg["dropout"]),
-            hidden=int(mcfg["hidden"]),
-            input_scale=float(mcfg["input_scale"]),
-            lr=float(tcfg["lr"]),
-            weight_decay=float(tcfg["weight_decay"]),
-            loss=str(tcfg.get("loss", "mse")),
-            initial_residual=initial_residual,
-        ),
-        train_loader,
-        val_loader,
-        max_epochs=int(tcfg["max_epochs"]),
-        accelerator=str(tcfg.get("accelerator", "auto")),
-        devices=tcfg.get("devices", 1),
-        seed=seed,
-        dvclive_dir=Path(dvclive_dir),
-        patience=tcfg.get("patience"),
-        monitor=monitor,
-    )
+    members, fits = [], []
+    for k in range(n_members):
+        member_seed = seed + k
+        train_loader = DataLoader(
+            PDOSGraphDataset(feats, fit_rows),
+            batch_size=batch_size,
+            shuffle=True,
+            collate_fn=collate_pdos,
+            # An explicit generator makes the shuffling order depend on the seed alone.
+            generator=torch.Generator().manual_seed(member_seed),
+            # In-process loading: the PDOS tensor is already in memory and workers would copy it.
+            num_workers=0,
+        )
+        module, fit = fit_module(
+            lambda: DOSnpLightning(
+                pooling=pooling,
+                dropout=float(mcfg["dropout"]),
+                hidden=int(mcfg["hidden"]),
+                input_scale=float(mcfg["input_scale"]),
+                lr=float(tcfg["lr"]),
+                weight_decay=float(tcfg["weight_decay"]),
+                loss=str(tcfg.get("loss", "mse")),
+                initial_residual=initial_residual,
+            ),
+            train_loader,
+            val_loader,
+            max_epochs=int(tcfg["max_epochs"]),
+            accelerator=str(tcfg.get("accelerator", "auto")),
+            devices=tcfg.get("devices", 1),
+            seed=member_seed,
+            dvclive_dir=Path(dvclive_dir) if k == 0 else Path(dvclive_dir) / "members" / str(k),
+            patience=tcfg.get("patience"),
+            monitor=monitor,
+        )
+        members.append(module.model.cpu())
+        fits.append(fit)
+        if n_members > 1:
+            log.info("DOSnp member %d/%d: %s %s after %d epochs", k + 1, n_members, monitor,
+                     fit.best_score, fit.epochs_run)
     summary = {
         "monitor": monitor,
-        "best_score": None if fit.best_score is None else float(fit.best_score),
-        "epochs_run": fit.epochs_run,
-        "device": fit.device,
+        "ensemble": n_members,
+        "seeds": [seed + k for k in range(n_members)],
+        "best_score": [None if f.best_score is None else float(f.best_score) for f in fits],
+        "epochs_run": [f.epochs_run for f in fits],
+        "device": fits[0].device,
         "fit_rows": fit_rows,
         "val_rows": val_rows,
     }
-    return module.model.cpu(), summary
+    return DOSnpEnsemble.of(members).eval(), summary
 
 
 def run_train(
@@ -188,10 +208,7 @@ def run_train(
         "target": "E_g^QSGW - E_g^LDA (eV); prediction = lda_gap_table + output",
         "training": {
             **_plain_json(dict(tcfg)),
-            "monitor": fit["monitor"],
-            "best_score": fit["best_score"],
-            "epochs_run": fit["epochs_run"],
-            "device": fit["device"],
+            **{k: fit[k] for k in ("monitor", "ensemble", "seeds", "best_score", "epochs_run", "device")},
         },
         "split": _plain_json(dict(params["dosnp"].get("split", {}))),
         "data": {
@@ -205,7 +222,7 @@ def run_train(
     }
     path = save_model(out_dir / MODEL_FILENAME, model.state_dict(), model.hparams_dict(), metadata)
     log.info(
-        "saved %s (%d train / %d val materials, %s %s, %d epochs)",
+        "saved %s (%d train / %d val materials, %s %s, epochs %s)",
         path, len(fit_rows), len(val_rows), fit["monitor"], fit["best_score"], fit["epochs_run"],
     )
     return path
@@ -213,7 +230,7 @@ def run_train(
 
 @torch.no_grad()
 def predict_gaps(
-    model: DOSnp, feats: Mapping[str, Any], rows: Sequence[int] | None = None, batch_size: int = 64
+    model: DOSnp | DOSnpEnsemble, feats: Mapping[str, Any], rows: Sequence[int] | None = None, batch_size: int = 64
 ) -> np.ndarray:
     """Predicted QSGW gaps (eV) of the given material rows: table LDA gap + DOSnp residual."""
     model.eval()
