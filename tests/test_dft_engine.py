@@ -389,6 +389,37 @@ def test_local_farm_survives_a_suspended_process() -> None:
         cluster.close()
 
 
+def test_a_thin_rhombohedral_cell_runs_on_its_niggli_cell_without_point_group() -> None:
+    from ase import Atoms
+    from ase.cell import Cell
+
+    from esrepro.dft.gpaw_engine import run_gpaw
+    from esrepro.dft.settings import NIGGLI_NO_POINT_GROUP, cell_reduction
+    from esrepro.spectra import projected_dos
+    from esrepro.structures import niggli_cell_same_frame
+
+    # One Li atom per cell of a thin rhombohedral lattice (alpha = 20 degrees, a = 8.6 A, so
+    # the shortest lattice vector, a1 - a2, is 3.0 A): layers stacked along the 3-fold axis.
+    li = Atoms("Li", cell=Cell.fromcellpar([8.64, 8.64, 8.64, 20.0, 20.0, 20.0]), pbc=True)
+    on = dataclasses.replace(SMALL, reduce_skewed_cells=1.5)
+    assert cell_reduction(li, on) == NIGGLI_NO_POINT_GROUP
+    assert cell_reduction(li, SMALL) is None
+    reduced = run_gpaw(li, on)
+    assert reduced.meta["niggli_cell"] is True and reduced.meta["point_group_symmetry"] is False
+    # The same Niggli cell and k-mesh with point-group symmetry on: fewer k-points, same results
+    # (the PDOS is a k-sum; the m-resolved weights are symmetrized over the point group).
+    symmetric = run_gpaw(niggli_cell_same_frame(li), SMALL)
+    assert symmetric.meta["niggli_cell"] is False and symmetric.meta["point_group_symmetry"] is True
+    assert reduced.meta["kpt_grid"] == symmetric.meta["kpt_grid"]
+    assert reduced.meta["n_kpoints_ibz"] > symmetric.meta["n_kpoints_ibz"]
+    assert reduced.meta["energy_ev"] == pytest.approx(symmetric.meta["energy_ev"], abs=1e-3)
+    assert reduced.fermi_level == pytest.approx(symmetric.fermi_level, abs=1e-3)
+    grid = np.linspace(reduced.fermi_level - 5.0, reduced.fermi_level + 5.0, 201)
+    a, b = projected_dos(reduced, grid, 0.2), projected_dos(symmetric, grid, 0.2)
+    assert a.max() > 0.1
+    np.testing.assert_allclose(a, b, atol=2e-2 * a.max())
+
+
 def test_a_skewed_cell_is_computed_on_its_niggli_cell(si_run) -> None:
     from esrepro.dft.gpaw_engine import run_gpaw
     from esrepro.structures import orthogonality_defect

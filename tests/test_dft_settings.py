@@ -289,16 +289,34 @@ def test_cell_reduction_enters_the_key_only_where_it_applies(rocksalt) -> None:
     assert applies_cell_reduction(skewed, dataclasses.replace(on, reduce_skewed_cells=100.0)) is False
 
 
-def test_cell_reduction_leaves_rhombohedral_settings_alone() -> None:
-    # a = b = c, alpha = beta = gamma = 30 degrees: Niggli-reducible (a1 - a2 is 2.6 A), but the
-    # symmetric setting whose vectors the 3-fold axis permutes is kept (see the function).
+def test_rhombohedral_settings_move_to_their_niggli_cell_without_point_group() -> None:
+    # a = b = c, alpha = beta = gamma = 30 degrees: Niggli-reducible (a1 - a2 is 2.6 A). On the
+    # Niggli cell GPAW would symmetrize its real-space grid, so point-group symmetry goes off.
     from ase import Atoms
     from ase.cell import Cell
 
-    from esrepro.dft.settings import applies_cell_reduction
+    from esrepro.dft.settings import (
+        NIGGLI,
+        NIGGLI_NO_POINT_GROUP,
+        cell_reduction,
+        is_rhombohedral_setting,
+    )
     from esrepro.structures import niggli_cell_same_frame, orthogonality_defect
 
     rhombohedral = Atoms("Bi", cell=Cell.fromcellpar([5.0, 5.0, 5.0, 30.0, 30.0, 30.0]), pbc=True)
+    triclinic = Atoms("Bi", cell=Cell.fromcellpar([5.0, 5.2, 5.4, 30.0, 30.0, 30.0]), pbc=True)
+    assert is_rhombohedral_setting(rhombohedral) and not is_rhombohedral_setting(triclinic)
     reduced = niggli_cell_same_frame(rhombohedral)
     assert orthogonality_defect(rhombohedral.cell.array) > 1.5 * orthogonality_defect(reduced.cell.array)
-    assert not applies_cell_reduction(rhombohedral, DFTSettings(reduce_skewed_cells=1.05))
+    on = DFTSettings(reduce_skewed_cells=1.5)
+    assert cell_reduction(rhombohedral, on) == NIGGLI_NO_POINT_GROUP
+    assert cell_reduction(triclinic, on) == NIGGLI
+    assert cell_reduction(rhombohedral, DFTSettings()) is None
+    assert cell_reduction(rhombohedral, dataclasses.replace(on, mode="lcao")) is None
+    # The fcc primitive cell is a rhombohedral setting with nothing to reduce: left alone.
+    from ase.build import bulk
+
+    fcc = bulk("Cu", "fcc", a=3.6)
+    assert is_rhombohedral_setting(fcc) and cell_reduction(fcc, on) is None
+    assert cache_key(rhombohedral, on, VERSIONS) != cache_key(rhombohedral, DFTSettings(), VERSIONS)
+    assert cache_key(fcc, on, VERSIONS) == cache_key(fcc, DFTSettings(), VERSIONS)

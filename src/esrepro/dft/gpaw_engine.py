@@ -14,7 +14,7 @@ import numpy as np
 from ase import Atoms
 
 from esrepro.dft.product import L_OFFSET, N_CHANNELS, DFTProduct
-from esrepro.dft.settings import DFTSettings, applies_cell_reduction, code_versions
+from esrepro.dft.settings import NIGGLI_NO_POINT_GROUP, DFTSettings, cell_reduction, code_versions
 from esrepro.structures import niggli_cell_same_frame
 
 
@@ -58,8 +58,13 @@ def count_bands(atoms: Atoms, settings: DFTSettings) -> int:
     return max(int(np.ceil(settings.nbands_factor * occupied)), occupied + settings.min_empty_bands, covering)
 
 
-def build_calculator(settings: DFTSettings, txt: str | Path | None, nbands: int):
-    """A GPAW calculator for `settings` (imported lazily: GPAW is heavy and MPI-aware)."""
+def build_calculator(
+    settings: DFTSettings, txt: str | Path | None, nbands: int, point_group: bool = True
+):
+    """A GPAW calculator for `settings` (imported lazily: GPAW is heavy and MPI-aware).
+
+    ``point_group=False`` switches point-group symmetry off (time reversal is kept).
+    """
     from gpaw import GPAW, PW
 
     if settings.mode == "pw":
@@ -85,8 +90,11 @@ def build_calculator(settings: DFTSettings, txt: str | Path | None, nbands: int)
         },
         maxiter=settings.max_iterations,
         txt=str(txt) if txt is not None else None,
-        **extra,
-        **settings.extra,
+        **{
+            **extra,
+            **({} if point_group else {"symmetry": {"point_group": False}}),
+            **settings.extra,
+        },
     )
 
 
@@ -210,9 +218,11 @@ def run_gpaw(atoms: Atoms, settings: DFTSettings, txt: str | Path | None = None)
 
     t0 = time.perf_counter()
     nbands = count_bands(atoms, settings)
-    calc = build_calculator(settings, txt, nbands)
+    reduction = cell_reduction(atoms, settings)
+    point_group = reduction != NIGGLI_NO_POINT_GROUP  # see esrepro.dft.settings.NIGGLI_NO_POINT_GROUP
+    calc = build_calculator(settings, txt, nbands, point_group=point_group)
     atoms = atoms.copy()
-    cell_reduced = applies_cell_reduction(atoms, settings)
+    cell_reduced = reduction is not None
     if cell_reduced:
         atoms = niggli_cell_same_frame(atoms)
     if settings.mode != "pw":
@@ -290,6 +300,7 @@ def run_gpaw(atoms: Atoms, settings: DFTSettings, txt: str | Path | None = None)
             "n_kpoints_ibz_scf": scf_kpoints,
             "kpt_grid": [int(x) for x in calc.wfs.kd.N_c],
             "niggli_cell": cell_reduced,
+            "point_group_symmetry": point_group,
             "wall_s": time.perf_counter() - t0,
             "mpi_ranks": int(world.size),
             "versions": code_versions(),

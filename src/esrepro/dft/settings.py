@@ -68,7 +68,8 @@ class DFTSettings:
     #: when that divides the cell's orthogonality defect by more than this factor; 0 = never.
     #: A skewed primitive cell inflates the FFT grid and the k-mesh: Br2Cs2F2 (body-centred
     #: tetragonal, defect 6.1) took 564 s on its MP cell and 118 s on its Niggli cell, same
-    #: gap. Only the structures it moves carry it in their cache key (`applies_cell_reduction`).
+    #: gap. Rhombohedral settings run there with point-group symmetry off (`NIGGLI_NO_POINT_GROUP`).
+    #: Only the structures it moves carry it in their cache key (`applies_cell_reduction`).
     reduce_skewed_cells: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -109,25 +110,47 @@ class DFTSettings:
 #: (see :meth:`DFTSettings.key_dict`).
 ADDED_SETTINGS: frozenset[str] = frozenset({"dos_kpt_density", "reduce_skewed_cells"})
 
+#: `cell_reduction` outcomes that move a structure to its Niggli cell.
+NIGGLI = "niggli"
+#: ... with point-group symmetry off: a rhombohedral setting (a = b = c, alpha = beta = gamma)
+#: has vectors the 3-fold axis permutes; on its Niggli cell GPAW keeps the point group only by
+#: symmetrizing the real-space grid to equal sizes along short and long vectors (mp-541912:
+#: (18,18,54) -> (54,54,54)), which made those runs no faster (CuGaO2 26 vs 38 s). With the
+#: point group off (time reversal kept) the grid stays small, at the price of more k-points;
+#: the PDOS is a k-sum and does not change. Measured, CPU s on the input cell -> Niggli cell
+#: without point group, gaps within 2.2 meV: mp-10618 InLiSe2 (defect ratio 3.1) 20.9 -> 13.2,
+#: mp-551456 (5.3) 138 -> 70, mp-541912 (8.1) 121 -> 44.
+NIGGLI_NO_POINT_GROUP = "niggli, no point group"
 
-def applies_cell_reduction(atoms: Atoms, settings: DFTSettings) -> bool:
+
+def is_rhombohedral_setting(atoms: Atoms) -> bool:
+    """Whether the cell has a = b = c and alpha = beta = gamma (the 3-fold axis permutes it)."""
+    lengths_angles = atoms.cell.cellpar()
+    return bool(
+        np.ptp(lengths_angles[:3]) < 1e-4 * lengths_angles[0] and np.ptp(lengths_angles[3:]) < 1e-4
+    )
+
+
+def cell_reduction(atoms: Atoms, settings: DFTSettings) -> str | None:
     """Whether `settings.reduce_skewed_cells` moves this structure to its Niggli cell.
 
-    LCAO mode always runs on the Niggli cell (its real-space grids refuse skewed cells; see
-    `esrepro.dft.gpaw_engine.run_gpaw`), so the setting concerns plane-wave mode only.
+    Returns None (the input cell), :data:`NIGGLI`, or :data:`NIGGLI_NO_POINT_GROUP` for a
+    rhombohedral setting. LCAO mode always runs on the Niggli cell (its real-space grids refuse
+    skewed cells; see `esrepro.dft.gpaw_engine.run_gpaw`), so the setting concerns plane-wave
+    mode only.
     """
     if settings.mode != "pw" or settings.reduce_skewed_cells <= 0:
-        return False
-    lengths_angles = atoms.cell.cellpar()
-    if np.ptp(lengths_angles[:3]) < 1e-4 * lengths_angles[0] and np.ptp(lengths_angles[3:]) < 1e-4:
-        # A rhombohedral setting (a = b = c, alpha = beta = gamma) is the symmetry-adapted cell
-        # of its lattice: the 3-fold axis permutes its vectors, so GPAW's grids and k-mesh keep
-        # that symmetry. On the Niggli cell they do not, and measured runs got no faster (InLiSe2
-        # 23 vs 22 s) or slower (CuGaO2 26 vs 38 s, 32 -> 40 IBZ k-points).
-        return False
+        return None
     reduced = niggli_cell_same_frame(atoms)
     ratio = orthogonality_defect(atoms.cell.array) / orthogonality_defect(reduced.cell.array)
-    return ratio > settings.reduce_skewed_cells
+    if ratio <= settings.reduce_skewed_cells:
+        return None
+    return NIGGLI_NO_POINT_GROUP if is_rhombohedral_setting(atoms) else NIGGLI
+
+
+def applies_cell_reduction(atoms: Atoms, settings: DFTSettings) -> bool:
+    """Whether the settings move this structure to its Niggli cell (see `cell_reduction`)."""
+    return cell_reduction(atoms, settings) is not None
 
 
 @lru_cache(maxsize=1)
