@@ -295,13 +295,12 @@ def test_rhombohedral_settings_move_to_their_niggli_cell_without_point_group() -
     from ase import Atoms
     from ase.cell import Cell
 
-    from esrepro.dft.settings import (
-        NIGGLI,
-        NIGGLI_NO_POINT_GROUP,
-        cell_reduction,
+    from esrepro.dft.settings import NIGGLI, NIGGLI_NO_POINT_GROUP, cell_reduction
+    from esrepro.structures import (
         is_rhombohedral_setting,
+        niggli_cell_same_frame,
+        orthogonality_defect,
     )
-    from esrepro.structures import niggli_cell_same_frame, orthogonality_defect
 
     rhombohedral = Atoms("Bi", cell=Cell.fromcellpar([5.0, 5.0, 5.0, 30.0, 30.0, 30.0]), pbc=True)
     triclinic = Atoms("Bi", cell=Cell.fromcellpar([5.0, 5.2, 5.4, 30.0, 30.0, 30.0]), pbc=True)

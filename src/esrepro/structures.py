@@ -15,6 +15,7 @@ __all__ = [
     "StructureError",
     "canonical_structure_hash",
     "formula",
+    "is_rhombohedral_setting",
     "niggli_cell_same_frame",
     "orthogonality_defect",
     "read_structure",
@@ -118,6 +119,14 @@ def orthogonality_defect(cell: np.ndarray) -> float:
     """
     cell = np.asarray(cell, dtype=float)
     return float(np.prod(np.linalg.norm(cell, axis=1)) / abs(np.linalg.det(cell)))
+
+
+def is_rhombohedral_setting(atoms: Atoms) -> bool:
+    """Whether the cell has a = b = c and alpha = beta = gamma (the 3-fold axis permutes it)."""
+    lengths_angles = atoms.cell.cellpar()
+    return bool(
+        np.ptp(lengths_angles[:3]) < 1e-4 * lengths_angles[0] and np.ptp(lengths_angles[3:]) < 1e-4
+    )
 
 
 def niggli_cell_same_frame(atoms: Atoms) -> Atoms:

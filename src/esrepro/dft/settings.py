@@ -9,11 +9,11 @@ from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-import numpy as np
 from ase import Atoms
 
 from esrepro.structures import (
     canonical_structure_hash,
+    is_rhombohedral_setting,
     niggli_cell_same_frame,
     orthogonality_defect,
 )
@@ -121,14 +121,6 @@ NIGGLI = "niggli"
 #: without point group, gaps within 2.2 meV: mp-10618 InLiSe2 (defect ratio 3.1) 20.9 -> 13.2,
 #: mp-551456 (5.3) 138 -> 70, mp-541912 (8.1) 121 -> 44.
 NIGGLI_NO_POINT_GROUP = "niggli, no point group"
-
-
-def is_rhombohedral_setting(atoms: Atoms) -> bool:
-    """Whether the cell has a = b = c and alpha = beta = gamma (the 3-fold axis permutes it)."""
-    lengths_angles = atoms.cell.cellpar()
-    return bool(
-        np.ptp(lengths_angles[:3]) < 1e-4 * lengths_angles[0] and np.ptp(lengths_angles[3:]) < 1e-4
-    )
 
 
 def cell_reduction(atoms: Atoms, settings: DFTSettings) -> str | None:

@@ -137,11 +137,12 @@ def train_dosnp(
         else None
     )
     initial_residual = float((feats["qsgw_gap"][fit_rows] - feats["lda_gap_table"][fit_rows]).mean())
+    train_set = PDOSGraphDataset(feats, fit_rows)
     members, fits = [], []
     for k in range(n_members):
         member_seed = seed + k
         train_loader = DataLoader(
-            PDOSGraphDataset(feats, fit_rows),
+            train_set,
             batch_size=batch_size,
             shuffle=True,
             collate_fn=collate_pdos,
