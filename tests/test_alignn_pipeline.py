@@ -263,3 +263,35 @@ def test_jarvis_source_runs_fetch_dft_featurize_on_a_local_edos_file(
     summary = (root / "data/alignn_dos/dft/summary.csv").read_text()
     assert summary.count("jarvis") == len(feats["material_ids"])  # no DFT for JARVIS targets
     assert sorted(set(feats["split"])) == ["test", "train", "val"]
+
+    # Autoencoder and train stages keep resumable fits: re-running them after they finished
+    # (as `dvc repro` does after a later stage was killed) starts no fit and gives the same models.
+    import lightning
+
+    params["alignn_dos"]["autoencoder"].update(latents=[8], max_epochs=2)
+    params["alignn_dos"]["train"].update(max_epochs=2)
+
+    def train_both() -> dict[str, dict[str, torch.Tensor]]:
+        config.repo_root.cache_clear()
+        try:
+            for stage in ("autoencoder", "train"):
+                pipeline.STAGES[stage](params)
+        finally:
+            config.repo_root.cache_clear()
+        models = root / "data/alignn_dos/model"
+        return {p.name: torch.load(p, weights_only=True)["state_dict"] for p in sorted(models.glob("*.pt"))}
+
+    first = train_both()
+    assert sorted(first) == ["ae_alignn_8.pt", "d_alignn.pt"]
+    assert sorted(p.name.split("-")[0] for p in (root / "data/alignn_dos/fits").iterdir()) == [
+        "ae_8", "ae_alignn_8", "d_alignn"
+    ]
+
+    def no_fresh_fit(*args, **kwargs):
+        raise AssertionError("a finished fit was trained again")
+
+    monkeypatch.setattr(lightning.Trainer, "fit", no_fresh_fit)
+    again = train_both()
+    for name, state in first.items():
+        for key, tensor in state.items():
+            assert torch.equal(tensor, again[name][key]), (name, key)

@@ -38,9 +38,9 @@ def test_every_material_is_predicted_once_by_models_that_never_saw_it(
     trained_on: list[set[int]] = []
     real_train = cv.train_dosnp
 
-    def spy(feats, rows, params, curves):
+    def spy(feats, rows, params, curves, resume_dir=None):
         trained_on.append({int(r) for r in rows})
-        return real_train(feats, rows, params, curves)
+        return real_train(feats, rows, params, curves, resume_dir=resume_dir)
 
     monkeypatch.setattr(cv, "train_dosnp", spy)
     metrics = _run(tmp_path, _cv_params())
@@ -91,6 +91,8 @@ def test_an_interrupted_run_resumes_from_its_finished_folds(
     _run(tmp_path, params)  # every fold is on disk: nothing is trained
     assert (tmp_path / "cv_metrics.json").read_text() == first
 
+    # A finished fold keeps its predictions only, not its networks' checkpoints.
+    assert not list((tmp_path / "scratch").glob("*/fold*-fits"))
     (fold_file,) = (tmp_path / "scratch").glob("*/fold1.npz")
     fold_file.unlink()  # as if the run had stopped during fold 1
     with pytest.raises(AssertionError, match="trained again"):

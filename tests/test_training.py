@@ -7,11 +7,14 @@ import json
 import math
 from pathlib import Path
 
+import lightning
 import numpy as np
 import pytest
 import torch
 from ase.build import bulk
 
+import esrepro.papers.dosnp.train as dosnp_train
+from esrepro import training
 from esrepro.metrics import regression_metrics, write_json
 from esrepro.papers.dosnp.data import PDOSGraphDataset, collate_pdos
 from esrepro.papers.dosnp.model import load_dosnp
@@ -250,6 +253,62 @@ def test_ensemble_members_train_with_consecutive_seeds(tmp_path: Path) -> None:
     single = load_model(run_train(features, _params(max_epochs=1), tmp_path / "s", tmp_path / "ls"))
     for key, tensor in single.state_dict.items():
         assert torch.equal(tensor, pair.state_dict[key]), key
+
+
+def test_train_stage_killed_in_a_member_resumes_to_the_unbroken_ensemble(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    features = tmp_path / "features.pt"
+    write_synthetic_features(features)
+    params = _params(max_epochs=3, ensemble=2)
+    unbroken = load_model(run_train(features, params, tmp_path / "u", tmp_path / "lu"))
+
+    class KilledInSecondEpoch(lightning.Callback):
+        def on_train_epoch_start(self, trainer, pl_module) -> None:
+            if trainer.current_epoch == 1:
+                raise RuntimeError("simulated kill")
+
+    calls: list[str] = []
+
+    def fit_with_kill(*args, resume_dir, **kwargs):
+        calls.append(resume_dir.name)
+        callbacks = [KilledInSecondEpoch()] if resume_dir.name == "member1" and calls.count("member1") == 1 else []
+        return training.fit_module(*args, resume_dir=resume_dir, callbacks=callbacks, **kwargs)
+
+    monkeypatch.setattr(dosnp_train, "fit_module", fit_with_kill)
+    fits = tmp_path / "fits"
+    with pytest.raises(RuntimeError, match="simulated kill"):
+        run_train(features, params, tmp_path / "k", tmp_path / "lk", resume_root=fits)
+    (run_dir,) = fits.iterdir()
+    assert (run_dir / "member0" / training.FIT_RESULT_FILE).is_file()
+    assert (run_dir / "member1" / "checkpoints" / "last.ckpt").is_file()
+
+    # The re-run reuses member 0 (no fit at all) and resumes member 1 in its second epoch.
+    original_fit = lightning.Trainer.fit
+    monkeypatch.setattr(lightning.Trainer, "fit", _fit_only_when_resuming(original_fit))
+    resumed = load_model(run_train(features, params, tmp_path / "r", tmp_path / "lr", resume_root=fits))
+    for key, tensor in unbroken.state_dict.items():
+        assert torch.equal(tensor, resumed.state_dict[key]), key
+    assert resumed.metadata["training"]["epochs_run"] == unbroken.metadata["training"]["epochs_run"]
+    for live in (tmp_path / "lr", tmp_path / "lr" / "members" / "1"):
+        with (live / "plots" / "metrics" / "train" / "loss.tsv").open() as fh:
+            assert [int(r["step"]) for r in csv.DictReader(fh, delimiter="\t")] == [1, 2, 3]
+    # Other parameters are another run: nothing is reused from this one.
+    monkeypatch.setattr(lightning.Trainer, "fit", original_fit)
+    run_train(features, _params(max_epochs=3, ensemble=2, lr=2e-3), tmp_path / "o", tmp_path / "lo",
+              resume_root=fits)
+    assert len(list(fits.iterdir())) == 2
+
+
+def _fit_only_when_resuming(fit):
+    """Trainer.fit that refuses to start a fit from scratch (only resumed fits may train)."""
+
+    def guarded(self, *args, ckpt_path=None, **kwargs):
+        if ckpt_path is None:
+            raise AssertionError("a fit was started from scratch instead of being reused or resumed")
+        return fit(self, *args, ckpt_path=ckpt_path, **kwargs)
+
+    return guarded
 
 
 @pytest.mark.parametrize("bad", [0, -1, 1.5, True, "3"])

@@ -5,25 +5,38 @@ checkpointing, early stopping and DVCLive learning curves behave the same everyw
 :func:`save_model` / :func:`load_model`, so a model file always carries the hyper-parameters
 needed to rebuild the network plus provenance metadata (in the spirit of matgl's
 ``save``/``load``, but as one self-contained torch file).
+
+Paper-scale fits run for hours on a workstation, longer than a batch job or a login session may
+live, so :func:`fit_module` can keep its Lightning checkpoints in a persistent directory keyed by
+everything the fit depends on (:func:`run_key`): a killed stage resumes at its last finished
+epoch, with the random streams restored, and a fit that already finished is not repeated.
 """
 
 from __future__ import annotations
 
+import csv
+import hashlib
 import json
 import logging
 import os
 import platform
+import random
+import shutil
 import sys
 import tempfile
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata as importlib_metadata
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
+import numpy as np
 import torch
 from dvclive.lightning import DVCLiveLogger
+from lightning.pytorch.callbacks import Callback
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +90,9 @@ def make_trainer(
     deterministic: bool = True,
     log_every_n_steps: int = 1,
     enable_model_summary: bool = False,
+    callbacks: Sequence[Any] = (),
+    save_last: bool = False,
+    resume_curves: bool = False,
 ) -> tuple[Any, Any]:
     """Build a seeded Lightning ``Trainer`` with checkpointing, early stopping and DVCLive.
 
@@ -99,6 +115,10 @@ def make_trainer(
         deterministic: ask torch for deterministic kernels (bitwise-repeatable CPU runs).
         log_every_n_steps: Lightning's logging interval for step-level metrics.
         enable_model_summary: print the layer summary table at fit start.
+        callbacks: further Lightning callbacks.
+        save_last: also write ``out_dir/checkpoints/last.ckpt`` after every epoch (resumable).
+        resume_curves: continue the DVCLive files already in ``dvclive_dir`` instead of
+            starting them afresh (a resumed fit).
 
     Returns:
         ``(trainer, checkpoint_callback)``; ``checkpoint_callback.best_model_path`` names the
@@ -125,12 +145,13 @@ def make_trainer(
         save_top_k=1,
         # Overwrite "best.ckpt" from an earlier run instead of writing best-v1.ckpt beside it.
         enable_version_counter=False,
+        save_last=save_last,
     )
-    callbacks: list[Any] = [checkpoint]
+    all_callbacks: list[Any] = [checkpoint, *callbacks]
     if patience is not None:
-        callbacks.append(EarlyStopping(monitor=monitor, mode="min", patience=int(patience)))
+        all_callbacks.append(EarlyStopping(monitor=monitor, mode="min", patience=int(patience)))
 
-    logger = make_dvclive_logger(dvclive_dir)
+    logger = make_dvclive_logger(dvclive_dir, resume=resume_curves)
 
     trainer = lightning.Trainer(
         max_epochs=int(max_epochs),
@@ -138,7 +159,7 @@ def make_trainer(
         devices=devices,
         deterministic=deterministic,
         logger=logger,
-        callbacks=callbacks,
+        callbacks=all_callbacks,
         default_root_dir=str(out_dir),
         log_every_n_steps=log_every_n_steps,
         # A progress bar in a DVC log file is thousands of carriage returns; show it only live.
@@ -148,8 +169,10 @@ def make_trainer(
     return trainer, checkpoint
 
 
-def make_dvclive_logger(dvclive_dir: Path) -> Any:
+def make_dvclive_logger(dvclive_dir: Path, resume: bool = False) -> Any:
     """A DVCLive Lightning logger writing to ``dvclive_dir`` that never touches the repository.
+
+    ``resume=True`` appends to the curves already there (a resumed fit) instead of clearing them.
 
     ``dvcyaml=False`` / ``save_dvc_exp=False``: the pipeline's ``dvc.yaml`` declares the plots
     and metrics itself, and a training run must not create DVC experiments or git refs.
@@ -168,12 +191,12 @@ def make_dvclive_logger(dvclive_dir: Path) -> Any:
     if getattr(rank_zero_only, "rank", 0) != 0:
         # Other ranks never log (DVCLiveLogger.log_metrics is rank-zero only), so they never
         # build the Live object and never write anything.
-        return EpochDVCLiveLogger(dir=str(dvclive_dir), save_dvc_exp=False, dvcyaml=False)
+        return EpochDVCLiveLogger(dir=str(dvclive_dir), save_dvc_exp=False, dvcyaml=False, resume=resume)
     # patch.object fails loudly (AttributeError) if a future dvclive renames the hook, rather
     # than silently falling back to initialising DVC in the user's repository.
     with mock.patch.object(dvclive.live, "get_dvc_repo", return_value=None):
         live = dvclive.live.Live(
-            dir=str(dvclive_dir), save_dvc_exp=False, dvcyaml=False, report=None
+            dir=str(dvclive_dir), save_dvc_exp=False, dvcyaml=False, report=None, resume=resume
         )
     return EpochDVCLiveLogger(experiment=live)
 
@@ -353,6 +376,131 @@ class FitResult:
     device: str
 
 
+# --------------------------------------------------------------------------- resumable fits
+
+#: In a resume directory: the finished fit (best weights + :class:`FitResult`).
+FIT_RESULT_FILE = "fit.pt"
+
+
+def file_digest(path: str | Path) -> str:
+    """sha256 of a file's bytes, streamed (feature files reach ~0.25 GB at paper scale)."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def state_dict_digest(state_dict: Mapping[str, torch.Tensor]) -> str:
+    """sha256 of a state dict's names and values (unlike its file, free of timestamps)."""
+    digest = hashlib.sha256()
+    for name in sorted(state_dict):
+        digest.update(name.encode())
+        digest.update(state_dict[name].detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def run_key(
+    parts: Mapping[str, Any],
+    files: Iterable[str | Path] = (),
+    sources: Iterable[ModuleType | str | Path] = (),
+) -> str:
+    """16-hex digest of everything a training run's result depends on.
+
+    ``parts``: parameters and other plain values (JSON, keys sorted); ``files``: data files,
+    hashed by content; ``sources``: modules (or source files) whose code shapes the result, so
+    that a code change starts a fresh run instead of resuming a stale one.
+    """
+    digest = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode())
+    for f in files:
+        digest.update(file_digest(f).encode())
+    for src in sources:
+        path = Path(src.__file__) if isinstance(src, ModuleType) else Path(src)
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+class RandomStateCheckpoint(Callback):
+    """Carries the random streams through a checkpoint, so a resumed fit equals an unbroken one.
+
+    Lightning restores weights, optimizer, epoch and callback states, but not the generators:
+    without this, dropout masks and the shuffling order after a resume would repeat those of
+    epoch 0. Saved: torch's, numpy's and Python's global states and the state of each
+    ``generators`` entry (the data loaders' shuffling generators).
+    """
+
+    def __init__(self, generators: Sequence[torch.Generator] = ()) -> None:
+        self.generators = list(generators)
+
+    def state_dict(self) -> dict[str, Any]:
+        # The legacy global state: seed_everything seeds it, and code may draw from it.
+        kind, keys, pos, has_gauss, cached = np.random.get_state()  # noqa: NPY002
+        return {
+            "torch": torch.get_rng_state(),
+            "numpy": (kind, torch.from_numpy(np.asarray(keys).copy()), pos, has_gauss, cached),
+            "python": random.getstate(),
+            "generators": [g.get_state() for g in self.generators],
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        torch.set_rng_state(state_dict["torch"])
+        kind, keys, pos, has_gauss, cached = state_dict["numpy"]
+        np.random.set_state((kind, keys.numpy(), pos, has_gauss, cached))  # noqa: NPY002
+        random.setstate(state_dict["python"])
+        saved = state_dict["generators"]
+        if len(saved) != len(self.generators):
+            raise ValueError(
+                f"checkpoint holds {len(saved)} data-loader generator states, this fit has "
+                f"{len(self.generators)}"
+            )
+        for gen, st in zip(self.generators, saved, strict=True):
+            gen.set_state(st)
+
+
+def _loader_generators(loader: Any) -> list[torch.Generator]:
+    """The shuffling generator of a DataLoader (its own, or its sampler's), if it has one."""
+    gens = []
+    for owner in (loader, getattr(loader, "sampler", None)):
+        gen = getattr(owner, "generator", None)
+        if isinstance(gen, torch.Generator) and all(gen is not g for g in gens):
+            gens.append(gen)
+    return gens
+
+
+def _readable_checkpoint(path: Path) -> dict[str, Any] | None:
+    """The checkpoint at ``path``, or ``None`` (with a warning) if it is missing or truncated."""
+    if not path.is_file():
+        return None
+    try:
+        # Our own file in our own scratch directory (it holds optimizer and RNG objects).
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # a kill during the write leaves a truncated zip
+        log.warning("%s is unreadable (%s: %s); starting this fit afresh", path, type(exc).__name__, exc)
+        return None
+
+
+def _trim_curves(dvclive_dir: Path, last_step: int) -> None:
+    """Drop DVCLive curve rows past ``last_step``: epochs logged after the checkpoint a fit
+    resumes from are run again and would otherwise appear twice."""
+    for tsv in (dvclive_dir / "plots" / "metrics").rglob("*.tsv"):
+        with tsv.open(newline="") as fh:
+            rows = list(csv.reader(fh, delimiter="\t"))
+        if not rows:
+            continue
+        step_col = rows[0].index("step") if "step" in rows[0] else None
+        if step_col is None:
+            continue
+        kept = [rows[0]] + [r for r in rows[1:] if r and int(r[step_col]) <= last_step]
+        if len(kept) != len(rows):
+            with tsv.open("w", newline="") as fh:
+                csv.writer(fh, delimiter="\t", lineterminator="\n").writerows(kept)
+
+
+def _copy_curves(src: Path, dst: Path) -> None:
+    if src.is_dir():
+        shutil.copytree(src, dst, dirs_exist_ok=True)
+
+
 def fit_module(
     build_module: Callable[[], Any],
     train_loader: Any,
@@ -365,34 +513,111 @@ def fit_module(
     dvclive_dir: Path,
     patience: int | None = None,
     monitor: str | None = None,
+    resume_dir: Path | None = None,
+    callbacks: Sequence[Any] = (),
 ) -> tuple[Any, FitResult]:
     """Train a LightningModule and return it with the weights of its best epoch, on the CPU.
 
     ``build_module`` is called after :func:`make_trainer` has seeded every generator, so the
     initial weights depend on ``seed`` alone. ``monitor`` defaults to ``val_loss`` with a
-    validation loader and ``train_loss`` without. Checkpoints live in a scratch directory: a
-    stage's declared outputs are the model files its caller writes, not Lightning's.
+    validation loader and ``train_loss`` without.
+
+    Without ``resume_dir`` the checkpoints live in a temporary directory: a stage's declared
+    outputs are the model files its caller writes, not Lightning's. With ``resume_dir`` (a
+    directory the caller keys by everything the fit depends on, see :func:`run_key`), the
+    checkpoints and curves are kept there: after a kill the next call resumes from the last
+    finished epoch (weights, optimizer, early-stopping and random states), and once the fit has
+    finished (``resume_dir/fit.pt``) a call returns its result without training. Curves are
+    copied to ``dvclive_dir`` either way.
     """
     monitor = monitor or ("val_loss" if val_loader is not None else "train_loss")
-    with tempfile.TemporaryDirectory(prefix="esrepro-train-") as scratch:
-        trainer, checkpoint = make_trainer(
-            max_epochs=max_epochs, accelerator=accelerator, devices=devices, seed=seed,
-            out_dir=Path(scratch), dvclive_dir=Path(dvclive_dir),
-            patience=None if patience in (None, 0) else int(patience), monitor=monitor,
-        )
+    patience = None if patience in (None, 0) else int(patience)
+    dvclive_dir = Path(dvclive_dir)
+    if resume_dir is None:
+        with tempfile.TemporaryDirectory(prefix="esrepro-train-") as scratch:
+            return _fit(
+                build_module, train_loader, val_loader, max_epochs=max_epochs, accelerator=accelerator,
+                devices=devices, seed=seed, out_dir=Path(scratch), curves=dvclive_dir,
+                patience=patience, monitor=monitor, callbacks=callbacks, resume=None,
+            )
+
+    resume_dir = Path(resume_dir)
+    curves = resume_dir / "dvclive"
+    finished = resume_dir / FIT_RESULT_FILE
+    if finished.is_file():
+        saved = torch.load(finished, map_location="cpu", weights_only=True)
         module = build_module()
-        trainer.fit(module, train_dataloaders=train_loader, val_dataloaders=val_loader)
-        if checkpoint.best_model_path:
-            # Our own checkpoint, written moments ago by this process.
-            state = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=False)
-            module.load_state_dict(state["state_dict"])
-        best = checkpoint.best_model_score
-        result = FitResult(
-            monitor=monitor,
-            best_score=None if best is None else float(best),
-            epochs_run=int(trainer.current_epoch),
-            device=str(trainer.strategy.root_device),
+        module.load_state_dict(saved["state_dict"])
+        _copy_curves(curves, dvclive_dir)
+        log.info("reusing the finished fit in %s", resume_dir)
+        return module.cpu(), FitResult(**saved["result"])
+
+    last = resume_dir / "checkpoints" / "last.ckpt"
+    state = _readable_checkpoint(last)
+    if state is None:
+        shutil.rmtree(resume_dir / "checkpoints", ignore_errors=True)
+        shutil.rmtree(curves, ignore_errors=True)
+    else:
+        # Lightning stores the index of the epoch the checkpoint was taken in; curves are
+        # logged at step = epoch + 1.
+        _trim_curves(curves, int(state["epoch"]) + 1)
+        log.info("resuming the fit in %s after epoch %d", resume_dir, int(state["epoch"]) + 1)
+        del state
+    module, result = _fit(
+        build_module, train_loader, val_loader, max_epochs=max_epochs, accelerator=accelerator,
+        devices=devices, seed=seed, out_dir=resume_dir, curves=curves, patience=patience,
+        monitor=monitor, callbacks=callbacks, resume=last if last.is_file() else None,
+    )
+    tmp = finished.with_name(finished.name + ".tmp")
+    torch.save({"state_dict": module.state_dict(), "result": asdict(result)}, tmp)
+    tmp.replace(finished)
+    # The finished fit is all a re-run needs; the checkpoints (with optimizer state) can go.
+    shutil.rmtree(resume_dir / "checkpoints", ignore_errors=True)
+    _copy_curves(curves, dvclive_dir)
+    return module, result
+
+
+def _fit(
+    build_module: Callable[[], Any],
+    train_loader: Any,
+    val_loader: Any | None,
+    *,
+    max_epochs: int,
+    accelerator: str,
+    devices: int | str,
+    seed: int,
+    out_dir: Path,
+    curves: Path,
+    patience: int | None,
+    monitor: str,
+    callbacks: Sequence[Any],
+    resume: Path | None,
+) -> tuple[Any, FitResult]:
+    trainer, checkpoint = make_trainer(
+        max_epochs=max_epochs, accelerator=accelerator, devices=devices, seed=seed,
+        out_dir=out_dir, dvclive_dir=curves, patience=patience, monitor=monitor,
+        callbacks=[RandomStateCheckpoint(_loader_generators(train_loader)), *callbacks],
+        save_last=True, resume_curves=resume is not None,
+    )
+    module = build_module()
+    with warnings.catch_warnings():
+        # Resuming means the checkpoint directory is not empty; that is the point.
+        warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")
+        trainer.fit(
+            module, train_dataloaders=train_loader, val_dataloaders=val_loader,
+            ckpt_path=None if resume is None else str(resume), weights_only=False,
         )
+    if checkpoint.best_model_path:
+        # Our own checkpoint, written by this fit (or the run it resumed).
+        state = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=False)
+        module.load_state_dict(state["state_dict"])
+    best = checkpoint.best_model_score
+    result = FitResult(
+        monitor=monitor,
+        best_score=None if best is None else float(best),
+        epochs_run=int(trainer.current_epoch),
+        device=str(trainer.strategy.root_device),
+    )
     return module.cpu(), result
 
 

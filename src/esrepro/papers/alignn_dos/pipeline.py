@@ -37,6 +37,7 @@ DFT = Path("data/alignn_dos/dft")
 FEATURES = Path("data/alignn_dos/features")
 AUTOENCODER = Path("data/alignn_dos/autoencoder")
 MODEL = Path("data/alignn_dos/model")
+FITS = Path("data/alignn_dos/fits")  # checkpoints of resumable fits (not a DVC output)
 REPORTS = Path("reports/alignn_dos")
 SOURCES = ("gpaw", "jarvis")
 
@@ -181,14 +182,14 @@ def stage_autoencoder(params: dict[str, Any]) -> None:
     from esrepro.papers.alignn_dos.train import run_autoencoders
 
     run_autoencoders(resolve_path(FEATURES) / "dataset.pt", params, resolve_path(AUTOENCODER),
-                     resolve_path(REPORTS) / "training" / "autoencoders")
+                     resolve_path(REPORTS) / "training" / "autoencoders", resume_root=resolve_path(FITS))
 
 
 def stage_train(params: dict[str, Any]) -> None:
     from esrepro.papers.alignn_dos.train import run_train
 
     run_train(resolve_path(FEATURES) / "dataset.pt", resolve_path(AUTOENCODER), params, resolve_path(MODEL),
-              resolve_path(REPORTS) / "training" / "models")
+              resolve_path(REPORTS) / "training" / "models", resume_root=resolve_path(FITS))
 
 
 def stage_evaluate(params: dict[str, Any]) -> None:

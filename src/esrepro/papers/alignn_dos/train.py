@@ -30,7 +30,7 @@ from esrepro.papers.alignn_dos.data import (
 )
 from esrepro.papers.alignn_dos.model import ALIGNN
 from esrepro.pooling import pooling_for
-from esrepro.training import fit_module, load_network, save_model
+from esrepro.training import fit_module, load_network, run_key, save_model, state_dict_digest
 
 log = logging.getLogger(__name__)
 
@@ -147,8 +147,27 @@ def _fit_kwargs(tcfg: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def run_autoencoders(features_path: Path, params: Mapping[str, Any], out_dir: Path, dvclive_root: Path) -> dict[int, Path]:
-    """Train one autoencoder per latent size on the training spectra; ``out_dir/ae_<L>.pt``."""
+def _resume_dir(resume_root: Path | None, name: str, parts: Mapping[str, Any], features_path: Path) -> Path | None:
+    """``resume_root/<name>-<run key>``: a fit's checkpoint directory, keyed by the features
+    file, ``parts`` (parameters, ...) and the code of this paper's models and training."""
+    if resume_root is None:
+        return None
+    from esrepro import graphs, pooling, training
+    from esrepro.papers.alignn_dos import autoencoder, data, model
+
+    sources = (graphs, pooling, training, autoencoder, data, model, Path(__file__))
+    return Path(resume_root) / f"{name}-{run_key(parts, files=[features_path], sources=sources)}"
+
+
+def run_autoencoders(
+    features_path: Path, params: Mapping[str, Any], out_dir: Path, dvclive_root: Path,
+    resume_root: Path | None = None,
+) -> dict[int, Path]:
+    """Train one autoencoder per latent size on the training spectra; ``out_dir/ae_<L>.pt``.
+
+    With ``resume_root`` each fit keeps its checkpoints there (keyed by data, parameters and
+    code), so an interrupted stage resumes and finished latent sizes are not trained again.
+    """
     feats = torch.load(features_path, weights_only=True)
     cfg = params["alignn_dos"]["autoencoder"]
     dos = feats["dos"].float()
@@ -165,6 +184,8 @@ def run_autoencoders(features_path: Path, params: Mapping[str, Any], out_dir: Pa
             lambda latent=latent: AutoencoderModule(dos.shape[1], latent, cfg["widths"], float(cfg["lr"]),
                                                     float(cfg["weight_decay"]), dos[train].mean(0)),
             loader, val_loader, dvclive_dir=dvclive_root / f"latent_{latent}", **_fit_kwargs(cfg),
+            resume_dir=_resume_dir(resume_root, f"ae_{latent}", {"autoencoder": dict(cfg), "latent": latent},
+                                   features_path),
         )
         net: DOSAutoencoder = module.net
         paths[latent] = save_model(
@@ -189,9 +210,15 @@ def alignn_config(params: Mapping[str, Any], output_features: int) -> dict[str, 
 
 
 def run_train(
-    features_path: Path, autoencoder_dir: Path, params: Mapping[str, Any], out_dir: Path, dvclive_root: Path
+    features_path: Path, autoencoder_dir: Path, params: Mapping[str, Any], out_dir: Path, dvclive_root: Path,
+    resume_root: Path | None = None,
 ) -> dict[str, Path]:
-    """Train D-ALIGNN and one AE-ALIGNN per latent size; ``out_dir/<model key>.pt``."""
+    """Train D-ALIGNN and one AE-ALIGNN per latent size; ``out_dir/<model key>.pt``.
+
+    With ``resume_root`` each fit keeps its checkpoints there (keyed by data, parameters, the
+    autoencoder's weights and code), so an interrupted stage resumes at its last epoch and
+    finished models are not trained again.
+    """
     feats = torch.load(features_path, weights_only=True)
     tcfg = params["alignn_dos"]["train"]
     records, dos = feats["graphs"], feats["dos"].float()
@@ -202,10 +229,10 @@ def run_train(
     batch_size = int(tcfg["batch_size"])
     paths = {}
     for key in model_keys(params["alignn_dos"]["autoencoder"]["latents"]):
-        decoder, target = None, dos
+        decoder, target, ae_weights = None, dos, None
         if key != "d_alignn":
             ae = load_autoencoder(autoencoder_dir, key)
-            decoder = ae.decoder
+            decoder, ae_weights = ae.decoder, state_dict_digest(ae.state_dict())
             with torch.no_grad():
                 target = ae.encode(dos)
         loader = DataLoader(GraphTargetDataset(records, target, train), batch_size=batch_size, shuffle=True,
@@ -217,6 +244,8 @@ def run_train(
             lambda config=config, decoder=decoder, target=target: ALIGNNModule(
                 config, float(tcfg["lr"]), float(tcfg["weight_decay"]), decoder, target[train].mean(0)),
             loader, val_loader, dvclive_dir=dvclive_root / key, **_fit_kwargs(tcfg),
+            resume_dir=_resume_dir(resume_root, key, {"train": dict(tcfg), "model": config,
+                                                      "autoencoder_weights": ae_weights}, features_path),
         )
         model: ALIGNN = module.model
         paths[key] = save_model(

@@ -9,14 +9,14 @@ differ by more than the noise. The folds are drawn from the material ids and a s
 subset of the training folds for early stopping, exactly as the train stage does.
 
 Finished folds are kept in a scratch directory keyed by everything that determines them
-(features file, parameters, code), so an interrupted stage resumes at the first missing fold.
+(features file, parameters, code), so an interrupted stage resumes at the first missing fold,
+and inside that fold at the last finished epoch of each ensemble member.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
+import shutil
 import tempfile
 import time
 from collections.abc import Mapping
@@ -36,6 +36,7 @@ from esrepro.papers.dosnp.data import load_features
 from esrepro.papers.dosnp.train import (
     _as_list,
     aligned_formation_energies,
+    dosnp_run_key,
     fit_baselines,
     predict_gaps,
     structures_of,
@@ -50,28 +51,6 @@ PREDICTION_COLUMNS: tuple[str, ...] = (
     "material_id", "formula", "fold", "lda_gap_table", "qsgw_gap",
     *(f"pred_{m}" for m in MODELS),
 )
-
-
-def _fold_key(features_path: Path, params: Mapping[str, Any], folds: int, seed: int) -> str:
-    """Hash of everything a fold's predictions depend on: data, parameters and code."""
-    from esrepro import pooling, training
-    from esrepro.papers.dosnp import baselines, data, model, train
-
-    digest = hashlib.sha256()
-    with Path(features_path).open("rb") as fh:  # streamed: the file is ~0.25 GB at paper scale
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    relevant = {
-        "pooling": params.get("model", {}).get("pooling"),
-        "dosnp": {k: params["dosnp"].get(k) for k in ("model", "train", "lrlidg")},
-        "folds": folds,
-        "seed": seed,
-    }
-    digest.update(json.dumps(relevant, sort_keys=True, default=str).encode())
-    for module in (pooling, training, baselines, data, model, train):
-        digest.update(Path(module.__file__).read_bytes())
-    digest.update(Path(__file__).read_bytes())
-    return digest.hexdigest()[:16]
 
 
 def run_cross_validation(
@@ -113,7 +92,9 @@ def run_cross_validation(
     fold_of = np.asarray(kfold_labels(ids, folds, seed))
     batch_size = int(params["dosnp"]["train"].get("batch_size", 64))
 
-    scratch = Path(scratch_dir) / _fold_key(Path(features_path), params, folds, seed)
+    scratch = Path(scratch_dir) / dosnp_run_key(
+        Path(features_path), params, extra_sources=[Path(__file__)], folds=folds, cv_seed=seed
+    )
     scratch.mkdir(parents=True, exist_ok=True)
     pred = {m: np.full(len(ids), np.nan) for m in MODELS}
     for k in range(folds):
@@ -128,7 +109,9 @@ def run_cross_validation(
         t0 = time.perf_counter()
         train_mask = fold_of != k
         with tempfile.TemporaryDirectory(prefix="esrepro-cv-") as curves:
-            model, fit = train_dosnp(feats, np.flatnonzero(train_mask), params, Path(curves))
+            model, fit = train_dosnp(
+                feats, np.flatnonzero(train_mask), params, Path(curves), resume_dir=scratch / f"fold{k}-fits"
+            )
         fold_pred = {"dosnp": predict_gaps(model, feats, held_out, batch_size=batch_size)}
         linear, lrlidg = fit_baselines(atoms, lda, qsgw, train_mask, params, fe)
         fold_pred["linear"] = linear.predict(lda[held_out])
@@ -141,6 +124,7 @@ def run_cross_validation(
         tmp = done.with_name(done.stem + ".tmp.npz")
         np.savez(tmp, **fold_pred)
         tmp.replace(done)
+        shutil.rmtree(scratch / f"fold{k}-fits", ignore_errors=True)  # the predictions are what is kept
         log.info(
             "fold %d/%d: %d held out, DOSnp MAE %.3f eV (epochs %s, %.0f s)", k + 1, folds,
             held_out.size, np.mean(np.abs(fold_pred["dosnp"] - qsgw[held_out])),

@@ -31,6 +31,7 @@ DFT = Path("data/dosnp/dft")
 FEATURES = Path("data/dosnp/features")
 MODEL = Path("data/dosnp/model")
 CV_SCRATCH = Path("data/dosnp/cv-folds")  # finished folds of an interrupted CV run (not a DVC output)
+FITS = Path("data/dosnp/fits")  # checkpoints of resumable train-stage fits (not a DVC output)
 REPORTS = Path("reports/dosnp")
 
 
@@ -209,7 +210,7 @@ def stage_train(params: dict[str, Any]) -> None:
 
     run_train(
         resolve_path(FEATURES) / "dataset.pt", params, resolve_path(MODEL),
-        resolve_path(REPORTS) / "training",
+        resolve_path(REPORTS) / "training", resume_root=resolve_path(FITS),
     )
 
 

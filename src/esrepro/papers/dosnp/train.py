@@ -31,7 +31,7 @@ from esrepro.papers.dosnp.data import PDOSGraphDataset, collate_pdos, load_featu
 from esrepro.papers.dosnp.model import DOSnp, DOSnpEnsemble, DOSnpLightning, load_dosnp
 from esrepro.pooling import pooling_for
 from esrepro.splits import random_split_labels
-from esrepro.training import fit_module, save_model
+from esrepro.training import fit_module, run_key, save_model
 
 log = logging.getLogger(__name__)
 
@@ -89,11 +89,30 @@ def _ensemble_size(tcfg: Mapping[str, Any]) -> int:
     return n
 
 
+def dosnp_run_key(
+    features_path: Path, params: Mapping[str, Any], extra_sources: Sequence[Path] = (), **extra: Any
+) -> str:
+    """Key of a DOSnp training run: the features file, every parameter that shapes the fit,
+    ``extra`` values (e.g. the folds) and the code, DOSnp's own plus ``extra_sources``
+    (:func:`esrepro.training.run_key`)."""
+    from esrepro import pooling, splits, training
+    from esrepro.papers.dosnp import baselines, data, model
+
+    parts = {
+        "pooling": params.get("model", {}).get("pooling"),
+        "dosnp": {k: params["dosnp"].get(k) for k in ("model", "train", "split", "lrlidg")},
+        **extra,
+    }
+    sources = (pooling, splits, training, baselines, data, model, Path(__file__), *extra_sources)
+    return run_key(parts, files=[features_path], sources=sources)
+
+
 def train_dosnp(
     feats: Mapping[str, Any],
     train_rows: Sequence[int],
     params: Mapping[str, Any],
     dvclive_dir: Path,
+    resume_dir: Path | None = None,
 ) -> tuple[DOSnpEnsemble, dict[str, Any]]:
     """Train DOSnp on the material rows ``train_rows`` of ``feats``; return it (CPU) and a summary.
 
@@ -105,6 +124,11 @@ def train_dosnp(
     weights of its best validation epoch. With ``val_fraction == 0`` every row is fitted and
     ``train_loss`` is monitored. Learning curves go to ``dvclive_dir`` (member 0) and
     ``dvclive_dir/members/<k>``. Shared by the train stage and cross-validation.
+
+    ``resume_dir`` (keyed by the caller on everything that determines these rows and
+    parameters, e.g. :func:`dosnp_run_key`) makes the fits resumable: member ``k`` keeps its
+    checkpoints in ``resume_dir/member<k>``, so a killed run continues at its last epoch and
+    finished members are not trained again.
     """
     train_rows = [int(r) for r in train_rows]
     if not train_rows:
@@ -171,6 +195,7 @@ def train_dosnp(
             dvclive_dir=Path(dvclive_dir) if k == 0 else Path(dvclive_dir) / "members" / str(k),
             patience=tcfg.get("patience"),
             monitor=monitor,
+            resume_dir=None if resume_dir is None else Path(resume_dir) / f"member{k}",
         )
         members.append(module.model.cpu())
         fits.append(fit)
@@ -191,9 +216,17 @@ def train_dosnp(
 
 
 def run_train(
-    features_path: Path, params: Mapping[str, Any], out_dir: Path, dvclive_dir: Path
+    features_path: Path,
+    params: Mapping[str, Any],
+    out_dir: Path,
+    dvclive_dir: Path,
+    resume_root: Path | None = None,
 ) -> Path:
-    """Train DOSnp on the "train" split (see :func:`train_dosnp`); write ``out_dir/dosnp.pt``."""
+    """Train DOSnp on the "train" split (see :func:`train_dosnp`); write ``out_dir/dosnp.pt``.
+
+    With ``resume_root`` the fits keep their checkpoints under ``resume_root/<run key>`` and an
+    interrupted stage resumes there.
+    """
     feats = load_features(features_path)
     tcfg = params["dosnp"]["train"]
     labels = _split_labels(feats, params)
@@ -202,7 +235,8 @@ def run_train(
         raise ValueError(f"{features_path}: no materials in the 'train' split")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    model, fit = train_dosnp(feats, train_rows, params, Path(dvclive_dir))
+    resume_dir = None if resume_root is None else Path(resume_root) / dosnp_run_key(Path(features_path), params)
+    model, fit = train_dosnp(feats, train_rows, params, Path(dvclive_dir), resume_dir)
     fit_rows, val_rows = fit["fit_rows"], fit["val_rows"]
     metadata = {
         "paper": "dosnp",
