@@ -382,15 +382,6 @@ class FitResult:
 FIT_RESULT_FILE = "fit.pt"
 
 
-def file_digest(path: str | Path) -> str:
-    """sha256 of a file's bytes, streamed (feature files reach ~0.25 GB at paper scale)."""
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def state_dict_digest(state_dict: Mapping[str, torch.Tensor]) -> str:
     """sha256 of a state dict's names and values (unlike its file, free of timestamps)."""
     digest = hashlib.sha256()
@@ -408,12 +399,16 @@ def run_key(
     """16-hex digest of everything a training run's result depends on.
 
     ``parts``: parameters and other plain values (JSON, keys sorted); ``files``: data files,
-    hashed by content; ``sources``: modules (or source files) whose code shapes the result, so
-    that a code change starts a fresh run instead of resuming a stale one.
+    hashed by content (a caller keying several runs on one large file can hash it once with
+    :func:`esrepro.fetch.sha256_of` and pass the digest in ``parts``); ``sources``: modules (or
+    source files) whose code shapes the result, so that a code change starts a fresh run
+    instead of resuming a stale one.
     """
+    from esrepro.fetch import sha256_of
+
     digest = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode())
     for f in files:
-        digest.update(file_digest(f).encode())
+        digest.update(sha256_of(f).encode())
     for src in sources:
         path = Path(src.__file__) if isinstance(src, ModuleType) else Path(src)
         digest.update(path.read_bytes())
@@ -538,7 +533,7 @@ def fit_module(
             return _fit(
                 build_module, train_loader, val_loader, max_epochs=max_epochs, accelerator=accelerator,
                 devices=devices, seed=seed, out_dir=Path(scratch), curves=dvclive_dir,
-                patience=patience, monitor=monitor, callbacks=callbacks, resume=None,
+                patience=patience, monitor=monitor, callbacks=callbacks, resumable=False, resume=None,
             )
 
     resume_dir = Path(resume_dir)
@@ -566,7 +561,7 @@ def fit_module(
     module, result = _fit(
         build_module, train_loader, val_loader, max_epochs=max_epochs, accelerator=accelerator,
         devices=devices, seed=seed, out_dir=resume_dir, curves=curves, patience=patience,
-        monitor=monitor, callbacks=callbacks, resume=last if last.is_file() else None,
+        monitor=monitor, callbacks=callbacks, resumable=True, resume=last if last.is_file() else None,
     )
     tmp = finished.with_name(finished.name + ".tmp")
     torch.save({"state_dict": module.state_dict(), "result": asdict(result)}, tmp)
@@ -591,13 +586,17 @@ def _fit(
     patience: int | None,
     monitor: str,
     callbacks: Sequence[Any],
+    resumable: bool,
     resume: Path | None,
 ) -> tuple[Any, FitResult]:
+    """One Lightning fit in ``out_dir``; ``resumable`` writes ``last.ckpt`` (with the random
+    states) every epoch, ``resume`` continues from such a checkpoint."""
+    if resumable:
+        callbacks = [RandomStateCheckpoint(_loader_generators(train_loader)), *callbacks]
     trainer, checkpoint = make_trainer(
         max_epochs=max_epochs, accelerator=accelerator, devices=devices, seed=seed,
         out_dir=out_dir, dvclive_dir=curves, patience=patience, monitor=monitor,
-        callbacks=[RandomStateCheckpoint(_loader_generators(train_loader)), *callbacks],
-        save_last=True, resume_curves=resume is not None,
+        callbacks=callbacks, save_last=resumable, resume_curves=resume is not None,
     )
     module = build_module()
     with warnings.catch_warnings():

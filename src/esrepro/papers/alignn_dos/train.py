@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from esrepro.fetch import sha256_of
 from esrepro.graphs import GraphBatch
 from esrepro.metrics import paired_difference, per_spectrum_errors, spectrum_metrics, write_json
 from esrepro.papers.alignn_dos.autoencoder import DOSAutoencoder
@@ -147,16 +148,22 @@ def _fit_kwargs(tcfg: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _resume_dir(resume_root: Path | None, name: str, parts: Mapping[str, Any], features_path: Path) -> Path | None:
-    """``resume_root/<name>-<run key>``: a fit's checkpoint directory, keyed by the features
-    file, ``parts`` (parameters, ...) and the code of this paper's models and training."""
+def _resume_dir(resume_root: Path | None, name: str, parts: Mapping[str, Any]) -> Path | None:
+    """``resume_root/<name>-<run key>``: a fit's checkpoint directory, keyed by ``parts``
+    (parameters, the features file's digest, ...) and the code of this paper's models and
+    training."""
     if resume_root is None:
         return None
     from esrepro import graphs, pooling, training
     from esrepro.papers.alignn_dos import autoencoder, data, model
 
     sources = (graphs, pooling, training, autoencoder, data, model, Path(__file__))
-    return Path(resume_root) / f"{name}-{run_key(parts, files=[features_path], sources=sources)}"
+    return Path(resume_root) / f"{name}-{run_key(parts, sources=sources)}"
+
+
+def _features_digest(features_path: Path, resume_root: Path | None) -> str | None:
+    """The features file's sha256, computed once per stage (it keys every fit's directory)."""
+    return None if resume_root is None else sha256_of(features_path)
 
 
 def run_autoencoders(
@@ -175,6 +182,7 @@ def run_autoencoders(
     if not train:
         raise ValueError(f"{features_path}: no structures in the 'train' split")
     out_dir.mkdir(parents=True, exist_ok=True)
+    features = _features_digest(features_path, resume_root)
     paths = {}
     for latent in [int(n) for n in cfg["latents"]]:
         loader = DataLoader(TensorDataset(dos[train]), batch_size=int(cfg["batch_size"]), shuffle=True,
@@ -184,8 +192,8 @@ def run_autoencoders(
             lambda latent=latent: AutoencoderModule(dos.shape[1], latent, cfg["widths"], float(cfg["lr"]),
                                                     float(cfg["weight_decay"]), dos[train].mean(0)),
             loader, val_loader, dvclive_dir=dvclive_root / f"latent_{latent}", **_fit_kwargs(cfg),
-            resume_dir=_resume_dir(resume_root, f"ae_{latent}", {"autoencoder": dict(cfg), "latent": latent},
-                                   features_path),
+            resume_dir=_resume_dir(resume_root, f"ae_{latent}",
+                                   {"autoencoder": dict(cfg), "latent": latent, "features": features}),
         )
         net: DOSAutoencoder = module.net
         paths[latent] = save_model(
@@ -226,6 +234,7 @@ def run_train(
     if not train:
         raise ValueError(f"{features_path}: no structures in the 'train' split")
     out_dir.mkdir(parents=True, exist_ok=True)
+    features = _features_digest(features_path, resume_root)
     batch_size = int(tcfg["batch_size"])
     paths = {}
     for key in model_keys(params["alignn_dos"]["autoencoder"]["latents"]):
@@ -245,7 +254,7 @@ def run_train(
                 config, float(tcfg["lr"]), float(tcfg["weight_decay"]), decoder, target[train].mean(0)),
             loader, val_loader, dvclive_dir=dvclive_root / key, **_fit_kwargs(tcfg),
             resume_dir=_resume_dir(resume_root, key, {"train": dict(tcfg), "model": config,
-                                                      "autoencoder_weights": ae_weights}, features_path),
+                                                      "autoencoder_weights": ae_weights, "features": features}),
         )
         model: ALIGNN = module.model
         paths[key] = save_model(
