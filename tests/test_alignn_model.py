@@ -108,6 +108,9 @@ def test_paper_head_adds_three_hidden_fc_layers() -> None:
     linears = [m for m in model.fc if isinstance(m, nn.Linear)]
     assert len(linears) == 4
     assert _n_params(model) == reference_parameter_count(5, 300) + 3 * _linear(256, 256)
+    # The same count added up by hand from the layer sizes above (not read off the model):
+    # atom embedding 2,048 + edge embedding 22,464 + angle embedding 19,904 + 4 ALIGNN layers
+    # 2,639,872 + 4 gated-GCN layers 1,319,936 + head 3 x 65,792 + 77,100 = 4,278,700.
     assert _n_params(model) == 4_278_700
 
 

@@ -312,9 +312,10 @@ def test_timeout_is_recorded_as_failure(tmp_path) -> None:
     assert record.reason.startswith("TimeoutError")
     # Half a second is spent importing GPAW: the record says the SCF never started.
     assert record.reason.endswith("(before the first SCF iteration)"), record.reason
-    assert record.wall_s < 60, "the worker must be killed, not waited for"
     key = cache_key(silicon(), SMALL)
     assert json.loads(cache.failure_path(key).read_text())["reason"] == record.reason
+    # The worker writes its product straight into the cache when its (seconds-long) SCF ends,
+    # so no product means it was killed, not waited for.
     assert not cache.product_path(key).exists()
 
 
@@ -335,8 +336,10 @@ def test_timeout_during_the_scf_records_how_far_it_got(tmp_path) -> None:
 
 
 def test_two_mpi_ranks_give_the_same_product(si_run, tmp_path) -> None:
-    if shutil.which("mpirun") is None and shutil.which("mpiexec") is None:
-        pytest.skip("no mpirun/mpiexec on PATH")
+    # Fails, rather than skips, without an MPI launcher: a skip would hide that the parallel
+    # path never ran.
+    launcher = shutil.which("mpirun") or shutil.which("mpiexec")
+    assert launcher, "no mpirun/mpiexec on PATH (install openmpi-bin)"
     serial = si_run[3]
     cache = DFTCache(tmp_path / "cache")
     options = dataclasses.replace(ONE_RANK, mpi_ranks=2)

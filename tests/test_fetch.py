@@ -2,13 +2,14 @@ from __future__ import annotations
 
 import hashlib
 import threading
-import time
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
+import esrepro.fetch as fetch_module
 from esrepro.fetch import MIRROR_ENV, FetchError, fetch_url, mirror_path
 
 # A small real file present in the mirror (libAtoms simple-hexagonal Si, 128 bytes).
@@ -37,13 +38,23 @@ class _QuietHandler(SimpleHTTPRequestHandler):
 
 @pytest.fixture
 def http_dir(tmp_path: Path):
-    """Serve a directory over HTTP on 127.0.0.1 for tests of the network path."""
+    """Serve a directory over HTTP on 127.0.0.1 for tests of the network path.
+
+    Yields ``(root, base_url, requested)``; ``requested`` lists the path of every GET received.
+    """
     root = tmp_path / "www"
     root.mkdir()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_QuietHandler, directory=str(root)))
+    requested: list[str] = []
+
+    class _RecordingHandler(_QuietHandler):
+        def do_GET(self) -> None:
+            requested.append(self.path)
+            super().do_GET()
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_RecordingHandler, directory=str(root)))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield root, f"http://127.0.0.1:{server.server_address[1]}"
+    yield root, f"http://127.0.0.1:{server.server_address[1]}", requested
     server.shutdown()
     server.server_close()
 
@@ -84,12 +95,28 @@ def test_missing_in_mirror_names_mirror_path(mirror_dir: Path, tmp_path: Path) -
     assert url in str(err.value)
 
 
-def test_offline_without_mirror_fails_fast(tmp_path: Path, no_env_mirror: None) -> None:
+def test_offline_without_mirror_fails_fast(
+    tmp_path: Path, no_env_mirror: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # "Fast" is checked by what fetch_url does, not by a wall clock: the default number of
+    # attempts (3, from the signature) with short backoff sleeps between them and none after the
+    # last. The sleeps are recorded instead of slept.
+    attempts: list[str] = []
+    real_download = fetch_module._download
+
+    def counting_download(url: str, tmp: Path, timeout: float) -> None:
+        attempts.append(url)
+        real_download(url, tmp, timeout)
+
+    sleeps: list[float] = []
+    monkeypatch.setattr(fetch_module, "_download", counting_download)
+    monkeypatch.setattr(fetch_module, "time", SimpleNamespace(sleep=sleeps.append))
     dest = tmp_path / "x"
-    start = time.monotonic()
     with pytest.raises(FetchError) as err:
         fetch_url(CLOSED_PORT_URL, WRONG_SHA, dest)  # default retries
-    assert time.monotonic() - start < 10
+    assert attempts == [CLOSED_PORT_URL] * 3
+    assert len(sleeps) == 2 and sleeps == sorted(sleeps) and sum(sleeps) < 5
+    assert "after 3 attempt(s)" in str(err.value)
     assert CLOSED_PORT_URL in str(err.value) and MIRROR_ENV in str(err.value)
     assert not dest.exists() and leftovers(tmp_path) == []
 
@@ -112,7 +139,7 @@ def test_wrong_existing_dest_is_replaced(mirror_dir: Path, tmp_path: Path) -> No
 
 
 def test_network_download_and_mismatch(http_dir, tmp_path: Path, no_env_mirror: None) -> None:
-    root, base = http_dir
+    root, base, _ = http_dir
     payload = b"real bytes\n" * 100
     (root / "f.txt").write_bytes(payload)
     sha = hashlib.sha256(payload).hexdigest()
@@ -129,9 +156,8 @@ def test_network_download_and_mismatch(http_dir, tmp_path: Path, no_env_mirror: 
 
 
 def test_http_404_is_not_retried(http_dir, tmp_path: Path, no_env_mirror: None) -> None:
-    _, base = http_dir
-    start = time.monotonic()
+    _, base, requested = http_dir
     with pytest.raises(FetchError, match="404"):
         fetch_url(f"{base}/absent.txt", WRONG_SHA, tmp_path / "absent.txt", retries=5)
-    assert time.monotonic() - start < 2  # 5 attempts with backoff would take > 7 s
+    assert requested == ["/absent.txt"], "a client error must be requested once, not retried"
     assert leftovers(tmp_path) == []

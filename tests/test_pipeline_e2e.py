@@ -23,7 +23,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.gpaw]
 SCHEMA_MODELS = ("dosnp", "lrlidg", "linear")
 
 
-def _run(cmd: list[str], cwd: Path) -> str:
+def _run(cmd: list[str], cwd: Path, *, stdout_only: bool = False) -> str:
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     # Stage commands call `python`: make it this interpreter.
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
@@ -35,7 +35,7 @@ def _run(cmd: list[str], cwd: Path) -> str:
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, f"{' '.join(cmd)} failed ({proc.returncode}):\n{output[-4000:]}"
-    return output
+    return proc.stdout if stdout_only else output
 
 
 @pytest.fixture(scope="module")
@@ -168,8 +168,22 @@ def test_experiment_changes_pooling_without_dft(tiny_repo: Path, first_repro: st
     assert "Running stage 'alignn_dos_train'" in output
     for stage in ("dosnp_dft", "dosnp_fetch", "alignn_dos_dft", "alignn_dos_fetch"):
         assert f"Running stage '{stage}'" not in output
-    shown = _run(["dvc", "exp", "show", "--json"], tiny_repo)
-    assert "max" in shown
-    diff = _run(["dvc", "params", "diff", "--json"], tiny_repo)
-    assert json.loads(diff) is not None
+    # `dvc exp show --json`: one row per baseline (and the workspace), each experiment under its
+    # baseline's "experiments" ranges. The baseline still has the per-paper defaults (whose
+    # "mean+max" alone would make a plain substring test for "max" pass); the experiment has max.
+    rows = json.loads(_run(["dvc", "exp", "show", "--json"], tiny_repo, stdout_only=True))
+
+    def pooling(state: dict) -> object:
+        params = ((state.get("data") or {}).get("params") or {}).get("params.yaml") or {}
+        return ((params.get("data") or {}).get("model") or {}).get("pooling")
+
+    baselines = [row for row in rows if row["rev"] != "workspace"]
+    experiments = [
+        e for row in baselines for group in row.get("experiments") or [] for e in group["revs"]
+    ]
+    assert baselines and all(pooling(row) != "max" for row in baselines), rows
+    assert experiments and all(pooling(e) == "max" for e in experiments), experiments
+    # The workspace holds the experiment's params: against HEAD, model.pooling became "max".
+    diff = json.loads(_run(["dvc", "params", "diff", "--json"], tiny_repo, stdout_only=True))
+    assert diff["params.yaml"]["model.pooling"]["new"] == "max", diff
     _run(["dvc", "metrics", "diff"], tiny_repo)

@@ -191,10 +191,11 @@ def test_trainer_never_touches_the_surrounding_repository(
 ) -> None:
     # dvclive.Live() on its own runs `dvc init` (and stages files in git) when the working
     # directory is a git repository without DVC; make_trainer must prevent that.
-    dulwich_repo = pytest.importorskip("dulwich.repo")
+    from dulwich.repo import Repo  # a dependency of dvc (via scmrepo): always installed
+
     repo = tmp_path / "repo"
     repo.mkdir()
-    dulwich_repo.Repo.init(str(repo))  # an empty git repository, as right after `git init`
+    Repo.init(str(repo))  # an empty git repository, as right after `git init`
     monkeypatch.chdir(repo)
     before = sorted(p.relative_to(repo) for p in repo.rglob("*"))
     features = tmp_path / "features.pt"
