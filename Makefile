@@ -47,7 +47,7 @@ paper-scale: setup
 # (160-1468 atoms in 35 A vacuum cells). LCAO cost per cell, 1 core: 18 atoms ~50 s, 48 ~3 min,
 # 66 ~1.5 min, 216 ~34 min and 9 GB. A few thousand environments fit the exact kernel; larger
 # sets want Nystrom (-S ldos.learn.n_sparse=300).
-# Then `esrepro snapshot-reference ldos --wall-time-s <s>`.
+# Then `esrepro snapshot-reference ldos --wall-time-s <s> --force` (--force: a reference exists).
 LDOS_PAPER_SCALE = -S ldos.max_atoms=216 \
 	-S ldos.mirrored_si.howweibin_diamond=0 -S ldos.mirrored_si.bulk_hex_diamond=0 \
 	-S ldos.mirrored_si.bulk_sh=0 -S ldos.mirrored_si.bulk_bc8=0 \

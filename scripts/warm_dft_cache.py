@@ -53,14 +53,13 @@ def main() -> int:
         print(f"finished {sum(finished)} of {len(finished)} materials; the first {prefix} of the "
               f"seeded order are all finished (use n_materials: {prefix}, max_sites: 0)")
         return 0
-    farm = FarmOptions.from_params(params["dft"]["farm"])
-    if args.workers:
-        farm.workers = args.workers
-    if args.mpi_ranks:
-        farm.mpi_ranks = args.mpi_ranks
-    farm.retry_failed = farm.retry_failed or args.retry_failed
-    if args.timeout_s:
-        farm.timeout_s = args.timeout_s
+    # Command-line overrides go through the same validation as params.yaml (e.g. --workers 0).
+    farm_params = dict(params["dft"]["farm"] or {})
+    overrides = {"workers": args.workers, "mpi_ranks": args.mpi_ranks, "timeout_s": args.timeout_s}
+    farm_params.update({k: v for k, v in overrides.items() if v is not None})
+    if args.retry_failed:
+        farm_params["retry_failed"] = True
+    farm = FarmOptions.from_params(farm_params, source="params.yaml dft.farm + command line")
     records = compute_products(
         structures, settings, cache, farm,
         journal=cache.root / "journal.jsonl",

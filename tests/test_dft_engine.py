@@ -304,7 +304,7 @@ def test_scf_converging_on_the_last_allowed_iteration_is_not_a_failure(si_run, t
     assert record.status == "computed", record.reason
 
 
-def test_timeout_is_recorded_as_failure(tmp_path) -> None:
+def test_timeout_is_recorded_as_failure(tmp_path, monkeypatch) -> None:
     cache = DFTCache(tmp_path / "cache")
     options = dataclasses.replace(ONE_RANK, timeout_s=0.5)
     [record] = compute_products({"Si": silicon()}, SMALL, cache, options, progress=False)
@@ -313,10 +313,21 @@ def test_timeout_is_recorded_as_failure(tmp_path) -> None:
     # Half a second is spent importing GPAW: the record says the SCF never started.
     assert record.reason.endswith("(before the first SCF iteration)"), record.reason
     key = cache_key(silicon(), SMALL)
-    assert json.loads(cache.failure_path(key).read_text())["reason"] == record.reason
+    failure = json.loads(cache.failure_path(key).read_text())
+    assert failure["reason"] == record.reason
+    assert failure["timeout_s"] == 0.5  # the limit as a number, for the retry below
     # The worker writes its product straight into the cache when its (seconds-long) SCF ends,
     # so no product means it was killed, not waited for.
     assert not cache.product_path(key).exists()
+    # Without retry_failed, the same time-out reports the failure; a longer one computes it
+    # (failures are keyed on the settings, not on the farm options).
+    with monkeypatch.context() as m:
+        m.setattr(farm, "_farm", _no_farm)
+        [same] = compute_products({"Si": silicon()}, SMALL, cache, options, progress=False)
+    assert same.status == "failed" and same.reason == record.reason
+    [longer] = compute_products({"Si": silicon()}, SMALL, cache, ONE_RANK, progress=False)
+    assert longer.status == "computed", longer.reason
+    assert not cache.failure_path(key).exists()
 
 
 def test_timeout_during_the_scf_records_how_far_it_got(tmp_path) -> None:

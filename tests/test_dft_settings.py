@@ -319,3 +319,156 @@ def test_rhombohedral_settings_move_to_their_niggli_cell_without_point_group() -
     assert is_rhombohedral_setting(fcc) and cell_reduction(fcc, on) is None
     assert cache_key(rhombohedral, on, VERSIONS) != cache_key(rhombohedral, DFTSettings(), VERSIONS)
     assert cache_key(fcc, on, VERSIONS) == cache_key(fcc, DFTSettings(), VERSIONS)
+
+
+# --- validation of dft.settings values --------------------------------------------------------
+# A bad value must stop the stage in from_params: in a worker it becomes a recorded DFT failure
+# of every material, and the stage still exits 0.
+
+
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("mode", "pww"),
+        ("mode", "fd"),  # a GPAW mode, but not one the engine sets up
+        ("mode", None),
+        ("xc", "LDAA"),
+        ("xc", "pbe"),  # GPAW's names are case-sensitive
+        ("xc", ""),
+        ("xc", None),
+        ("xc", 3),
+        ("smearing", "fermi-diracc"),
+        ("smearing", "tetrahedron-method"),  # GPAW's, but refuses the width the engine passes
+        ("converge_bands", "CBM+x"),
+        ("converge_bands", "CBM5"),
+        ("converge_bands", "CBM+"),
+        ("converge_bands", "CBM+-1"),
+        ("converge_bands", "Occupied"),
+        ("converge_bands", 10),  # the setting is a string: GPAW would get "10"
+        ("kpt_even", "no"),
+        ("kpt_even", 1),
+        ("kpt_even", None),
+        ("extra", "h=0.3"),
+        ("extra", None),
+        ("extra", {"mode": "fd"}),  # build_calculator passes mode itself: GPAW would get it twice
+        ("ecut_ev", -450.0),
+        ("ecut_ev", 0),
+        ("ecut_ev", "abc"),
+        ("ecut_ev", None),
+        ("ecut_ev", True),
+        ("ecut_ev", float("nan")),
+        ("ecut_ev", [450]),
+        ("smearing_width_ev", 0.0),
+        ("smearing_width_ev", -0.01),
+        ("kpt_density", 0),
+        ("kpt_density", -2.0),
+        ("nbands_factor", 0),
+        ("density_tolerance", 0.0),
+        ("eigenstates_tolerance", -1e-8),
+        ("max_iterations", 0),
+        ("max_iterations", 2.5),
+        ("max_iterations", "many"),
+        ("min_empty_bands", -1),
+        ("bands_cover_ev", -1.0),
+        ("window_below_ev", -22.0),
+        ("dos_kpt_density", -4.0),
+        ("reduce_skewed_cells", -1.5),
+        ("basis", ""),
+        ("basis", None),
+    ],
+    ids=lambda v: repr(v),
+)
+def test_from_params_rejects_bad_values_naming_the_param(key, value) -> None:
+    with pytest.raises(ValueError, match=rf"^params\.yaml dft\.settings\.{key}: "):
+        DFTSettings.from_params({key: value})
+
+
+def test_from_params_conversion_error_names_the_param() -> None:
+    with pytest.raises(ValueError) as info:
+        DFTSettings.from_params({"ecut_ev": "abc"})
+    assert str(info.value) == "params.yaml dft.settings.ecut_ev: expected a number, got 'abc'"
+
+
+def test_from_params_source_label() -> None:
+    # Callers that merge overrides (the LDOS paper) say where the block came from.
+    with pytest.raises(ValueError, match=r"^params\.yaml ldos\.dft\.kpt_even: expected true or"):
+        DFTSettings.from_params({"kpt_even": "no"}, source="params.yaml ldos.dft")
+    with pytest.raises(ValueError, match=r"in params\.yaml ldos\.dft;"):
+        DFTSettings.from_params({"ecutt_ev": 1.0}, source="params.yaml ldos.dft")
+
+
+@pytest.mark.parametrize("block", [None, "pw", [("mode", "pw")]])
+def test_from_params_needs_a_mapping(block) -> None:
+    with pytest.raises(ValueError, match=r"^params\.yaml dft\.settings: expected a mapping"):
+        DFTSettings.from_params(block)
+
+
+@pytest.mark.parametrize(
+    "key, value, expected",
+    [
+        ("mode", "lcao", "lcao"),
+        ("xc", "PBE", "PBE"),
+        ("xc", "GGA_X_PBE+GGA_C_PBE", "GGA_X_PBE+GGA_C_PBE"),  # libxc names pass too
+        ("smearing", "marzari-vanderbilt", "marzari-vanderbilt"),
+        ("smearing", "methfessel-paxton", "methfessel-paxton"),
+        ("converge_bands", "occupied", "occupied"),
+        ("converge_bands", "all", "all"),
+        ("converge_bands", "CBM+5", "CBM+5"),
+        ("converge_bands", "CBM+0.5", "CBM+0.5"),
+        ("converge_bands", "CBM+.5", "CBM+.5"),
+        ("converge_bands", "CBM+1e-1", "CBM+1e-1"),
+        ("kpt_even", False, False),
+        # PyYAML reads `1e-4` (no dot) as a string; float() always accepted it.
+        ("density_tolerance", "1e-4", 1e-4),
+        ("max_iterations", 300.0, 300),
+        ("max_iterations", "300", 300),
+        ("min_empty_bands", 0, 0),
+        ("bands_cover_ev", 0, 0.0),  # 0 disables the free-electron estimate
+        ("dos_kpt_density", 0, 0.0),  # 0 = the SCF's own k-points
+        ("extra", {"h": 0.35, "symmetry": "off"}, {"h": 0.35, "symmetry": "off"}),
+    ],
+    ids=lambda v: repr(v),
+)
+def test_from_params_accepts_valid_values(key, value, expected) -> None:
+    got = getattr(DFTSettings.from_params({key: value}), key)
+    assert got == expected and type(got) is type(expected)
+
+
+def test_every_numeric_setting_has_a_bound() -> None:
+    # A new numeric field must say whether it may be zero or negative (see _NUMBER_BOUNDS).
+    from esrepro.dft.settings import _NUMBER_BOUNDS
+
+    numeric = {
+        f.name for f in dataclasses.fields(DFTSettings)
+        if isinstance(f.default, (int, float)) and not isinstance(f.default, bool)
+    }
+    assert numeric == set(_NUMBER_BOUNDS)
+
+
+def test_the_repository_params_pass_and_keep_their_keys(rocksalt) -> None:
+    # Validation must not change what valid params hash to: the cache holds hours of DFT.
+    from esrepro.config import load_params
+
+    params = load_params()
+    block = params["dft"]["settings"]
+    settings = DFTSettings.from_params(block)
+    expected = DFTSettings(**{k: type(getattr(DFTSettings(), k))(v) for k, v in block.items()})
+    assert settings == expected
+    assert cache_key(rocksalt, settings, VERSIONS) == cache_key(rocksalt, expected, VERSIONS)
+    ldos = DFTSettings.from_params({**block, **params["ldos"]["dft"]})
+    assert ldos.mode == "lcao" and ldos.extra == params["ldos"]["dft"]["extra"]
+
+
+def test_the_engine_takes_every_accepted_smearing_and_converge_bands_form() -> None:
+    # The allowed lists claim what the engine can run; check them against GPAW's own parsers.
+    from gpaw.occupations import create_occ_calc
+
+    from esrepro.dft.settings import CONVERGE_BANDS, SMEARINGS
+
+    for name in SMEARINGS:  # build_calculator always passes a width
+        create_occ_calc({"name": name, "width": 0.01})
+    with pytest.raises(TypeError, match="width"):  # why the tetrahedron methods are not allowed
+        create_occ_calc({"name": "tetrahedron-method", "width": 0.01})
+    for form in ("CBM+5", "CBM+0.5", "CBM+.5", "CBM+1e-1", "CBM+2.5E+0"):
+        assert CONVERGE_BANDS.fullmatch(form)
+        assert float(form[4:]) >= 0  # how gpaw.new.eigensolver reads it

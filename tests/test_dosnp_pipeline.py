@@ -62,3 +62,45 @@ def test_ecalj_source_gives_the_dosnp_tensor(tmp_path: Path, mirror_dir: Path) -
 def test_ecalj_source_names_missing_directory(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="mp-404"):
         ecalj_pdos("mp-404", {"ecalj_pdos_dir": str(tmp_path)}, dosnp_grid())
+
+
+def test_ecalj_extension_detected_beside_plot_files(tmp_path: Path, mirror_dir: Path) -> None:
+    """The real sample holds `dos.isp1.site001.cprn.eps` plots beside the data: the default
+    `ecalj_ext: null` must still find `cprn` and give the same tensor as naming it."""
+    shutil.copytree(mirror_dir / RENCUB, tmp_path / "mp-1")
+    assert sorted(p.name for p in (tmp_path / "mp-1").glob("*.eps"))  # the trap is really there
+    grid = dosnp_grid()
+    detected = ecalj_pdos("mp-1", {"ecalj_pdos_dir": str(tmp_path), "ecalj_ext": None}, grid)
+    named = ecalj_pdos("mp-1", {"ecalj_pdos_dir": str(tmp_path), "ecalj_ext": "cprn"}, grid)
+    np.testing.assert_array_equal(detected, named)
+
+
+def test_ecalj_two_runs_in_one_directory_ask_for_the_extension(tmp_path: Path, mirror_dir: Path) -> None:
+    material = tmp_path / "mp-1"
+    shutil.copytree(mirror_dir / RENCUB, material)
+    for path in material.glob("dos.isp*.site*.cprn"):
+        shutil.copy(path, material / path.name.replace(".cprn", ".other"))
+    with pytest.raises(ValueError, match=r"\['cprn', 'other'\].*dosnp.ecalj_ext"):
+        ecalj_pdos("mp-1", {"ecalj_pdos_dir": str(tmp_path)}, dosnp_grid())
+
+
+def test_ecalj_source_without_directory_names_the_param() -> None:
+    with pytest.raises(ValueError, match="dosnp.ecalj_pdos_dir is not set"):
+        ecalj_pdos("mp-1", {"pdos_source": "ecalj", "ecalj_pdos_dir": None}, dosnp_grid())
+
+
+@pytest.mark.parametrize(
+    ("key", "value"), [("n_materials", -1), ("max_sites", -1), ("n_materials", "forty"), ("max_sites", 2.5)]
+)
+def test_bad_counts_name_the_param(table: pd.DataFrame, key: str, value: object) -> None:
+    # -1 used to slice the last row off (`rows[:-1]`) and max_sites -1 to select nothing, silently.
+    cfg = {"n_materials": 40, "max_sites": 4, "subset_seed": 0, key: value}
+    with pytest.raises(ValueError, match=rf"^params.yaml alignn_dos.{key}: "):
+        select_materials(table, cfg, where="alignn_dos")
+
+
+def test_table_commit_given_as_a_bare_number_is_read_as_its_digits() -> None:
+    from esrepro.sources import dosnp_table_source
+
+    # `table_commit: 3206083` unquoted in YAML is an int: it is the pinned commit's prefix.
+    assert dosnp_table_source(3206083) == dosnp_table_source("3206083aacc37bd3dd12a14f86a216a8ac11da5b")

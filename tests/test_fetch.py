@@ -161,3 +161,20 @@ def test_http_404_is_not_retried(http_dir, tmp_path: Path, no_env_mirror: None) 
         fetch_url(f"{base}/absent.txt", WRONG_SHA, tmp_path / "absent.txt", retries=5)
     assert requested == ["/absent.txt"], "a client error must be requested once, not retried"
     assert leftovers(tmp_path) == []
+
+
+def test_configured_mirror_that_does_not_exist_is_named_once(
+    tmp_path: Path, no_env_mirror: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    from esrepro.config import mirror_dir as params_mirror
+
+    missing = tmp_path / "no-such-mirror"
+    params = {"fetch": {"mirror": str(missing)}}
+    with caplog.at_level("WARNING", logger="esrepro.config"):
+        assert params_mirror(params) is None  # falls back to the real URLs, as documented
+        assert params_mirror(params) is None
+    warnings = [r.getMessage() for r in caplog.records if str(missing) in r.getMessage()]
+    assert len(warnings) == 1 and "downloading the real URLs" in warnings[0]
+    existing = tmp_path / "mirror"
+    existing.mkdir()
+    assert params_mirror({"fetch": {"mirror": str(existing)}}) == existing

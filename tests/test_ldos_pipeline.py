@@ -162,3 +162,13 @@ def test_split_keeps_every_test_species_in_training() -> None:
         train = {x for s, lab in zip(species, labels, strict=True) if lab == "train" for x in s}
         assert all(set(s) <= train for s, lab in zip(species, labels, strict=True) if lab == "test")
         assert labels[9] == "train" and labels.count("test") == 2
+
+
+def test_unknown_grid_reference_is_an_error_not_fermi(repo_root) -> None:
+    from esrepro.config import load_params
+    from esrepro.papers.ldos.pipeline import stage_featurize
+
+    params = load_params(repo_root / "params.yaml")
+    params["ldos"]["grid"]["reference"] = "absolut"  # used to fall through to E_F-relative grids
+    with pytest.raises(ValueError, match="ldos.grid.reference must be 'absolute' or 'fermi', got 'absolut'"):
+        stage_featurize(params)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -12,11 +14,14 @@ from typer.testing import CliRunner
 
 from esrepro.cli import app
 from esrepro.targets import (
+    InputError,
     SnapshotError,
     TargetsError,
     check_paper,
     file_md5,
     load_targets,
+    read_dvc_lock,
+    read_json,
     recorded_md5,
     run_check_targets,
     snapshot_reference,
@@ -325,3 +330,214 @@ def test_other_metrics_files_are_copied_and_hash_gated(tmp_path: Path) -> None:
     ref_cv.write_text('{"folds": 5, "model": {"mae": 0.1}}\n')
     failures = _check(root).failures
     assert any("reference/cv_metrics.json" in f and "differs" in f for f in failures), failures
+
+
+# --------------------------------------------------------------------------------------------
+# malformed inputs: a clear error naming the file, and exit code 2 ("cannot check")
+
+TARGETS_REL = Path("reports") / "paper_targets.yaml"
+
+
+def _run(root: Path) -> tuple[int, str]:
+    """``run_check_targets`` on a console wide enough not to fold: exit code and output."""
+    out = io.StringIO()
+    code = run_check_targets(root=root, console=Console(file=out, width=1000))
+    return code, out.getvalue()
+
+
+def _cli_exit_code(root: Path) -> int:
+    """``esrepro check-targets`` exit code; it must exit, not raise."""
+    result = CliRunner().invoke(app, ["check-targets", "--root", str(root)])
+    assert isinstance(result.exception, SystemExit | None), result.output
+    return result.exit_code
+
+
+def _write_targets(root: Path, edit) -> None:
+    """Rewrite the fake repository's targets file after ``edit(doc)``."""
+    doc = yaml.safe_load((root / TARGETS_REL).read_text())
+    edit(doc)
+    (root / TARGETS_REL).write_text(yaml.safe_dump(doc, sort_keys=False))
+
+
+def test_targets_yaml_syntax_error_names_file_and_line(tmp_path: Path) -> None:
+    root = make_repo(tmp_path)
+    path = root / TARGETS_REL
+    lines = path.read_text().splitlines()
+    lines[3] = lines[3] + " [unclosed"  # a flow sequence that never closes
+    path.write_text("\n".join(lines) + "\n")
+    message = f"{path}, line 5, column 20: invalid YAML: expected ',' or ']'"
+    with pytest.raises(TargetsError, match=re.escape(message)):
+        load_targets(path)
+    code, output = _run(root)
+    assert code == 2 and message in output
+    assert _cli_exit_code(root) == 2
+
+
+def test_binary_targets_file_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "paper_targets.yaml"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe\x00")
+    with pytest.raises(TargetsError, match=r"paper_targets\.yaml: not UTF-8 text"):
+        load_targets(path)
+    # Valid UTF-8 but with a NUL byte: PyYAML's reader error, also named and located.
+    path.write_bytes(b"papers:\n  toy:\x00\n")
+    with pytest.raises(TargetsError, match=r"paper_targets\.yaml, line 2: invalid YAML: .*#x0000"):
+        load_targets(path)
+
+
+def test_duplicate_yaml_keys_are_rejected(tmp_path: Path) -> None:
+    path = tmp_path / "targets.yaml"
+    path.write_text(
+        "papers:\n"
+        "  x:\n"
+        "    targets:\n"
+        "      - name: a\n"
+        "        metric: m\n"
+        "        paper: null\n"
+        "        bar: {max: 0.35}\n"
+        "        unit: eV\n"
+        "        definition: d\n"
+        "        where: w\n"
+        "        bar: null\n"  # PyYAML would silently keep this one and drop the gate
+    )
+    with pytest.raises(
+        TargetsError,
+        match=r"targets\.yaml, line 11, column 9: .*duplicate key 'bar' \(first at line 7\)",
+    ):
+        load_targets(path)
+
+
+def test_yaml_merge_keys_may_still_be_overridden(tmp_path: Path) -> None:
+    # Overriding a key merged in with "<<" is not a duplicate.
+    path = tmp_path / "targets.yaml"
+    path.write_text(
+        "common: &common {paper: null, bar: null, unit: eV, definition: d, where: w}\n"
+        "papers:\n"
+        "  x:\n"
+        "    targets:\n"
+        "      - {<<: *common, name: a, metric: m, unit: meV}\n"
+    )
+    assert load_targets(path)["x"].targets[0].unit == "meV"
+
+
+def test_unknown_target_key_is_rejected(tmp_path: Path) -> None:
+    root = make_repo(tmp_path)
+
+    def typo(doc: dict) -> None:
+        target = doc["papers"][PAPER]["targets"][0]
+        target["must_bet"] = target.pop("must_beat")
+
+    _write_targets(root, typo)
+    with pytest.raises(
+        TargetsError,
+        match=r"papers\.toy\.targets\[0\] \(model_test_mae\): unknown key 'must_bet' "
+        r"\(did you mean 'must_beat'\?",
+    ):
+        load_targets(root / TARGETS_REL)
+    code, output = _run(root)
+    assert code == 2 and "targets OK" not in output
+    assert "unknown key 'must_bet'" in output
+    assert _cli_exit_code(root) == 2
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda spec: spec.update(titel="x"), r"papers\.toy: unknown key 'titel'"),
+        (
+            lambda spec: spec["data_scale"].update(ours={"metrc": "n"}),
+            r"papers\.toy\.data_scale\.ours: unknown key 'metrc'",
+        ),
+        (lambda spec: spec.update(targets="abc"), r"papers\.toy: 'targets' must be a non-empty"),
+        (lambda spec: spec["targets"].append(""), r"papers\.toy\.targets\[4\]: expected a mapping"),
+        (
+            lambda spec: spec["targets"][0].update(must_beat=[1]),
+            r"\(model_test_mae\): must_beat must be a list of metric paths",
+        ),
+        (lambda spec: spec["targets"][0].update(paper=True), r"paper must be a number or null"),
+    ],
+)
+def test_other_malformed_entries_are_rejected(tmp_path: Path, edit, message: str) -> None:
+    root = make_repo(tmp_path)
+    _write_targets(root, lambda doc: edit(doc["papers"][PAPER]))
+    with pytest.raises(TargetsError, match=message):
+        load_targets(root / TARGETS_REL)
+
+
+@pytest.mark.parametrize(
+    ("data_scale", "message"),
+    [
+        ([1516], r"papers\.toy\.data_scale: expected a mapping with 'paper' and/or 'ours'"),
+        ({"ours": 5}, r"papers\.toy\.data_scale\.ours: expected a mapping, not 5"),
+        ({"paper": 1516}, r"papers\.toy\.data_scale\.paper: expected a mapping, not 1516"),
+        ({"ours": {"metric": 3}}, r"papers\.toy\.data_scale\.ours\.metric: expected a metric path"),
+        ({"size": 3}, r"papers\.toy\.data_scale: unknown key 'size'"),
+    ],
+)
+def test_data_scale_shape_is_validated(tmp_path: Path, data_scale, message: str) -> None:
+    root = make_repo(tmp_path)
+    _write_targets(root, lambda doc: doc["papers"][PAPER].update(data_scale=data_scale))
+    with pytest.raises(TargetsError, match=message):
+        load_targets(root / TARGETS_REL)
+    assert run_check_targets(root=root, console=_quiet()) == 2
+
+
+def test_truncated_default_metrics_names_the_file(tmp_path: Path) -> None:
+    root = make_repo(tmp_path)
+    path = root / METRICS_REL
+    path.write_text(path.read_text()[:25])
+    with pytest.raises(InputError, match=rf"{re.escape(str(path))}: invalid JSON at line \d+"):
+        _check(root)
+    code, output = _run(root)
+    assert code == 2
+    assert f"cannot check 'toy': {path}: invalid JSON" in output
+    assert "targets FAILED (some could not be checked)" in output
+    assert _cli_exit_code(root) == 2
+
+
+def test_merge_conflicted_reference_files_name_the_file(tmp_path: Path) -> None:
+    root = make_repo(tmp_path, {**GOOD_METRICS, "n_materials": 95})
+    snapshot_reference(PAPER, root=root)
+    ref = root / "reports" / PAPER / "reference"
+    metrics, provenance = ref / "metrics.json", ref / "provenance.json"
+    good = metrics.read_text()
+    metrics.write_text(f"<<<<<<< HEAD\n{good}=======\n{good}>>>>>>> other\n")
+    with pytest.raises(InputError, match=re.escape(f"{metrics}: invalid JSON at line 1")):
+        _check(root)
+    assert run_check_targets(root=root, console=_quiet()) == 2
+
+    metrics.write_text(good)
+    assert _check(root).ok
+    text = provenance.read_text()
+    provenance.write_text(text[: len(text) // 2])
+    with pytest.raises(InputError, match=re.escape(f"{provenance}: invalid JSON")):
+        _check(root)
+    provenance.write_text("[1, 2]\n")
+    with pytest.raises(
+        InputError, match=re.escape(f"{provenance}: expected a JSON object, found list")
+    ):
+        _check(root)
+    assert run_check_targets(root=root, console=_quiet()) == 2
+
+
+def test_malformed_dvc_lock_names_dvc_lock(tmp_path: Path) -> None:
+    root = make_repo(tmp_path)
+    lock = root / "dvc.lock"
+    lock.write_text("<<<<<<< HEAD\nschema: '2.0'\n=======\nstages: {\n>>>>>>> other\n")
+    with pytest.raises(InputError, match=rf"{re.escape(str(lock))}, line \d+, column \d+: invalid"):
+        read_dvc_lock(root)
+    assert run_check_targets(root=root, console=_quiet()) == 2
+    lock.write_text("- a\n- b\n")
+    with pytest.raises(InputError, match=re.escape(f"{lock}: expected a mapping of stages, found")):
+        read_dvc_lock(root)
+
+
+def test_read_json_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "metrics.json"
+    path.write_bytes(b'{"a": 1}\xff')
+    with pytest.raises(InputError, match=rf"{re.escape(str(path))}: not UTF-8 text"):
+        read_json(path)
+    path.write_text('{"a": 1,')
+    with pytest.raises(InputError, match=re.escape(f"{path}: invalid JSON at line 1, column 9")):
+        read_json(path)
+    path.write_text('{"a": 1}')
+    assert read_json(path) == {"a": 1}

@@ -325,3 +325,43 @@ def test_unknown_monitor_is_rejected(tmp_path: Path) -> None:
     write_synthetic_features(features)
     with pytest.raises(ValueError, match="dosnp.train.monitor"):
         run_train(features, _params(monitor="val_r2"), tmp_path / "m", tmp_path / "live")
+
+
+def test_unreadable_features_files_name_the_path(tmp_path: Path) -> None:
+    from esrepro.papers.dosnp.data import load_features
+
+    good = tmp_path / "good.pt"
+    write_synthetic_features(good)
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    empty = tmp_path / "empty.pt"
+    empty.write_bytes(b"")
+    text = tmp_path / "text.pt"
+    text.write_text("material_ids,pdos\n")
+    for path in (truncated, empty, text):
+        with pytest.raises(ValueError, match=rf"^{path}: "):
+            load_features(path)
+    with pytest.raises(FileNotFoundError, match="missing.pt"):
+        load_features(tmp_path / "missing.pt")
+    assert len(load_features(good)["material_ids"]) == N_MATERIALS
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda f: f.update(pdos=f["pdos"][:, :8]), r"pdos must be a tensor \(total_atoms, 16"),
+        (lambda f: f.update(pdos=f["pdos"].tolist()), "pdos must be a tensor .* got list"),
+        (lambda f: f.update(energy_grid=f["energy_grid"][:-1]), "energy_grid has 999 points, pdos 1000"),
+        (lambda f: f.update(n_atoms=f["n_atoms"] + 1), "n_atoms disagrees"),
+        (lambda f: f["pdos"].__setitem__((0, 0, 0), float("nan")), "NaN or infinite"),
+    ],
+)
+def test_inconsistent_features_are_rejected(tmp_path: Path, change, message: str) -> None:
+    from esrepro.papers.dosnp.data import load_features
+
+    path = tmp_path / "features.pt"
+    feats = write_synthetic_features(path)
+    change(feats)
+    torch.save(feats, path)
+    with pytest.raises(ValueError, match=message):
+        load_features(path)

@@ -87,17 +87,27 @@ def snapshot_reference(
             "e.g. 'partial' for an interim subset of a paper-scale run.",
         ),
     ] = "reference",
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Replace an existing snapshot of that name (atomically); without it, refuse.",
+        ),
+    ] = False,
 ) -> None:
     """Snapshot PAPER's current pipeline outputs as its committed reference run.
 
     Copies reports/PAPER/{metrics.json, figures/*.png, PAPER.html, predictions.csv} into
     reports/PAPER/reference/ and writes provenance.json there (git commit, params, dvc.lock
-    entries, wall time, machine). Refuses when metrics.json does not match dvc.lock.
+    entries, wall time, machine). Refuses when metrics.json does not match dvc.lock, and when
+    the snapshot folder already exists unless --force is given.
     """
     from esrepro.targets import run_snapshot_reference
 
     raise typer.Exit(
-        run_snapshot_reference(paper, root=root, wall_time_s=wall_time_s, name=name)
+        run_snapshot_reference(
+            paper, root=root, wall_time_s=wall_time_s, name=name, force=force
+        )
     )
 
 

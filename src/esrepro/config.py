@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from esrepro.checks import expect_int
 from esrepro.fetch import MIRROR_ENV
+
+log = logging.getLogger(__name__)
 
 
 @cache
@@ -55,4 +60,23 @@ def mirror_dir(params: dict[str, Any]) -> Path | None:
     if not configured:
         return None
     path = resolve_path(configured)
-    return path if path.is_dir() else None
+    if path.is_dir():
+        return path
+    _warn_missing_mirror(path)
+    return None
+
+
+@cache
+def _warn_missing_mirror(path: Path) -> None:
+    # Once per path: a stage fetches many files, one warning says it all.
+    log.warning("params fetch.mirror %s does not exist: downloading the real URLs instead", path)
+
+
+def count_param(section: Mapping[str, Any], key: str, where: str) -> int:
+    """A count param where 0 (or null/missing) means "no limit", e.g. `dosnp.n_materials`.
+
+    Anything but an integer >= 0 is a ``ValueError`` naming ``params.yaml <where>.<key>``:
+    a negative value would otherwise slice rows off the end (``rows[:-1]``) without a word.
+    """
+    value = section.get(key)
+    return 0 if value is None else expect_int(value, f"params.yaml {where}.{key}", minimum=0)

@@ -72,6 +72,7 @@ def dataset_sources(name: str) -> list[Source]:
 
 def dosnp_table_source(commit: str = DOSNP_TABLE_COMMIT) -> Source:
     """The DOSnp QSGW/LDA gap table ``tab_nonmag_all.csv`` at ``commit`` (full hash or prefix)."""
+    commit = str(commit)  # an unquoted all-digit prefix in params.yaml arrives as an int
     files = _files("dosnp_table")
     matches = [c for c in files if len(commit) >= 7 and c.startswith(commit.lower())]
     if len(matches) != 1:

@@ -16,19 +16,26 @@ The compared metrics are those of the committed paper-scale reference run
 (``reports/<paper>/reference/metrics.json``) when present, else the default-profile
 ``reports/<paper>/metrics.json``. :func:`snapshot_reference` makes a reference run out of the
 current pipeline outputs.
+
+Every input is validated, and a malformed one (YAML or JSON syntax, a wrong shape, an unknown
+key) raises :class:`InputError` naming the file, so the command can tell "cannot check" (exit
+code 2) from a regression (exit code 1) instead of dying with a traceback.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import difflib
 import hashlib
 import json
 import math
 import os
 import platform
 import posixpath
+import re
 import shutil
 import subprocess
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,14 +52,122 @@ from esrepro.config import repo_root
 TARGETS_FILE = Path("reports") / "paper_targets.yaml"
 #: Allowed values of a target's ``scope``.
 SCOPES = ("any", "reference", "report")
+#: The keys a target entry may have (the header of ``paper_targets.yaml`` documents them). Any
+#: other key is a typo: ``must_bet`` would otherwise drop the must_beat gate without a word.
+TARGET_KEYS = (
+    "name", "metric", "paper", "bar", "must_beat", "scope", "unit", "definition", "where", "note"
+)
+#: The keys of a paper's entry, of its ``data_scale`` and of ``data_scale.ours``.
+PAPER_KEYS = ("title", "source", "data_scale", "targets")
+DATA_SCALE_KEYS = ("paper", "ours")
+DATA_SCALE_OURS_KEYS = ("metric", "note")
+#: What a snapshot folder (``--name``) or a paper may be called: one plain path component, so
+#: it can neither be the report folder itself (".") nor point outside it ("..", "a/b").
+_SIMPLE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
-class TargetsError(ValueError):
+class InputError(ValueError):
+    """An input (targets file, metrics, provenance.json, dvc.lock) is unreadable or malformed.
+
+    The message names the file. ``check-targets`` answers it with exit code 2 ("cannot check"),
+    which a regression (exit code 1) never gets.
+    """
+
+
+class TargetsError(InputError):
     """``paper_targets.yaml`` is malformed, or names an unknown paper."""
 
 
 class SnapshotError(RuntimeError):
     """A reference snapshot cannot be taken (missing outputs, or outputs not from the pipeline)."""
+
+
+# --------------------------------------------------------------------------------------------
+# reading inputs
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A SafeLoader that rejects duplicate mapping keys (PyYAML silently keeps the last one).
+
+    A second ``bar:`` in a target would otherwise replace the first without a word.
+    """
+
+    def construct_mapping(self, node: yaml.Node, deep: bool = False) -> dict[Any, Any]:
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, yaml.Node] = {}
+            for key_node, _ in node.value:
+                # Keys merged in with "<<" may legitimately be overridden: only the mapping's
+                # own keys must be unique.
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    first = seen.get(key)
+                except TypeError:  # unhashable key: the base class reports it
+                    continue
+                if first is not None:
+                    raise yaml.constructor.ConstructorError(
+                        None,
+                        None,
+                        f"duplicate key {key!r} (first at line {first.start_mark.line + 1})",
+                        key_node.start_mark,
+                    )
+                seen[key] = key_node
+        return super().construct_mapping(node, deep=deep)
+
+
+def _read_text(path: Path, error: type[InputError]) -> str:
+    """``path`` as UTF-8 text; ``error`` naming the file when it is unreadable or binary."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise error(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from err
+    except OSError as err:
+        raise error(f"{path}: cannot read it ({err.strerror or err})") from err
+
+
+def _read_yaml(
+    path: Path,
+    *,
+    error: type[InputError] = InputError,
+    loader: type[yaml.SafeLoader] = yaml.SafeLoader,
+) -> Any:
+    """``path`` parsed as YAML; ``error`` naming the file and line when it is not valid YAML."""
+    text = _read_text(path, error)
+    try:
+        return yaml.load(text, Loader=loader)  # a SafeLoader (sub)class: no arbitrary objects
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        problem = getattr(err, "problem", None)
+        if isinstance(err, yaml.reader.ReaderError):  # e.g. a NUL byte: only a char offset
+            where = f"line {text.count(chr(10), 0, err.position) + 1}"
+            problem = f"unacceptable character #x{err.character:04x}: {err.reason}"
+        elif mark is not None and problem:
+            where = f"line {mark.line + 1}, column {mark.column + 1}"
+            context = getattr(err, "context", None)
+            problem = f"{problem} ({context})" if context else problem
+        else:
+            where, problem = "", " ".join(str(err).split())
+        raise error(f"{path}{', ' + where if where else ''}: invalid YAML: {problem}") from err
+
+
+def read_json(path: str | Path) -> dict[str, Any]:
+    """``path`` parsed as a JSON object, else :class:`InputError` naming the file.
+
+    Every JSON file the check reads (metrics, provenance) is an object; a truncated or
+    merge-conflicted one must say which file it is, not raise a bare JSONDecodeError.
+    """
+    path = Path(path)
+    text = _read_text(path, InputError)
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise InputError(
+            f"{path}: invalid JSON at line {err.lineno}, column {err.colno}: {err.msg}"
+        ) from err
+    if not isinstance(doc, dict):
+        raise InputError(f"{path}: expected a JSON object, found {type(doc).__name__}")
+    return doc
 
 
 # --------------------------------------------------------------------------------------------
@@ -105,6 +220,39 @@ def _require(mapping: Mapping[str, Any], key: str, where: str) -> Any:
     return mapping[key]
 
 
+def _reject_unknown_keys(mapping: Mapping[Any, Any], allowed: Sequence[str], where: str) -> None:
+    """Raise naming the first key of ``mapping`` outside ``allowed`` (and the nearest allowed)."""
+    for key in mapping:
+        if key not in allowed:
+            close = difflib.get_close_matches(str(key), allowed, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise TargetsError(
+                f"{where}: unknown key {key!r} ({hint}allowed: {', '.join(allowed)})"
+            )
+
+
+def _parse_data_scale(raw: Any, where: str) -> dict[str, Any]:
+    """Validate ``data_scale``: ``{paper: {...}, ours: {metric: <path>, note: ...}}``."""
+    where = f"{where}.data_scale"
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        raise TargetsError(
+            f"{where}: expected a mapping with 'paper' and/or 'ours', not {raw!r:.80}"
+        )
+    _reject_unknown_keys(raw, DATA_SCALE_KEYS, where)
+    for key in DATA_SCALE_KEYS:
+        value = raw.get(key)
+        if value is not None and not isinstance(value, Mapping):
+            raise TargetsError(f"{where}.{key}: expected a mapping, not {value!r:.80}")
+    ours = raw.get("ours") or {}
+    _reject_unknown_keys(ours, DATA_SCALE_OURS_KEYS, f"{where}.ours")
+    metric = ours.get("metric")
+    if metric is not None and (not isinstance(metric, str) or not metric):
+        raise TargetsError(f"{where}.ours.metric: expected a metric path, not {metric!r:.80}")
+    return {str(k): dict(v) for k, v in raw.items() if v is not None}
+
+
 def _parse_bar(raw: Any, where: str) -> dict[str, float] | None:
     if raw is None:
         return None
@@ -116,14 +264,21 @@ def _parse_bar(raw: Any, where: str) -> dict[str, float] | None:
         raise TargetsError(f"{where}: bar values must be numbers ({raw!r})") from err
 
 
-def _parse_target(raw: Mapping[str, Any], where: str) -> Target:
+def _parse_target(raw: Any, where: str) -> Target:
+    if not isinstance(raw, Mapping):
+        raise TargetsError(f"{where}: expected a mapping, not {raw!r:.80}")
     name = str(_require(raw, "name", where))
     where = f"{where} ({name})"
+    _reject_unknown_keys(raw, TARGET_KEYS, where)
     paper = _require(raw, "paper", where)
-    if paper is not None and not isinstance(paper, int | float):
+    if paper is not None and (isinstance(paper, bool) or not isinstance(paper, int | float)):
         raise TargetsError(f"{where}: paper must be a number or null, not {paper!r}")
     must_beat = raw.get("must_beat") or []
-    if isinstance(must_beat, str) or not isinstance(must_beat, Sequence):
+    if (
+        isinstance(must_beat, str)
+        or not isinstance(must_beat, Sequence)
+        or not all(isinstance(m, str) and m for m in must_beat)
+    ):
         raise TargetsError(f"{where}: must_beat must be a list of metric paths")
     scope = str(raw.get("scope", "any"))
     if scope not in SCOPES:
@@ -147,8 +302,7 @@ def load_targets(path: str | Path) -> dict[str, PaperTargets]:
     path = Path(path)
     if not path.is_file():
         raise TargetsError(f"targets file not found: {path}")
-    with open(path, encoding="utf-8") as fh:
-        doc = yaml.safe_load(fh)
+    doc = _read_yaml(path, error=TargetsError, loader=_UniqueKeyLoader)
     papers = doc.get("papers") if isinstance(doc, Mapping) else None
     if not isinstance(papers, Mapping) or not papers:
         raise TargetsError(f"{path}: expected a top-level 'papers' mapping")
@@ -157,8 +311,9 @@ def load_targets(path: str | Path) -> dict[str, PaperTargets]:
         where = f"{path}: papers.{paper}"
         if not isinstance(spec, Mapping):
             raise TargetsError(f"{where}: expected a mapping")
+        _reject_unknown_keys(spec, PAPER_KEYS, where)
         raw_targets = _require(spec, "targets", where)
-        if not isinstance(raw_targets, Sequence) or not raw_targets:
+        if isinstance(raw_targets, str) or not isinstance(raw_targets, Sequence) or not raw_targets:
             raise TargetsError(f"{where}: 'targets' must be a non-empty list")
         targets = tuple(
             _parse_target(t, f"{where}.targets[{i}]") for i, t in enumerate(raw_targets)
@@ -169,7 +324,7 @@ def load_targets(path: str | Path) -> dict[str, PaperTargets]:
         out[str(paper)] = PaperTargets(
             paper=str(paper),
             title=str(spec.get("title", paper)),
-            data_scale=dict(spec.get("data_scale") or {}),
+            data_scale=_parse_data_scale(spec.get("data_scale"), where),
             targets=targets,
         )
     return out
@@ -217,12 +372,18 @@ def recorded_md5(lock: Mapping[str, Any] | None, out_path: str) -> tuple[str, st
 
 
 def read_dvc_lock(root: Path) -> dict[str, Any] | None:
-    """``<root>/dvc.lock`` parsed, or None when the file does not exist."""
+    """``<root>/dvc.lock`` parsed, or None when the file does not exist.
+
+    Raises :class:`InputError` naming dvc.lock when it is not valid YAML (e.g. a merge
+    conflict) or not a mapping.
+    """
     path = Path(root) / "dvc.lock"
     if not path.is_file():
         return None
-    with open(path, encoding="utf-8") as fh:
-        return yaml.safe_load(fh) or {}
+    doc = _read_yaml(path) or {}
+    if not isinstance(doc, Mapping):
+        raise InputError(f"{path}: expected a mapping of stages, found {type(doc).__name__}")
+    return dict(doc)
 
 
 def get_metric(metrics: Mapping[str, Any], dotted: str) -> float | None:
@@ -365,7 +526,11 @@ def _other_metrics_files(directory: Path) -> list[Path]:
 def check_paper(
     targets: PaperTargets, root: Path, *, allow_missing_reference: bool = True
 ) -> PaperCheck:
-    """Check one paper: hash gates on both metrics files, then bars on the compared metrics."""
+    """Check one paper: hash gates on both metrics files, then bars on the compared metrics.
+
+    Raises :class:`InputError` when dvc.lock, a provenance.json or the compared metrics file
+    cannot be parsed.
+    """
     root = Path(root)
     default_file = root / targets.metrics_rel
     ref_dir = root / targets.reference_rel
@@ -387,7 +552,7 @@ def check_paper(
         if not prov_path.is_file():
             check.failures.append(f"{targets.reference_rel}/metrics.json has no provenance.json")
         else:
-            provenance = json.loads(prov_path.read_text(encoding="utf-8"))
+            provenance = read_json(prov_path)
             # The snapshot records the pipeline's paths of the files it copied.
             for file in (ref_file, *_other_metrics_files(ref_dir)):
                 _check_hash(
@@ -413,7 +578,7 @@ def check_paper(
 
     if check.metrics_file is None:
         return check
-    metrics = json.loads(check.metrics_file.read_text(encoding="utf-8"))
+    metrics = read_json(check.metrics_file)
     ours = (targets.data_scale or {}).get("ours") or {}
     check.scale_metric = str(ours.get("metric") or "n_materials")
     check.scale_value = get_metric(metrics, check.scale_metric)
@@ -494,8 +659,9 @@ def run_check_targets(
 ) -> int:
     """Check the given papers (all in the targets file by default); return an exit code.
 
-    0 when every gate holds, 1 on any regression or hash mismatch, 2 when the targets file is
-    malformed or names no such paper.
+    0 when every gate holds, 1 on any regression or hash mismatch, 2 when something cannot be
+    checked: the targets file is malformed or names no such paper, or a paper's dvc.lock,
+    provenance.json or metrics file cannot be parsed (the other papers are still checked).
     """
     root = Path(root) if root is not None else repo_root()
     if console is None:
@@ -514,17 +680,22 @@ def run_check_targets(
         return 2
     exit_code = 0
     for paper in papers or list(all_targets):
-        check = check_paper(
-            all_targets[paper], root, allow_missing_reference=allow_missing_reference
-        )
+        try:
+            check = check_paper(
+                all_targets[paper], root, allow_missing_reference=allow_missing_reference
+            )
+        except InputError as err:
+            console.print(f"[bold red]error:[/bold red] cannot check {paper!r}: {err}")
+            exit_code = 2  # "cannot check" outranks a regression found in another paper
+            continue
         render_check(check, all_targets[paper], console, root)
         if not check.ok:
-            exit_code = 1
-    verdict = (
-        "[bold green]targets OK[/bold green]"
-        if exit_code == 0
-        else "[bold red]targets FAILED[/bold red]"
-    )
+            exit_code = max(exit_code, 1)
+    verdict = {
+        0: "[bold green]targets OK[/bold green]",
+        1: "[bold red]targets FAILED[/bold red]",
+        2: "[bold red]targets FAILED (some could not be checked)[/bold red]",
+    }[exit_code]
     console.print(verdict)
     return exit_code
 
@@ -561,17 +732,63 @@ def _machine() -> dict[str, Any]:
     }
 
 
+def _check_simple_name(value: str, what: str) -> None:
+    """Raise unless ``value`` is one plain folder name (no "", ".", "..", separators)."""
+    if not _SIMPLE_NAME.fullmatch(value):
+        raise SnapshotError(
+            f"{what} must be a plain folder name (letters, digits, '.', '_', '-'; not starting "
+            f"with '.' or '-'), not {value!r}"
+        )
+
+
+def _scale_metric(root: Path, paper: str) -> str:
+    """The paper's ``data_scale.ours.metric`` from the targets file; ``n_materials`` failing that.
+
+    Only used to describe snapshots in messages, so a missing or broken targets file is no error.
+    """
+    try:
+        targets = load_targets(root / TARGETS_FILE)[paper]
+    except (InputError, KeyError):
+        return "n_materials"
+    return str((targets.data_scale.get("ours") or {}).get("metric") or "n_materials")
+
+
+def _describe_snapshot(folder: Path, scale_metric: str) -> str:
+    """What an existing snapshot holds, from its provenance.json and metrics.json, best effort."""
+    parts: list[str] = []
+    try:
+        provenance = read_json(folder / "provenance.json")
+    except InputError as err:
+        parts.append(f"provenance.json unreadable: {err}")
+    else:
+        if provenance.get("created"):
+            parts.append(f"created {provenance['created']}")
+        if provenance.get("git_commit"):
+            parts.append(f"at commit {str(provenance['git_commit'])[:10]}")
+        if isinstance(provenance.get("wall_time_s"), int | float):
+            parts.append(f"wall time {provenance['wall_time_s']:g} s")
+    try:
+        scale = get_metric(read_json(folder / "metrics.json"), scale_metric)
+    except InputError:
+        scale = None
+    if scale is not None:
+        parts.append(f"{scale_metric} {_fmt(scale)}")
+    return ", ".join(parts) or "no provenance"
+
+
 def snapshot_reference(
     paper: str,
     *,
     root: Path | None = None,
     wall_time_s: float | None = None,
     name: str = "reference",
+    force: bool = False,
 ) -> Path:
     """Copy the pipeline's current outputs of ``paper`` into ``reports/<paper>/<name>/``.
 
     ``name`` is "reference" for the paper-scale run the check compares with; any other name
-    (e.g. "partial" for an interim subset of a paper-scale run) is kept for the record only.
+    (e.g. "partial" for an interim subset of a paper-scale run) is kept for the record only. It
+    must be a plain folder name: "." would make the snapshot the report folder itself.
 
     Copies ``metrics.json`` (and any other ``*metrics.json``, e.g. cross-validation),
     ``figures/*.png``, ``<paper>.html`` and the prediction files from
@@ -580,10 +797,19 @@ def snapshot_reference(
     compares the copy with), wall time, machine and a UTC timestamp. Refuses when
     ``metrics.json`` does not match dvc.lock, so a hand-edited file is never blessed.
 
+    An existing ``reports/<paper>/<name>/`` is never overwritten unless ``force``: the default
+    name would otherwise let a default-profile run replace a paper-scale reference that took
+    hours. Even with ``force`` only an earlier snapshot (a folder with provenance.json) is
+    replaced, never e.g. ``figures/``. The snapshot is written to a temporary folder beside the
+    target and renamed into place, so a crash never leaves a half-written one: at worst the
+    previous snapshot is left as ``.<name>.old-*`` (between the two renames).
+
     Returns:
         The path of ``provenance.json``.
     """
     root = Path(root) if root is not None else repo_root()
+    _check_simple_name(paper, "the paper")
+    _check_simple_name(name, "the snapshot name (--name)")
     rel_metrics = f"reports/{paper}/metrics.json"
     report_dir = root / "reports" / paper
     metrics = root / rel_metrics
@@ -597,57 +823,102 @@ def snapshot_reference(
     if failures:
         raise SnapshotError("; ".join(failures))
 
+    ref = report_dir / name
+    rel_ref = f"reports/{paper}/{name}"
+    if ref.exists() or ref.is_symlink():
+        if not ref.is_dir() or ref.is_symlink() or not (ref / "provenance.json").is_file():
+            raise SnapshotError(
+                f"{rel_ref} exists and is not a snapshot (no provenance.json); choose another "
+                "--name, or remove it by hand if it is a broken snapshot"
+            )
+        if not force:
+            scale_metric = _scale_metric(root, paper)
+            try:
+                new_scale = _fmt(get_metric(read_json(metrics), scale_metric))
+            except InputError:
+                new_scale = "—"
+            raise SnapshotError(
+                f"{rel_ref} already exists ({_describe_snapshot(ref, scale_metric)}); the "
+                f"current outputs have {scale_metric} {new_scale}. Pass --force to replace it, "
+                "or choose another --name"
+            )
+
     stages = lock_stages(lock)
     prefix = f"reports/{paper}/"
     # The paper's stages: named after it, or writing under reports/<paper>/ (the latter keeps
     # the entry holding metrics.json even if the stage is named differently).
     selected = {
-        name: entry
-        for name, entry in stages.items()
-        if name.startswith(paper)
-        or any(_norm(o.get("path", "")).startswith(prefix) for o in entry.get("outs") or [])
+        stage: entry
+        for stage, entry in stages.items()
+        if stage.startswith(paper)
+        or any(
+            isinstance(o, Mapping) and _norm(o.get("path", "")).startswith(prefix)
+            for o in entry.get("outs") or []
+        )
     }
-
-    ref = report_dir / name
-    ref.mkdir(parents=True, exist_ok=True)
-    # Stale figures from an earlier snapshot would otherwise sit beside the new ones.
-    for old in (ref / "figures").glob("*.png"):
-        old.unlink()
-    copies: list[tuple[Path, Path]] = [(metrics, ref / "metrics.json")]
-    copies += [
-        (p, ref / "figures" / p.name) for p in sorted((report_dir / "figures").glob("*.png"))
-    ]
-    # Prediction files (e.g. predictions.csv, cv_predictions.csv), like the metrics files, by
-    # pattern: a stage that adds one needs no change here.
-    extra = [report_dir / f"{paper}.html", *_other_metrics_files(report_dir)]
-    extra += sorted(report_dir.glob("*predictions.csv")) + sorted(report_dir.glob("*predictions.npz"))
-    copies += [(p, ref / p.name) for p in extra if p.is_file()]
-    files: dict[str, str] = {}
-    for src, dst in copies:
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(src, dst)
-        files[dst.relative_to(ref).as_posix()] = file_md5(dst)
-
+    # Read every input before writing anything.
     params_path = root / "params.yaml"
-    params = (
-        yaml.safe_load(params_path.read_text(encoding="utf-8")) if params_path.is_file() else None
-    )
-    provenance = {
-        "paper": paper,
-        "snapshot": name,
-        "created": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "git_commit": _git_commit(root),
-        "wall_time_s": wall_time_s,
-        "machine": _machine(),
-        "params": params,
-        "dvc_lock": selected,
-        "files": files,
-    }
-    out = ref / "provenance.json"
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps(provenance, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    tmp.replace(out)
-    return out
+    params = _read_yaml(params_path) if params_path.is_file() else None
+
+    # Built beside the target (same file system, so the renames below are atomic), hidden, and
+    # named so that a leftover from a crash says what it is.
+    tmp = report_dir / f".{name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        copies: list[tuple[Path, str]] = [(metrics, "metrics.json")]
+        copies += [
+            (p, f"figures/{p.name}") for p in sorted((report_dir / "figures").glob("*.png"))
+        ]
+        # Prediction files (e.g. predictions.csv, cv_predictions.csv), like the metrics files,
+        # by pattern: a stage that adds one needs no change here.
+        extra = [report_dir / f"{paper}.html", *_other_metrics_files(report_dir)]
+        extra += sorted(report_dir.glob("*predictions.csv"))
+        extra += sorted(report_dir.glob("*predictions.npz"))
+        copies += [(p, p.name) for p in extra if p.is_file()]
+        files: dict[str, str] = {}
+        for src, rel in copies:
+            dst = tmp / rel
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dst)
+            files[rel] = file_md5(dst)
+        provenance = {
+            "paper": paper,
+            "snapshot": name,
+            "created": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "git_commit": _git_commit(root),
+            "wall_time_s": wall_time_s,
+            "machine": _machine(),
+            "params": params,
+            "dvc_lock": selected,
+            "files": files,
+        }
+        (tmp / "provenance.json").write_text(
+            json.dumps(provenance, indent=2, sort_keys=True) + "\n", encoding="utf-8"
+        )
+        _swap_into_place(tmp, ref)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return ref / "provenance.json"
+
+
+def _swap_into_place(new: Path, target: Path) -> None:
+    """Rename the finished folder ``new`` to ``target``, replacing an existing ``target``.
+
+    POSIX cannot rename a folder over a non-empty one, so the old one is first renamed aside
+    and removed only once the new one is in place; if that second rename fails it is put back.
+    """
+    if not target.exists():
+        new.rename(target)
+        return
+    old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
+    target.rename(old)
+    try:
+        new.rename(target)
+    except BaseException:
+        old.rename(target)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def run_snapshot_reference(
@@ -657,14 +928,17 @@ def run_snapshot_reference(
     wall_time_s: float | None = None,
     console: Console | None = None,
     name: str = "reference",
+    force: bool = False,
 ) -> int:
     """CLI body of ``esrepro snapshot-reference``: snapshot and report; returns an exit code."""
     console = console or Console()
     try:
-        provenance = snapshot_reference(paper, root=root, wall_time_s=wall_time_s, name=name)
-    except SnapshotError as err:
+        provenance = snapshot_reference(
+            paper, root=root, wall_time_s=wall_time_s, name=name, force=force
+        )
+        files = read_json(provenance)["files"]
+    except (SnapshotError, InputError) as err:
         console.print(f"[bold red]error:[/bold red] {err}")
         return 1
-    files = json.loads(provenance.read_text(encoding="utf-8"))["files"]
     console.print(f"reference snapshot of {paper!r}: {len(files)} file(s) + {provenance}")
     return 0

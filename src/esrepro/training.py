@@ -19,12 +19,14 @@ import hashlib
 import json
 import logging
 import os
+import pickle
 import platform
 import random
 import shutil
 import sys
 import tempfile
 import warnings
+import zipfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -350,10 +352,35 @@ def save_model(
     return path
 
 
+def read_torch_file(path: str | Path, map_location: str | torch.device = "cpu") -> Any:
+    """``torch.load`` of a data or model file, safely (``weights_only=True``: it cannot run code).
+
+    A missing, empty, truncated or foreign file is a ``ValueError`` naming the path; torch's own
+    messages (``PytorchStreamReader failed ...``, a bare ``EOFError``) name none.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if not zipfile.is_zipfile(path):
+            raise ValueError(f"{path}: not a file written by torch.save: {exc}") from exc
+        raise ValueError(
+            f"{path}: holds objects other than tensors and plain python values "
+            f"(str/int/float/list/dict); convert numpy arrays and paths before saving: {exc}"
+        ) from exc
+    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile) as exc:
+        raise ValueError(
+            f"{path}: unreadable torch file (empty, truncated or not written by torch.save): "
+            f"{exc or type(exc).__name__}"
+        ) from exc
+
+
 def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> SavedModel:
     """Load a file written by :func:`save_model` (safely: ``weights_only=True``)."""
     path = Path(path)
-    payload = torch.load(path, map_location=map_location, weights_only=True)
+    payload = read_torch_file(path, map_location=map_location)
     if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
         found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
         raise ValueError(

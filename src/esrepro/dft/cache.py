@@ -14,18 +14,39 @@ only complete entries and a re-run computes just what is missing.
 from __future__ import annotations
 
 import json
+import logging
 import os
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from esrepro.dft.product import DFTProduct
+
+log = logging.getLogger(__name__)
+
 
 class DFTCache:
-    """A writable cache directory in front of zero or more read-only seed directories."""
+    """A writable cache directory in front of zero or more read-only seed directories.
+
+    Damaged entries (a truncated product, an unreadable failure record) are never deleted:
+    lookups with ``repair=True`` move them aside in the writable cache
+    (``<name>.damaged-<timestamp>``, so the material is computed again) and skip them in seeds,
+    with a warning naming the file either way.
+    """
 
     def __init__(self, root: str | Path, seeds: Iterable[str | Path] = ()) -> None:
         self.root = Path(root)
-        self.seeds = [Path(s) for s in seeds if Path(s).is_dir()]
+        self.seeds: list[Path] = []
+        for seed in map(Path, seeds):
+            if seed.is_dir():
+                self.seeds.append(seed)
+            else:
+                # Not an error: a shared seed such as ../shared/dft-cache may appear later.
+                log.warning(
+                    "DFT seed cache %s %s; ignored", seed,
+                    "is not a directory" if seed.exists() else "does not exist (yet)",
+                )
 
     @staticmethod
     def _relative(key: str, suffix: str) -> Path:
@@ -38,24 +59,61 @@ class DFTCache:
     def failure_path(self, key: str) -> Path:
         return self.root / self._relative(key, ".failed.json")
 
-    def find_product(self, key: str) -> tuple[Path, str] | None:
-        """(path, origin) of a stored product, origin "cache" or "seed:<dir>"; None if absent."""
-        own = self.product_path(key)
-        if own.is_file():
-            return own, "cache"
-        for seed in self.seeds:
-            candidate = seed / self._relative(key, ".npz")
-            if candidate.is_file():
-                return candidate, f"seed:{seed}"
+    def _candidates(self, key: str, suffix: str) -> list[tuple[Path, str]]:
+        """(path, origin) where an entry for `key` may lie: own cache first, then the seeds."""
+        relative = self._relative(key, suffix)
+        return [(self.root / relative, "cache")] + [
+            (seed / relative, f"seed:{seed}") for seed in self.seeds
+        ]
+
+    def find_product(self, key: str, *, repair: bool = False) -> tuple[Path, str] | None:
+        """(path, origin) of a stored product, origin "cache" or "seed:<dir>"; None if absent.
+
+        With `repair`, each candidate is loaded first (milliseconds for a product) and a
+        damaged one is set aside or skipped (see the class docstring), so that a truncated file
+        is recomputed instead of being reported as cached and failing a later stage. Without
+        it (status queries) nothing is read but the directory.
+        """
+        for path, origin in self._candidates(key, ".npz"):
+            if not path.is_file():
+                continue
+            if repair:
+                try:
+                    DFTProduct.load(path)
+                except ValueError as err:
+                    self._reject(path, origin, str(err), set_aside=True)
+                    continue
+            return path, origin
         return None
 
-    def find_failure(self, key: str) -> dict[str, Any] | None:
-        """The recorded failure for `key` (own cache first, then seeds), or None."""
-        for base in [self.root, *self.seeds]:
-            path = base / self._relative(key, ".failed.json")
-            if path.is_file():
-                return json.loads(path.read_text())
+    def find_failure(self, key: str, *, repair: bool = False) -> dict[str, Any] | None:
+        """The recorded failure for `key` (own cache first, then seeds), or None.
+
+        A record that is not a JSON object with a string "reason" (empty, truncated, `{}`) is
+        skipped with a warning, and with `repair` moved aside in the writable cache.
+        """
+        for path, origin in self._candidates(key, ".failed.json"):
+            if not path.is_file():
+                continue
+            info, problem = _read_failure(path)
+            if info is not None:
+                return info
+            self._reject(path, origin, problem, set_aside=repair)
         return None
+
+    def _reject(self, path: Path, origin: str, problem: str, *, set_aside: bool) -> None:
+        """Warn about a damaged entry; move it aside when it is ours and `set_aside`."""
+        if origin != "cache":
+            log.warning("damaged entry %s in read-only DFT seed cache ignored: %s", path, problem)
+        elif not set_aside:
+            log.warning("damaged DFT cache entry %s ignored: %s", path, problem)
+        else:
+            aside = _set_aside(path)
+            where = f"moved to {aside.name}" if aside else "could not be moved aside"
+            log.warning(
+                "damaged DFT cache entry %s (%s) %s; the material will be computed again",
+                path, problem, where,
+            )
 
     def record_failure(self, key: str, info: dict[str, Any]) -> None:
         path = self.failure_path(key)
@@ -66,3 +124,31 @@ class DFTCache:
 
     def clear_failure(self, key: str) -> None:
         self.failure_path(key).unlink(missing_ok=True)
+
+
+def _read_failure(path: Path) -> tuple[dict[str, Any] | None, str]:
+    """(record, "") for a readable failure record, else (None, what is wrong with it)."""
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        return None, f"unreadable failure record: {type(err).__name__}: {err}"
+    if not isinstance(info, dict) or not isinstance(info.get("reason"), str):
+        return None, "failure record without a 'reason'"
+    return info, ""
+
+
+def _set_aside(path: Path) -> Path | None:
+    """Rename `path` to ``<name>.damaged-<timestamp>`` beside it (never delete: the bytes may
+    still tell what went wrong); None if the rename failed (the recomputation overwrites it)."""
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    target = path.with_name(f"{path.name}.damaged-{stamp}")
+    n = 1
+    while target.exists():  # two damaged copies within a second
+        target = path.with_name(f"{path.name}.damaged-{stamp}-{n}")
+        n += 1
+    try:
+        path.rename(target)
+    except OSError as err:
+        log.warning("could not move damaged DFT cache entry %s aside: %s", path, err)
+        return None
+    return target

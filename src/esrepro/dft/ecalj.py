@@ -96,6 +96,24 @@ def find_site_files(directory: str | Path, ext: str) -> dict[int, dict[int, Path
     return dict(sorted(found.items()))
 
 
+def detect_extension(directory: str | Path) -> str:
+    """The ``<ext>`` of the ``dos.isp*.site*.<ext>`` data files in ``directory``.
+
+    ecalj names outputs after the ``ctrl.<ext>`` of the run; its plot scripts add files such as
+    ``dos.isp1.site001.<ext>.eps`` beside them, so an extension that is another one plus a
+    suffix is a derived file, not data. More than one remaining extension (two runs in one
+    directory) is a ``ValueError`` asking for ``dosnp.ecalj_ext``.
+    """
+    exts = {m["ext"] for p in Path(directory).iterdir() if (m := _NAME.match(p.name)) and p.is_file()}
+    data = {e for e in exts if not any(e.startswith(f"{other}.") for other in exts)}
+    if len(data) != 1:
+        raise ValueError(
+            f"{directory}: expected dos.isp<s>.site<nnn>.<ext> files of one <ext>, found "
+            f"{sorted(data) or 'none'}; set params.yaml dosnp.ecalj_ext to choose"
+        )
+    return data.pop()
+
+
 def ecalj_pdos_tensor(
     directory: str | Path, ext: str, grid_ev: np.ndarray, n_channels: int = 16
 ) -> np.ndarray:

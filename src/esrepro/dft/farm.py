@@ -26,6 +26,7 @@ from typing import Any
 
 from ase import Atoms
 
+from esrepro.checks import expect_bool, expect_int, expect_mapping, expect_number, expect_str
 from esrepro.dft.cache import DFTCache
 from esrepro.dft.settings import DFTSettings, cache_key
 from esrepro.dft.worker import atoms_to_dict
@@ -46,8 +47,70 @@ class FarmOptions:
     scratch: str | None = None  # GPAW text logs; default: a temporary directory
 
     @classmethod
-    def from_params(cls, params: Mapping[str, Any]) -> FarmOptions:
-        return cls(**dict(params))
+    def from_params(
+        cls, params: Mapping[str, Any] | None, source: str = "params.yaml dft.farm"
+    ) -> FarmOptions:
+        """Options from the `dft.farm` block of params.yaml; unknown keys and bad values are
+        errors naming ``<source>.<key>``.
+
+        Checked here because a bad value otherwise surfaces late and expensively: `timeout_s: 0`
+        records a time-out for every material in the persistent cache, `"20m"` fails after the
+        worker started, `workers: 0` quietly runs one, and `retry_failed: "no"` is truthy.
+        """
+        if not isinstance(params, Mapping):
+            raise ValueError(
+                f"{source}: expected a mapping of farm options, got {params!r} "
+                "(use {} for the defaults)"
+            )
+        known = set(cls.__dataclass_fields__)
+        unknown = set(params) - known
+        if unknown:
+            raise ValueError(
+                f"unknown farm option(s) {sorted(unknown, key=str)} in {source}; "
+                f"known: {sorted(known)}"
+            )
+        values: dict[str, Any] = {}
+        for name, value in params.items():
+            label = f"{source}.{name}"
+            if name in ("workers", "mpi_ranks"):
+                values[name] = expect_int(value, label, minimum=1)
+            elif name == "timeout_s":
+                values[name] = expect_number(value, label, minimum=0.0)
+            elif name == "retry_failed":
+                values[name] = expect_bool(value, label)
+            elif name == "cluster":
+                values[name] = _check_cluster(value, label)
+            elif name == "cluster_kwargs":
+                values[name] = expect_mapping(value, label, allow_none=True)
+            elif name == "scratch":
+                values[name] = None if value is None else expect_str(value, label)
+            else:  # a new field without a check: fail here rather than pass it unchecked
+                raise AssertionError(f"FarmOptions.from_params does not check {name!r}")
+        return cls(**values)
+
+
+def _check_cluster(value: Any, label: str) -> str:
+    """"local", or the name of a dask-jobqueue cluster class (imported only for those)."""
+    if value == "local":
+        return value
+    if not isinstance(value, str):
+        raise ValueError(
+            f"{label}: expected 'local' or a dask-jobqueue cluster class name, got {value!r}"
+        )
+    try:
+        import dask_jobqueue
+    except ImportError:
+        raise ValueError(
+            f"{label}: {value!r} needs dask-jobqueue, which is not installed"
+        ) from None
+    base = dask_jobqueue.JobQueueCluster
+    names = sorted(
+        name for name, obj in vars(dask_jobqueue).items()
+        if isinstance(obj, type) and issubclass(obj, base) and obj is not base
+    )
+    if value not in names:
+        raise ValueError(f"{label}: expected 'local' or one of {names}, got {value!r}")
+    return value
 
 
 @dataclass
@@ -118,8 +181,7 @@ def run_one(
     try:
         out, _ = proc.communicate(timeout=timeout_s)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
+        _kill_worker(proc)
         # Where GPAW had got to tells the user what to raise: the time-out (an SCF still
         # iterating) or nothing (one stuck before its first iteration).
         iteration, log_tail = scf_progress(Path(scratch) / f"{material_id}.gpaw.txt")
@@ -127,9 +189,17 @@ def run_one(
             f" (SCF iteration {iteration})" if iteration else " (before the first SCF iteration)"
         )
         cache.record_failure(
-            key, {"material_id": material_id, "reason": reason, "gpaw_log_tail": log_tail}
+            key,
+            # The limit as a number too, so a later run with a longer time-out retries it
+            # (see `timed_out_after`); older records carry it only in the reason.
+            {"material_id": material_id, "reason": reason, "gpaw_log_tail": log_tail,
+             "timeout_s": float(timeout_s)},
         )
         return asdict(MaterialRecord(material_id, key, "failed", reason, time.perf_counter() - t0))
+    finally:
+        # Whatever raised while waiting (a bad time-out value, an interrupt), never leave a
+        # worker computing unsupervised: it would hold cores and still write into the cache.
+        _kill_worker(proc)
     wall = time.perf_counter() - t0
     if proc.returncode == 0 and product_path.is_file():
         cache.clear_failure(key)
@@ -146,6 +216,42 @@ def run_one(
     info["material_id"] = material_id
     cache.record_failure(key, info)
     return asdict(MaterialRecord(material_id, key, "failed", info["reason"], wall))
+
+
+def _kill_worker(proc: subprocess.Popen) -> None:
+    """Kill the worker's whole process group (mpirun and every rank) unless it has ended.
+
+    A worker we already reaped is left alone: its process group id may have been reused. One
+    that exited but is not reaped still holds its id, so killing the group is safe.
+    """
+    if proc.returncode is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.communicate()  # reap it and drain its pipe
+
+
+#: A time-out's reason as `run_one` writes it: "TimeoutError: exceeded 1200 s (...)".
+_TIMEOUT_REASON = re.compile(r"TimeoutError: exceeded (\S+) s(?:\s|$)")
+
+
+def timed_out_after(failure: Mapping[str, Any]) -> float | None:
+    """The time-out (s) a recorded failure ran into, or None if it is not a time-out.
+
+    Records since the `timeout_s` field store it as a number; older ones only in the reason.
+    """
+    limit = failure.get("timeout_s")
+    if isinstance(limit, (int, float)) and not isinstance(limit, bool):
+        return float(limit)
+    match = _TIMEOUT_REASON.match(str(failure.get("reason", "")))
+    if match is None:
+        return None
+    try:
+        return float(match.group(1))
+    except ValueError:
+        return None
 
 
 _SCF_ITERATION = re.compile(r"^\|?\s*iter:\s*(\d+)", re.MULTILINE)
@@ -206,24 +312,33 @@ def compute_products(
 ) -> list[MaterialRecord]:
     """Make sure every material has a product in `cache`; return one record per material.
 
-    Materials already in the cache (or a seed) are not recomputed; recorded failures are
-    reported again unless `options.retry_failed`. `journal`, if given, receives one JSON line
-    per finished material as it completes.
+    Materials already in the cache (or a seed) are not recomputed; a damaged product or
+    failure record is set aside (own cache) or skipped (seed) with a warning and the material
+    computed again. Recorded failures are reported again unless `options.retry_failed`, except
+    time-outs under a shorter time-out than `options.timeout_s`: raising the time-out is how
+    a user gets those through, and a failure's key does not include the farm options.
+    `journal`, if given, receives one JSON line per finished material as it completes.
     """
     records: dict[str, MaterialRecord] = {}
     todo: list[tuple[str, Atoms, str]] = []
     for material_id, atoms in materials.items():
         key = cache_key(atoms, settings)
-        found = cache.find_product(key)
+        found = cache.find_product(key, repair=True)
         if found is not None:
             path, origin = found
             status = "cached" if origin == "cache" else "seed"
             records[material_id] = MaterialRecord(material_id, key, status, product_path=str(path))
             continue
-        failure = cache.find_failure(key)
+        failure = cache.find_failure(key, repair=True)
         if failure is not None and not options.retry_failed:
-            records[material_id] = MaterialRecord(material_id, key, "failed", failure["reason"])
-            continue
+            limit = timed_out_after(failure)
+            if limit is None or limit >= options.timeout_s:
+                records[material_id] = MaterialRecord(material_id, key, "failed", failure["reason"])
+                continue
+            log.info(
+                "DFT: retrying %s: it timed out after %g s, the time-out is now %g s",
+                material_id, limit, options.timeout_s,
+            )
         todo.append((material_id, atoms, key))
 
     log.info(

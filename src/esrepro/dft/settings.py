@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+import warnings
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, version
@@ -11,6 +14,14 @@ from typing import Any
 
 from ase import Atoms
 
+from esrepro.checks import (
+    expect_bool,
+    expect_choice,
+    expect_int,
+    expect_mapping,
+    expect_number,
+    expect_str,
+)
 from esrepro.structures import (
     canonical_structure_hash,
     is_rhombohedral_setting,
@@ -74,26 +85,32 @@ class DFTSettings:
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_params(cls, params: dict[str, Any]) -> DFTSettings:
-        """Build settings from the `dft.settings` block of params.yaml; unknown keys are errors."""
+    def from_params(
+        cls, params: Mapping[str, Any] | None, source: str = "params.yaml dft.settings"
+    ) -> DFTSettings:
+        """Build settings from the `dft.settings` block of params.yaml, validating every value.
+
+        Unknown keys and bad values are errors naming ``<source>.<key>``, raised here rather
+        than in a worker per material (where each would be recorded as that material's DFT
+        failure). `source` says where the block came from, for callers that merge overrides.
+        Values are coerced to the declared types, so `ecut_ev: 350` in YAML hashes like 350.0
+        (and `1e-4`, a string to PyYAML, like 1.0e-4): valid params keep their cache keys.
+        """
+        if not isinstance(params, Mapping):
+            raise ValueError(
+                f"{source}: expected a mapping of DFT settings, got {params!r} "
+                "(use {} for the defaults)"
+            )
         known = {f for f in cls.__dataclass_fields__}
         unknown = set(params) - known
         if unknown:
             raise ValueError(
-                f"unknown DFT setting(s) {sorted(unknown)} in params.yaml dft.settings; "
+                f"unknown DFT setting(s) {sorted(unknown, key=str)} in {source}; "
                 f"known: {sorted(known)}"
             )
-        # Coerce to the declared types so that `ecut_ev: 350` in YAML hashes like 350.0.
-        defaults = cls()
-        coerced = {}
-        for name, value in params.items():
-            default = getattr(defaults, name)
-            if isinstance(default, bool) or isinstance(default, dict):
-                coerced[name] = value
-            elif isinstance(default, (int, float, str)):
-                coerced[name] = type(default)(value)
-            else:
-                coerced[name] = value
+        coerced = {
+            name: _coerce_setting(name, value, f"{source}.{name}") for name, value in params.items()
+        }
         return cls(**coerced)
 
     def to_dict(self) -> dict[str, Any]:
@@ -109,6 +126,107 @@ class DFTSettings:
 #: Settings added after products were cached: hashed only when they differ from their default
 #: (see :meth:`DFTSettings.key_dict`).
 ADDED_SETTINGS: frozenset[str] = frozenset({"dos_kpt_density", "reduce_skewed_cells"})
+
+#: Modes `esrepro.dft.gpaw_engine.build_calculator` knows how to set up.
+MODES: tuple[str, ...] = ("pw", "lcao")
+#: GPAW occupation functions the engine can use: it always passes a width, which GPAW's
+#: tetrahedron methods and fixed occupations refuse (and a product needs a Fermi level).
+SMEARINGS: tuple[str, ...] = ("fermi-dirac", "marzari-vanderbilt", "methfessel-paxton")
+#: `converge_bands` forms that reach GPAW as it expects them (the setting is a string, so
+#: GPAW's integer band counts are not among them): "occupied", "all", "CBM+<eV>" with a
+#: non-negative float, as GPAW parses it (`float(converge_bands[4:])`).
+CONVERGE_BANDS = re.compile(r"occupied|all|CBM\+(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
+
+#: GPAW keywords `esrepro.dft.gpaw_engine.build_calculator` passes itself; `extra` may add
+#: or override any other (e.g. `h`, `basis`, `symmetry`), these would be passed twice.
+ENGINE_KEYWORDS: tuple[str, ...] = (
+    "mode", "xc", "kpts", "occupations", "nbands", "convergence", "maxiter", "txt",
+)
+
+#: Lower bounds of the numeric settings: (minimum, whether the minimum itself is allowed).
+#: Zero is allowed only where it means "off" (see the field comments of DFTSettings).
+_NUMBER_BOUNDS: dict[str, tuple[float, bool]] = {
+    "ecut_ev": (0.0, False),
+    "kpt_density": (0.0, False),
+    "smearing_width_ev": (0.0, False),
+    "nbands_factor": (0.0, False),
+    "min_empty_bands": (0, True),
+    "bands_cover_ev": (0.0, True),
+    "free_electron_band_scale": (0.0, True),
+    "density_tolerance": (0.0, False),
+    "eigenstates_tolerance": (0.0, False),
+    "max_iterations": (1, True),
+    "window_below_ev": (0.0, True),
+    "window_above_ev": (0.0, True),
+    "dos_kpt_density": (0.0, True),
+    "reduce_skewed_cells": (0.0, True),
+}
+
+
+@lru_cache(maxsize=64)
+def _xc_error(name: str) -> str | None:
+    """Why GPAW refuses the functional `name` (None if it takes it or GPAW is absent here).
+
+    Constructing GPAW's XC object is a name lookup (its own table, then libxc), milliseconds,
+    no calculation; it knows every name a calculation accepts ("LDA", "PBE", "HSE06",
+    "GGA_X_PBE+GGA_C_PBE", ...) and refuses "LDAA" or "pbe".
+    """
+    try:
+        from gpaw.xc import XC
+    except ImportError:  # no GPAW in this environment: the workers will say
+        return None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # libxc build notes on meta-GGAs, irrelevant here
+            XC(name)
+    except Exception as err:  # noqa: BLE001 - GPAW raises NameError, KeyError, IndexError ...
+        return f"{type(err).__name__}: {err}"
+    return None
+
+
+def _coerce_setting(name: str, value: Any, label: str) -> Any:
+    """`value` of setting `name` checked and converted to its declared type (errors name `label`).
+
+    Conversions are the ones `from_params` always made (float(), int()), so every value that
+    was valid before hashes as before.
+    """
+    if name == "mode":
+        return expect_choice(value, label, MODES)
+    if name == "smearing":
+        return expect_choice(value, label, SMEARINGS)
+    if name == "xc":
+        xc = expect_str(value, label)
+        error = _xc_error(xc)
+        if error:
+            raise ValueError(f"{label}: GPAW does not know the functional {xc!r} ({error})")
+        return xc
+    if name == "converge_bands":
+        if not isinstance(value, str) or not CONVERGE_BANDS.fullmatch(value):
+            raise ValueError(
+                f"{label}: expected 'occupied', 'all' or 'CBM+<eV>' (e.g. 'CBM+5.0'), got {value!r}"
+            )
+        return value
+    default = DFTSettings.__dataclass_fields__[name].default
+    if name == "extra":
+        extra = expect_mapping(value, label)
+        clashes = sorted(set(extra) & set(ENGINE_KEYWORDS))
+        if clashes:
+            raise ValueError(
+                f"{label}: {clashes} are set by the engine from the other settings "
+                "(GPAW would get them twice); use those settings instead"
+            )
+        return extra
+    if isinstance(default, bool):
+        return expect_bool(value, label)
+    if isinstance(default, str):
+        return expect_str(value, label)
+    minimum, inclusive = _NUMBER_BOUNDS.get(name, (None, True))
+    if isinstance(default, int):
+        return expect_int(value, label, minimum=None if minimum is None else int(minimum))
+    if isinstance(default, float):
+        return expect_number(value, label, minimum=minimum, inclusive=inclusive)
+    return value
+
 
 #: `cell_reduction` outcomes that move a structure to its Niggli cell.
 NIGGLI = "niggli"

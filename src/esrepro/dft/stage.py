@@ -9,6 +9,7 @@ directory so that DVC hashes what downstream stages actually read.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 
 from ase import Atoms
 
+from esrepro.checks import expect_str
 from esrepro.config import resolve_path
 from esrepro.dft.cache import DFTCache
 from esrepro.dft.farm import FarmOptions, MaterialRecord, compute_products
@@ -24,23 +26,47 @@ from esrepro.dft.settings import DFTSettings
 log = logging.getLogger(__name__)
 
 
-def cache_from_params(dft: Mapping[str, Any]) -> DFTCache:
-    """The writable cache and its read-only seeds named by the `dft` params."""
-    return DFTCache(resolve_path(dft["cache"]), [resolve_path(s) for s in dft.get("seed_caches", [])])
+def cache_from_params(dft: Mapping[str, Any], source: str = "params.yaml dft") -> DFTCache:
+    """The writable cache and its read-only seeds named by the `dft` params.
+
+    Seeds that do not exist are skipped with a warning (see `DFTCache`). `seed_caches` must be
+    a list: a bare string would otherwise be iterated character by character.
+    """
+    root = _expect_path(dft.get("cache"), f"{source}.cache")
+    seeds = dft.get("seed_caches") or []
+    if not isinstance(seeds, (list, tuple)):
+        raise ValueError(f"{source}.seed_caches: expected a list of directories, got {seeds!r}")
+    return DFTCache(
+        resolve_path(root),
+        [resolve_path(_expect_path(s, f"{source}.seed_caches[{i}]")) for i, s in enumerate(seeds)],
+    )
+
+
+def _expect_path(value: Any, label: str) -> str | os.PathLike:
+    """A directory name from params (a Path passes too, for callers that build params)."""
+    return value if isinstance(value, os.PathLike) else expect_str(value, label)
 
 
 def run_dft_stage(
-    structures: Mapping[str, Atoms], dft: Mapping[str, Any], out_dir: Path
+    structures: Mapping[str, Atoms],
+    dft: Mapping[str, Any],
+    out_dir: Path,
+    *,
+    settings_source: str = "params.yaml dft.settings",
 ) -> list[MaterialRecord]:
     """Compute (or find) the product of every structure; copy each to ``out_dir/products/<id>.npz``.
 
     Failed materials are returned with their reason and no product file; the caller records
     them in its summary. Stale product copies of materials no longer selected are removed.
+    `settings_source` names ``dft["settings"]`` in errors about its values, for callers that
+    merge their own overrides into it. Settings and farm options are checked before the cache
+    is touched, so a typo stops the stage instead of failing every material.
     """
+    settings = DFTSettings.from_params(dft["settings"], source=settings_source)
+    options = FarmOptions.from_params(dft["farm"])
     cache = cache_from_params(dft)
     records = compute_products(
-        structures, DFTSettings.from_params(dft["settings"]), cache,
-        FarmOptions.from_params(dft["farm"]), journal=cache.root / "journal.jsonl",
+        structures, settings, cache, options, journal=cache.root / "journal.jsonl"
     )
     products = Path(out_dir) / "products"
     if products.exists():

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from esrepro.config import resolve_path
+from esrepro.config import count_param, resolve_path
 from esrepro.dft.product import DFTProduct
 from esrepro.dft.stage import run_dft_stage
 from esrepro.jarvis import fetch_alignn_samples, fetch_edos_pdos, read_edos_pdos
@@ -50,7 +50,7 @@ def _source(cfg: dict[str, Any]) -> str:
 
 
 def _subset(ids: list[str], cfg: dict[str, Any]) -> list[str]:
-    n = int(cfg.get("n_materials") or 0)
+    n = count_param(cfg, "n_materials", "alignn_dos")
     return ids[:n] if n else ids
 
 
@@ -58,6 +58,8 @@ def stage_fetch(params: dict[str, Any]) -> None:
     """Structures of the training set (and the JARVIS targets when the source is jarvis), plus
     the 50 external JARVIS spectra, into data/alignn_dos/raw."""
     cfg = params["alignn_dos"]
+    max_sites = count_param(cfg, "max_sites", "alignn_dos")  # checked before any download
+    n_materials = count_param(cfg, "n_materials", "alignn_dos")
     raw = resolve_path(RAW)
     fetch_alignn_samples(params, raw / "external")
     structures = raw / "structures"
@@ -66,7 +68,7 @@ def stage_fetch(params: dict[str, Any]) -> None:
         # The DOSnp table's structures, selected exactly as DOSnp selects them, so the default
         # profiles of both papers share every DFT product.
         table = fetch_table(params)
-        selected = select_materials(table, cfg)
+        selected = select_materials(table, cfg, where="alignn_dos")
         fetch_structure_files(selected["mp_id"], params, structures)
         selected = selected.rename(columns={"mp_id": "material_id", "material_id": "mp_number"})
         selected[["material_id", "formula", "nsites"]].to_csv(raw / "selected.csv", index=False)
@@ -77,12 +79,12 @@ def stage_fetch(params: dict[str, Any]) -> None:
         rows, targets = [], []
         for i in order:
             rec = records[int(i)]
-            if cfg.get("max_sites") and len(rec["atoms"]) > int(cfg["max_sites"]):
+            if max_sites and len(rec["atoms"]) > max_sites:
                 continue
             rec["atoms"].write(structures / f"{rec['jid']}.vasp", format="vasp", direct=True)
             rows.append({"material_id": rec["jid"], "formula": formula(rec["atoms"]), "nsites": len(rec["atoms"])})
             targets.append(rec["edos_up"])
-            if cfg.get("n_materials") and len(rows) == int(cfg["n_materials"]):
+            if n_materials and len(rows) == n_materials:
                 break
         pd.DataFrame(rows).to_csv(raw / "selected.csv", index=False)
         np.save(raw / "jarvis_dos.npy", np.asarray(targets, dtype=np.float32))

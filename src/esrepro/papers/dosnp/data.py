@@ -21,13 +21,15 @@ key                type / shape                meaning
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch.utils.data import Dataset
+
+from esrepro.dft.product import N_CHANNELS
+from esrepro.training import read_torch_file
 
 REQUIRED_KEYS: tuple[str, ...] = (
     "material_ids",
@@ -46,14 +48,9 @@ REQUIRED_KEYS: tuple[str, ...] = (
 def load_features(path: str | Path) -> dict[str, Any]:
     """Load and validate a features file (see module docstring for the schema)."""
     path = Path(path)
-    try:
-        # weights_only=True: a features file is data, and must not be able to run code on load.
-        feats = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise ValueError(
-            f"{path}: features file holds objects other than tensors and plain python values "
-            f"(str/int/float/list/dict); convert numpy arrays and paths before saving: {exc}"
-        ) from exc
+    feats = read_torch_file(path)  # a features file is data: it must not be able to run code
+    if not isinstance(feats, Mapping):
+        raise ValueError(f"{path}: a features file holds a dict, found {type(feats).__name__}")
     validate_features(feats, source=str(path))
     return feats
 
@@ -66,19 +63,28 @@ def validate_features(feats: Mapping[str, Any], source: str = "features") -> Non
     n = len(feats["material_ids"])
     ptr = torch.as_tensor(feats["atom_ptr"])
     pdos = feats["pdos"]
+    if not isinstance(pdos, torch.Tensor) or pdos.dim() != 3 or pdos.shape[1] != N_CHANNELS:
+        shape = tuple(pdos.shape) if isinstance(pdos, torch.Tensor) else type(pdos).__name__
+        raise ValueError(
+            f"{source}: pdos must be a tensor (total_atoms, {N_CHANNELS}, n_grid); got {shape}"
+        )
     if ptr.shape != (n + 1,):
         raise ValueError(f"{source}: atom_ptr has shape {tuple(ptr.shape)}, expected ({n + 1},)")
     if int(ptr[0]) != 0 or int(ptr[-1]) != pdos.shape[0] or bool((ptr[1:] < ptr[:-1]).any()):
         raise ValueError(
             f"{source}: atom_ptr must rise from 0 to the number of PDOS rows ({pdos.shape[0]})"
         )
-    if pdos.dim() != 3:
+    if len(feats["energy_grid"]) != pdos.shape[2]:
         raise ValueError(
-            f"{source}: pdos must be (total_atoms, 16, n_grid); got {tuple(pdos.shape)}"
+            f"{source}: energy_grid has {len(feats['energy_grid'])} points, pdos {pdos.shape[2]}"
         )
     for key in ("formulas", "lda_gap_table", "qsgw_gap", "gpaw_gap", "n_atoms", "split"):
         if len(feats[key]) != n:
             raise ValueError(f"{source}: {key} has length {len(feats[key])}, expected {n}")
+    if not torch.equal(torch.as_tensor(feats["n_atoms"]).long(), ptr.diff()):
+        raise ValueError(f"{source}: n_atoms disagrees with the atom counts atom_ptr gives")
+    if not bool(torch.isfinite(pdos).all()):
+        raise ValueError(f"{source}: pdos holds NaN or infinite values")
     bad = sorted({s for s in feats["split"]} - {"train", "test"})
     if bad:
         raise ValueError(f"{source}: split labels must be 'train'/'test'; found {bad}")

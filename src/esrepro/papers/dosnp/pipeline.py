@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from esrepro.config import resolve_path
+from esrepro.config import count_param, resolve_path
 from esrepro.dft.product import DFTProduct
 from esrepro.dft.stage import run_dft_stage
 from esrepro.papers.dosnp.inputs import fetch_structure_files, fetch_table
@@ -47,16 +47,18 @@ def seeded_order(material_ids: list[str], seed: int) -> list[str]:
     return order
 
 
-def select_materials(table: pd.DataFrame, cfg: dict[str, Any]) -> pd.DataFrame:
+def select_materials(table: pd.DataFrame, cfg: dict[str, Any], where: str = "dosnp") -> pd.DataFrame:
     """The profile's materials: the first `n_materials` of the seeded order with nsites <= max_sites.
 
-    `n_materials: 0` (or null) keeps every row: the paper-scale run.
+    `n_materials: 0` (or null) keeps every row: the paper-scale run; so does `max_sites: 0`.
+    `where` names the params group in errors (ALIGNN-DOS selects with its own group).
     """
+    max_sites = count_param(cfg, "max_sites", where)
+    n = count_param(cfg, "n_materials", where)
     ids = [f"mp-{i}" for i in table["material_id"]]
     rows = table.assign(mp_id=ids).set_index("mp_id").loc[seeded_order(ids, int(cfg.get("subset_seed", 0)))]
-    if cfg.get("max_sites"):
-        rows = rows[rows["nsites"] <= int(cfg["max_sites"])]
-    n = int(cfg.get("n_materials") or 0)
+    if max_sites:
+        rows = rows[rows["nsites"] <= max_sites]
     if n:
         rows = rows.iloc[:n]
     return rows.reset_index().sort_values("material_id").reset_index(drop=True)
@@ -135,20 +137,18 @@ def stage_dft(params: dict[str, Any]) -> None:
 
 def ecalj_pdos(material_id: str, cfg: dict[str, Any], grid: np.ndarray) -> np.ndarray:
     """PDOS from ecalj files a user holds: `<ecalj_pdos_dir>/<mp-id>/dos.isp*.site*.<ext>`."""
-    from esrepro.dft.ecalj import ecalj_pdos_tensor
+    from esrepro.dft.ecalj import detect_extension, ecalj_pdos_tensor
 
+    if not cfg.get("ecalj_pdos_dir"):
+        raise ValueError(
+            "params.yaml dosnp.pdos_source is 'ecalj' but dosnp.ecalj_pdos_dir is not set: point it "
+            "to a directory holding <mp-id>/dos.isp*.site*.<ext> files"
+        )
     directory = resolve_path(cfg["ecalj_pdos_dir"]) / material_id
     if not directory.is_dir():
         raise FileNotFoundError(f"no ecalj PDOS directory for {material_id}: {directory}")
-    ext = cfg.get("ecalj_ext") or _single_extension(directory)
+    ext = cfg.get("ecalj_ext") or detect_extension(directory)
     return ecalj_pdos_tensor(directory, ext, grid)
-
-
-def _single_extension(directory: Path) -> str:
-    exts = {p.name.split(".", 3)[-1] for p in directory.glob("dos.isp*.site*.*")}
-    if len(exts) != 1:
-        raise ValueError(f"{directory}: expected dos.isp<s>.site<nnn>.<ext> files of one <ext>, found {sorted(exts)}")
-    return exts.pop()
 
 
 def stage_featurize(params: dict[str, Any]) -> None:

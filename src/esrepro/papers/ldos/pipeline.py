@@ -93,7 +93,12 @@ def stage_dft(params: dict[str, Any]) -> None:
     """GPAW LCAO products of every configuration (cache first); failures recorded with reasons."""
     table, structures = load_structures()
     out = resolve_path(DFT)
-    records = {r.material_id: r for r in run_dft_stage(structures, dft_params(params), out)}
+    records = {
+        r.material_id: r
+        for r in run_dft_stage(
+            structures, dft_params(params), out, settings_source="params.yaml dft.settings + ldos.dft"
+        )
+    }
     table.assign(
         status=[records[s].status for s in table["structure_id"]],
         reason=[records[s].reason for s in table["structure_id"]],
@@ -128,7 +133,10 @@ def stage_featurize(params: dict[str, Any]) -> None:
     grid = ldos_grid(cfg["grid"])
     sigma = float(cfg["grid"]["sigma_ev"])
     compare = compare_sigmas(cfg["grid"])
-    absolute = cfg["grid"].get("reference", "absolute") == "absolute"
+    reference = cfg["grid"].get("reference", "absolute")
+    if reference not in ("absolute", "fermi"):  # a typo must not silently mean "fermi"
+        raise ValueError(f"params.yaml ldos.grid.reference must be 'absolute' or 'fermi', got {reference!r}")
+    absolute = reference == "absolute"
     summary = pd.read_csv(resolve_path(DFT) / "summary.csv", keep_default_na=False)
     _, structures = load_structures()
     out = resolve_path(FEATURES)
