@@ -210,7 +210,9 @@ def test_edos_pdos_fetch_needs_a_pin_and_reads_the_mirror(tmp_path: Path) -> Non
     mirrored.write_bytes(b"[]")
     sha = hashlib.sha256(b"[]").hexdigest()
     path = fetch_edos_pdos({"sha256": sha}, {"fetch": {"mirror": str(mirror)}}, tmp_path / "edos.zip")
-    assert path.read_bytes() == b"[]" and read_edos_pdos(path) == []
+    assert path.read_bytes() == b"[]"  # the mirrored file arrived intact ...
+    with pytest.raises(ValueError, match="no records"):  # ... and an empty set is an error
+        read_edos_pdos(path)
 
 
 def test_graph_record_has_sixteen_neighbours_and_paper_features() -> None:

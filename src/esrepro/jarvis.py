@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import json
 import zipfile
+import zlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from ase import Atoms
 from esrepro.config import mirror_dir, resolve_path
 from esrepro.fetch import fetch_url
 from esrepro.sources import dataset_sources
-from esrepro.structures import read_structure
+from esrepro.structures import check_cell, check_structure, read_structure
 
 #: jarvis-tools' registry entry for ``edos_pdos`` (jarvis/db/figshare.py).
 EDOS_PDOS_URL = "https://ndownloader.figshare.com/files/29216859"
@@ -31,16 +32,29 @@ EDOS_PDOS_MEMBER = "edos-up_pdos-elast_interp-8-18-2021.json"
 N_BINS = 300
 
 
-def jarvis_atoms(d: Mapping[str, Any]) -> Atoms:
-    """An ``ase.Atoms`` from a JARVIS ``atoms`` dict (fractional or Cartesian coordinates)."""
+def jarvis_atoms(d: Mapping[str, Any], where: str = "JARVIS atoms") -> Atoms:
+    """An ``ase.Atoms`` from a JARVIS ``atoms`` dict (fractional or Cartesian coordinates).
+
+    Raises ``ValueError`` (a ``StructureError`` for a bad structure) naming ``where`` for a
+    malformed dict, a non-finite or (near) singular ``lattice_mat``, non-finite coordinates or
+    anything else :func:`~esrepro.structures.check_structure` rejects.
+    """
     cell = np.asarray(d["lattice_mat"], dtype=float)
+    if cell.shape != (3, 3):
+        raise ValueError(f"{where}: lattice_mat has shape {cell.shape}, expected (3, 3)")
     coords = np.asarray(d["coords"], dtype=float).reshape(-1, 3)
     symbols = [str(s).strip() for s in d["elements"]]
     if len(symbols) != len(coords):
-        raise ValueError(f"{len(symbols)} elements but {len(coords)} coordinates")
+        raise ValueError(f"{where}: {len(symbols)} elements but {len(coords)} coordinates")
+    # Before building: ASE asserts (a bare AssertionError) on fractional coordinates in a
+    # singular cell.
+    check_cell(cell, where)
     if d.get("cartesian", False):
-        return Atoms(symbols, positions=coords, cell=cell, pbc=True)
-    return Atoms(symbols, scaled_positions=coords, cell=cell, pbc=True)
+        atoms = Atoms(symbols, positions=coords, cell=cell, pbc=True)
+    else:
+        atoms = Atoms(symbols, scaled_positions=coords, cell=cell, pbc=True)
+    check_structure(atoms, where)
+    return atoms
 
 
 def read_edos_pdos(path: str | Path) -> list[dict[str, Any]]:
@@ -51,18 +65,43 @@ def read_edos_pdos(path: str | Path) -> list[dict[str, Any]]:
     """
     path = Path(path)
     try:
-        if zipfile.is_zipfile(path):
+        with open(path, "rb") as fh:
+            magic = fh.read(4)
+    except OSError as err:
+        raise ValueError(f"cannot read JARVIS edos_pdos file {path}: {err}") from err
+    # A zip by its signature, not zipfile.is_zipfile: a truncated zip fails that test and would
+    # then be reported as bad JSON.
+    is_zip = magic.startswith(b"PK")
+    if is_zip:
+        try:
             with zipfile.ZipFile(path) as zf:
                 names = [n for n in zf.namelist() if n.endswith(".json")]
                 if len(names) != 1:
-                    raise ValueError(f"expected one .json member, found {names}")
-                raw = json.loads(zf.read(names[0]))
-        else:
-            raw = json.loads(path.read_text())
-    except (OSError, ValueError, zipfile.BadZipFile) as err:
-        raise ValueError(f"cannot read JARVIS edos_pdos file {path}: {err}") from err
+                    raise ValueError(f"{path}: expected one .json member in the zip, found {names}")
+                member, data = names[0], zf.read(names[0])
+        except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as err:
+            raise ValueError(
+                f"{path}: bad zip file (corrupt or truncated; fetch it again): {type(err).__name__}: {err}"
+            ) from err
+        source = f"{path} (member {member})"
+    else:
+        try:
+            data = path.read_bytes()
+        except OSError as err:
+            raise ValueError(f"cannot read JARVIS edos_pdos file {path}: {err}") from err
+        source = str(path)
+    try:
+        raw = json.loads(data)
+    except ValueError as err:  # JSONDecodeError, UnicodeDecodeError
+        if not is_zip and path.suffix.lower() == ".zip":
+            raise ValueError(
+                f"{path}: bad zip file (no zip signature, and not JSON either; fetch it again)"
+            ) from err
+        raise ValueError(f"cannot read JARVIS edos_pdos file {source}: not valid JSON: {err}") from err
     if not isinstance(raw, list):
         raise ValueError(f"{path}: expected a JSON list of records, got {type(raw).__name__}")
+    if not raw:
+        raise ValueError(f"{path}: no records (an empty JSON list)")
     records = []
     for i, rec in enumerate(raw):
         label = rec.get("jid", f"#{i}") if isinstance(rec, dict) else f"#{i}"
@@ -70,10 +109,26 @@ def read_edos_pdos(path: str | Path) -> list[dict[str, Any]]:
             dos = np.asarray(rec["edos_up"], dtype=np.float64)
             if dos.shape != (N_BINS,):
                 raise ValueError(f"edos_up has shape {dos.shape}, expected ({N_BINS},)")
-            records.append({"jid": str(rec["jid"]), "atoms": jarvis_atoms(rec["atoms"]), "edos_up": dos})
-        except (KeyError, TypeError, ValueError) as err:
-            raise ValueError(f"{path}: bad record {label}: {err}") from err
+            _check_finite_dos(dos)
+            atoms = jarvis_atoms(rec["atoms"], "atoms")
+            records.append({"jid": str(rec["jid"]), "atoms": atoms, "edos_up": dos})
+        except (KeyError, TypeError, ValueError, AssertionError) as err:
+            if isinstance(err, KeyError):
+                reason = f"missing key {err}"
+            elif isinstance(err, AssertionError):  # ASE's own checks, e.g. on the cell
+                reason = f"AssertionError {err}".strip()
+            else:
+                reason = str(err)
+            raise ValueError(f"{path}: bad record {label}: {reason}") from err
     return records
+
+
+def _check_finite_dos(dos: np.ndarray, what: str = "edos_up") -> None:
+    bad = np.flatnonzero(~np.isfinite(dos))
+    if bad.size:
+        raise ValueError(
+            f"{what} has {bad.size} non-finite (NaN or inf) value(s), first at bin {int(bad[0])}"
+        )
 
 
 def fetch_edos_pdos(jarvis: Mapping[str, Any], params: Mapping[str, Any], dest: str | Path) -> Path:
@@ -115,8 +170,11 @@ def read_alignn_samples(id_prop: str | Path) -> list[dict[str, Any]]:
                 raise ValueError(f"{id_prop}:{line_no}: {len(values)} DOS values for {name}, expected {N_BINS}")
             try:
                 dos = np.asarray([float(v) for v in values])
+                _check_finite_dos(dos, "the DOS")
             except ValueError as err:
-                raise ValueError(f"{id_prop}:{line_no}: non-numeric DOS value for {name}: {err}") from err
+                raise ValueError(f"{id_prop}:{line_no}: bad DOS value for {name}: {err}") from err
             jid = name.removeprefix("POSCAR-").removesuffix(".vasp")
             records.append({"jid": jid, "atoms": read_structure(id_prop.parent / name), "edos_up": dos})
+    if not records:
+        raise ValueError(f"{id_prop}: no records")
     return records

@@ -8,12 +8,16 @@ import warnings
 from pathlib import Path
 
 import ase.io
+import ase.io.cif
 import numpy as np
 from ase import Atoms
 
 __all__ = [
+    "MIN_INTERATOMIC_DISTANCE_A",
     "StructureError",
     "canonical_structure_hash",
+    "check_cell",
+    "check_structure",
     "formula",
     "is_rhombohedral_setting",
     "niggli_cell_same_frame",
@@ -22,6 +26,11 @@ __all__ = [
 ]
 
 _MIN_VOLUME_A3 = 1e-6
+#: Atoms closer than this (periodic images included) overlap: no real bond is this short (H2's,
+#: the shortest, is 0.74 A), so such a file is a broken structure.
+MIN_INTERATOMIC_DISTANCE_A = 0.5
+#: A CIF site is ordered when it holds one species at occupancy 1 within this tolerance.
+_OCCUPANCY_TOL = 1e-3
 
 
 class StructureError(ValueError):
@@ -43,32 +52,159 @@ def _ase_format(path: Path) -> str | None:
 def read_structure(path: str | Path, index: int = 0) -> Atoms:
     """Read one structure (frame ``index`` of multi-frame files) from POSCAR/CIF/extxyz.
 
-    Raises ``StructureError`` naming the file for any parse failure, an empty structure or a
-    cell with (near) zero volume.
+    Raises ``StructureError`` naming the file for any parse failure, a missing frame, an empty
+    structure, a direction that is not periodic, a disordered (partially occupied or mixed) CIF
+    site, non-finite numbers, a cell with (near) zero volume, overlapping atoms (see
+    :func:`check_structure`) or coordinate lines past the atom count of a POSCAR.
     """
     path = Path(path)
+    fmt = _ase_format(path)
     try:
         with warnings.catch_warnings():
             # CIF readers warn about e.g. missing occupancies; failures still raise below.
             warnings.simplefilter("ignore")
-            atoms = ase.io.read(path, index=index, format=_ase_format(path))
-    except Exception as exc:  # ASE raises many types (ValueError, IndexError, StopIteration...)
+            if index < 0:
+                # ASE reads index -k as the slice [-k:], which silently gives frame 0 when the
+                # file has fewer than k frames: index the list of all frames instead.
+                frames = ase.io.read(path, index=":", format=fmt)
+                if not isinstance(frames, list) or not -len(frames) <= index < 0:
+                    raise StopIteration
+                atoms = frames[index]
+            else:
+                atoms = ase.io.read(path, index=index, format=fmt)
+    except StopIteration as exc:  # ASE's reader yielded fewer frames than asked for
+        reason = "no structure in file" if index == 0 else f"no frame {index}"
+        raise StructureError(f"{path}: {reason}") from exc
+    except Exception as exc:  # ASE raises many types (ValueError, IndexError, AssertionError...)
         raise StructureError(
             f"cannot read structure from {path}: {type(exc).__name__}: {exc}"
         ) from exc
     if not isinstance(atoms, Atoms):
         raise StructureError(f"cannot read structure from {path}: got {type(atoms).__name__}")
+    _check_ordered(atoms, path)
+    pbc = np.asarray(atoms.pbc, dtype=bool)
+    if not pbc.all():
+        axes = ", ".join("abc"[k] for k in np.flatnonzero(~pbc))
+        raise StructureError(
+            f"{path}: structure is not periodic along {axes} (pbc={pbc.tolist()}); "
+            "a 3D periodic cell is required"
+        )
     check_structure(atoms, f"structure in {path}")
+    if fmt == "vasp":
+        _check_poscar_atom_count(path, len(atoms))
     return atoms
 
 
+def _check_ordered(atoms: Atoms, path: Path) -> None:
+    """Reject a CIF site with partial or mixed occupancy, which ASE reduces to one species."""
+    occupancy = atoms.info.get("occupancy")
+    if not isinstance(occupancy, dict):  # only ASE's CIF reader sets it (site -> {symbol: occ})
+        return
+    for site, species in occupancy.items():
+        if not isinstance(species, dict):
+            continue
+        occ = {str(sym): float(value) for sym, value in species.items()}
+        if len(occ) == 1 and abs(next(iter(occ.values())) - 1.0) <= _OCCUPANCY_TOL:
+            continue
+        label = _cif_site_label(path, site)
+        described = ", ".join(f"{sym} {value:g}" for sym, value in occ.items())
+        raise StructureError(
+            f"{path}: disordered site {label} ({described}): partial or mixed occupancy is "
+            "not supported; give an ordered structure"
+        )
+
+
+def _cif_site_label(path: Path, site: str) -> str:
+    # ASE keys atoms.info["occupancy"] by the row of the _atom_site loop; name the row's label.
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            labels = next(ase.io.cif.parse_cif(str(path))).get("_atom_site_label")
+        return f"{labels[int(site)]!s} (row {int(site) + 1} of _atom_site)"
+    except Exception:  # the label only decorates the message: fall back to the row number
+        return f"#{site}"
+
+
+def _check_poscar_atom_count(path: Path, n_atoms: int) -> None:
+    """Reject coordinate lines past the atoms a POSCAR's counts line declares.
+
+    ASE takes the line after the positions as the (blank) separator of a velocity block and
+    the lines after it as velocities, so surplus coordinates are dropped or become velocities.
+    """
+    lines = path.read_text(errors="replace").splitlines()
+    row = 5  # comment, scale, 3 lattice vectors; then optional species line, then counts
+    try:
+        counts = [int(word) for word in lines[row].split()]
+    except (ValueError, IndexError):
+        row += 1
+        try:
+            counts = [int(word) for word in lines[row].split()]
+        except (ValueError, IndexError):
+            return  # a layout ASE read but this scan does not follow: nothing to check
+    if sum(counts) != n_atoms:
+        return
+    row += 1
+    if row < len(lines) and lines[row].strip()[:1] in ("s", "S"):  # Selective dynamics
+        row += 1
+    row += 1 + n_atoms  # coordinate mode line, then the positions
+    if row >= len(lines):
+        return
+    words = lines[row].split()
+    if len(words) >= 3 and all(_is_number(word) for word in words[:3]):
+        raise StructureError(
+            f"{path}: line {row + 1} holds coordinates past the {n_atoms} atoms of the counts "
+            f"line ({' '.join(map(str, counts))}); fix the counts or remove the extra lines"
+        )
+
+
+def _is_number(word: str) -> bool:
+    try:
+        float(word)
+    except ValueError:
+        return False
+    return True
+
+
 def check_structure(atoms: Atoms, where: str) -> None:
-    """Raise ``StructureError`` (naming ``where``) for an empty structure or a (near) zero-volume cell."""
+    """Raise ``StructureError`` (naming ``where``) for an empty structure, a non-finite or
+    (near) zero-volume cell, non-finite positions, or two atoms (periodic images included)
+    closer than :data:`MIN_INTERATOMIC_DISTANCE_A`."""
     if len(atoms) == 0:
         raise StructureError(f"{where} has no atoms")
-    volume = abs(np.linalg.det(atoms.cell.array))
+    check_cell(atoms.cell.array, where)
+    positions = np.asarray(atoms.positions, dtype=float)
+    bad = np.flatnonzero(~np.isfinite(positions).all(axis=1))
+    if bad.size:
+        raise StructureError(
+            f"{where} has non-finite (NaN or inf) positions for atom(s) {bad[:10].tolist()}"
+        )
+    _check_no_overlap(atoms, where)
+
+
+def check_cell(cell: np.ndarray, where: str) -> None:
+    """Raise ``StructureError`` (naming ``where``) for a cell with non-finite entries or (near)
+    zero volume."""
+    cell = np.asarray(cell, dtype=float)
+    if not np.isfinite(cell).all():
+        raise StructureError(f"{where} has a non-finite (NaN or inf) cell {cell.tolist()}")
+    volume = abs(np.linalg.det(cell))
     if volume < _MIN_VOLUME_A3:
         raise StructureError(f"{where} has a zero-volume cell (volume {volume:.3g} A^3)")
+
+
+def _check_no_overlap(atoms: Atoms, where: str) -> None:
+    from ase.neighborlist import neighbor_list
+
+    first, second, distance = neighbor_list("ijd", atoms, MIN_INTERATOMIC_DISTANCE_A)
+    if not len(distance):
+        return
+    k = int(np.argmin(distance))
+    i, j, d = int(first[k]), int(second[k]), float(distance[k])
+    pair = f"atom {i} and its own periodic image" if i == j else f"atoms {i} and {j}"
+    raise StructureError(
+        f"{where} has overlapping atoms: {pair} ({atoms[i].symbol}, {atoms[j].symbol}) are "
+        f"{d:.3g} A apart (periodic images included; minimum {MIN_INTERATOMIC_DISTANCE_A} A)"
+    )
 
 
 def canonical_structure_hash(atoms: Atoms, decimals: int = 5) -> str:
