@@ -39,7 +39,7 @@ paper-scale: setup
 	OMP_NUM_THREADS=$(TRAIN_THREADS) dvc exp run $(PAPER_SCALE)
 
 # LDOS at the scale this machine can provide: every mirrored real-Si configuration of <= 216 atoms
-# (HowWeiBin 104 diamond cells, the bc8/st12/sh/hex-diamond phases, 157 unique RSS minima,
+# (HowWeiBin 104 diamond cells, the bc8/st12/sh/hex-diamond phases, 155 unique RSS minima,
 # 20 stacking faults (18 atoms), grain boundaries (48), di-interstitials (66), amorphous Si (216))
 # and 16-24 seeded structures of each generated kind. Left out: the 194 frames of two RSS
 # relaxation trajectories (consecutive frames are near-copies, so a random split would put a
