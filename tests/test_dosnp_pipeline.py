@@ -104,3 +104,22 @@ def test_table_commit_given_as_a_bare_number_is_read_as_its_digits() -> None:
 
     # `table_commit: 3206083` unquoted in YAML is an int: it is the pinned commit's prefix.
     assert dosnp_table_source(3206083) == dosnp_table_source("3206083aacc37bd3dd12a14f86a216a8ac11da5b")
+
+
+def test_malformed_tables_name_the_file_and_line(tmp_path: Path, mirror_dir: Path) -> None:
+    lines = (mirror_dir / TABLE).read_text().splitlines()
+    cases = {
+        "empty.csv": ("", "not a readable CSV table"),
+        "header_only.csv": (lines[0] + "\n", "the table has no rows"),
+        # A short row: its last columns (the QSGW gaps) come back empty.
+        "ragged.csv": ("\n".join([lines[0], lines[1], ",".join(lines[2].split(",")[:5])]) + "\n",
+                       r"column 'LDA' has 1 empty or non-numeric value\(s\), first in line 3"),
+        "text_gap.csv": ("\n".join([lines[0], lines[1].rsplit(",", 4)[0] + ",0.4eV,1.0,1.0,x"]) + "\n",
+                         r"column 'LDA' has 1 empty or non-numeric value\(s\), first in line 2: '0.4eV'"),
+        "twice.csv": ("\n".join([lines[0], lines[1], lines[1]]) + "\n", r"material_id\(s\) listed twice: \[1056418\]"),
+    }
+    for name, (text, message) in cases.items():
+        path = tmp_path / name
+        path.write_text(text)
+        with pytest.raises(ValueError, match=rf"{name}: {message}"):
+            read_table(path)

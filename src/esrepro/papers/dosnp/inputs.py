@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from ase import Atoms
 
@@ -34,11 +35,29 @@ def fetch_table(params: dict[str, Any], dest: str | Path | None = None) -> pd.Da
 
 
 def read_table(path: str | Path) -> pd.DataFrame:
-    """Parse the gap table; missing columns are an error naming the file."""
-    table = pd.read_csv(path)
+    """Parse the gap table; an unparsable file, missing columns or empty, non-numeric or
+    duplicated entries in the columns the pipeline uses are errors naming the file."""
+    try:
+        table = pd.read_csv(path)
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: not a readable CSV table: {exc}") from exc
     missing = [c for c in TABLE_COLUMNS if c not in table.columns]
     if missing:
         raise ValueError(f"{path}: missing column(s) {missing}; found {list(table.columns)}")
+    if table.empty:
+        raise ValueError(f"{path}: the table has no rows")
+    for column in ("material_id", "nsites", "LDA", "1shot", "2shot"):
+        # A short (ragged) row leaves NaN here; a stray text cell makes the column non-numeric.
+        values = pd.to_numeric(table[column], errors="coerce")
+        bad = np.flatnonzero(values.isna().to_numpy())  # row positions; line = position + 2
+        if len(bad):
+            raise ValueError(
+                f"{path}: column {column!r} has {len(bad)} empty or non-numeric value(s), first in "
+                f"line {int(bad[0]) + 2}: {table[column].iloc[bad[0]]!r}"
+            )
+    duplicated = table["material_id"][table["material_id"].duplicated()]
+    if len(duplicated):
+        raise ValueError(f"{path}: material_id(s) listed twice: {sorted(set(duplicated))[:5]}")
     return table
 
 
