@@ -29,7 +29,7 @@ lint: setup
 # fit). Then snapshot each paper with `esrepro snapshot-reference <paper> --wall-time-s <s>`.
 # Training here uses TRAIN_THREADS torch threads (default: every core; DOSnp epochs 1.8x
 # faster on 2 cores than with 1). GPAW workers always run single-threaded. The default profile
-# keeps 1 thread, so its metrics are bitwise the same on every machine.
+# keeps 1 thread, so its training is bitwise repeatable (DFT digits can differ across CPUs).
 # The time-out is raised for the few largest cells (slowest so far: 2,635 s on one core).
 PAPER_SCALE = -S dosnp.n_materials=0 -S dosnp.max_sites=0 -S dft.farm.timeout_s=3600 \
 	-S alignn_dos.n_materials=0 -S alignn_dos.max_sites=0 \
