@@ -26,7 +26,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import numpy as np
+from esrepro.dft.cost import read_product_meta, summarize
 
 DEFAULT_CACHE = Path("data/dft-cache")
 
@@ -41,19 +41,6 @@ def default_cache() -> Path:
         if cache:
             return Path(cache)
     return DEFAULT_CACHE
-
-
-def summarize(values: list[float]) -> dict[str, float]:
-    arr = np.asarray(values, dtype=float)
-    return {
-        "n": int(arr.size),
-        "median": float(np.median(arr)),
-        "p90": float(np.percentile(arr, 90)),
-        "mean": float(arr.mean()),
-        "min": float(arr.min()),
-        "max": float(arr.max()),
-        "total": float(arr.sum()),
-    }
 
 
 def _duration(seconds: float) -> str:
@@ -118,11 +105,6 @@ def report_journal(path: Path) -> None:
         )
 
 
-def _product_meta(path: Path) -> dict:
-    with np.load(path) as z:
-        return json.loads(bytes(z["meta"]).decode())
-
-
 def _mode_label(settings: dict) -> str:
     # Papers differ in mode (DOSnp/ALIGNN-DOS: PW; LDOS: LCAO) and in the settings that set the
     # cost, so their seconds are reported apart.
@@ -155,7 +137,7 @@ def report_cache(root: Path) -> None:
     by_fft: dict[str, list[float]] = {}
     for path in products:
         try:
-            meta = _product_meta(path)
+            meta = read_product_meta(path)
         except Exception:  # noqa: BLE001 - a damaged file is counted, not fatal here
             unreadable += 1
             continue

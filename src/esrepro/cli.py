@@ -76,7 +76,11 @@ def snapshot_reference(
     paper: Annotated[str, typer.Argument(help="Paper whose current outputs become the reference.")],
     wall_time_s: Annotated[
         float | None,
-        typer.Option("--wall-time-s", help="Wall time of the run, recorded in provenance.json."),
+        typer.Option(
+            "--wall-time-s",
+            help="Wall time of the run (for a resumed run, the sum of its segments), recorded in "
+            "provenance.json. The DFT core time is measured from the products either way.",
+        ),
     ] = None,
     root: RootOption = None,
     name: Annotated[

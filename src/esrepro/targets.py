@@ -794,7 +794,9 @@ def snapshot_reference(
     ``figures/*.png``, ``<paper>.html`` and the prediction files from
     ``reports/<paper>/`` and writes ``provenance.json``: git commit, params.yaml, the dvc.lock
     entries of the paper's stages (their recorded md5 of ``metrics.json`` is what the check
-    compares the copy with), wall time, machine and a UTC timestamp. Refuses when
+    compares the copy with), wall time, the DFT cost measured from the run's products
+    (``dft_cost``: core-hours, seconds per material, hosts; see esrepro.dft.cost), machine and
+    a UTC timestamp. Refuses when
     ``metrics.json`` does not match dvc.lock, so a hand-edited file is never blessed.
 
     An existing ``reports/<paper>/<name>/`` is never overwritten unless ``force``: the default
@@ -859,6 +861,7 @@ def snapshot_reference(
     # Read every input before writing anything.
     params_path = root / "params.yaml"
     params = _read_yaml(params_path) if params_path.is_file() else None
+    cost = _run_dft_cost(root, paper)
 
     # Built beside the target (same file system, so the renames below are atomic), hidden, and
     # named so that a leftover from a crash says what it is.
@@ -887,6 +890,7 @@ def snapshot_reference(
             "created": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "git_commit": _git_commit(root),
             "wall_time_s": wall_time_s,
+            "dft_cost": cost,
             "machine": _machine(),
             "params": params,
             "dvc_lock": selected,
@@ -900,6 +904,24 @@ def snapshot_reference(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return ref / "provenance.json"
+
+
+def _run_dft_cost(root: Path, paper: str) -> dict[str, Any] | None:
+    """DFT cost of the run from its products (``data/<paper>/dft/products/*.npz``); None if none.
+
+    Measured from the products, it holds for a run resumed over several segments or fed by a
+    seed cache, where ``--wall-time-s`` of the last segment would not (esrepro.dft.cost).
+    """
+    products = sorted((root / "data" / paper / "dft" / "products").glob("*.npz"))
+    if not products:
+        return None
+    # Imported here: esrepro.dft loads GPAW's settings (~0.6 s) that check-targets never needs.
+    from esrepro.dft.cost import dft_cost
+
+    try:
+        return dft_cost(products)
+    except ValueError as err:
+        raise SnapshotError(f"cannot measure the DFT cost: {err}") from err
 
 
 def _swap_into_place(new: Path, target: Path) -> None:
@@ -936,9 +958,13 @@ def run_snapshot_reference(
         provenance = snapshot_reference(
             paper, root=root, wall_time_s=wall_time_s, name=name, force=force
         )
-        files = read_json(provenance)["files"]
+        record = read_json(provenance)
     except (SnapshotError, InputError) as err:
         console.print(f"[bold red]error:[/bold red] {err}")
         return 1
-    console.print(f"reference snapshot of {paper!r}: {len(files)} file(s) + {provenance}")
+    console.print(f"reference snapshot of {paper!r}: {len(record['files'])} file(s) + {provenance}")
+    if record.get("dft_cost"):
+        from esrepro.dft.cost import describe_cost
+
+        console.print(describe_cost(record["dft_cost"]))
     return 0

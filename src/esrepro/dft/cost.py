@@ -1,0 +1,104 @@
+"""What a run's DFT cost, measured from the products themselves.
+
+Each product records the GPAW time of the calculation that made it (``meta.wall_s``, inside the
+worker, without process start-up), the MPI ranks it ran on and the host. Summing over the
+products a run used gives its DFT cost however the run was done: in one go, resumed over
+several segments, or partly read from a seed cache computed on another machine (the wall time
+of the final ``dvc repro`` says nothing about those). ``esrepro snapshot-reference`` records it
+in ``provenance.json``; ``benchmarks/dft_throughput.py`` prints the same statistics.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def summarize(values: Iterable[float]) -> dict[str, float]:
+    """n, median, p90, mean, min, max and total of ``values`` (which must not be empty)."""
+    arr = np.asarray(list(values), dtype=float)
+    if arr.size == 0:
+        raise ValueError("summarize needs at least one value")
+    return {
+        "n": int(arr.size),
+        "median": float(np.median(arr)),
+        "p90": float(np.percentile(arr, 90)),
+        "mean": float(arr.mean()),
+        "min": float(arr.min()),
+        "max": float(arr.max()),
+        "total": float(arr.sum()),
+    }
+
+
+def read_product_meta(path: Path) -> dict[str, Any]:
+    """The ``meta`` record of a product file, without loading its arrays.
+
+    Raises:
+        ValueError: naming the file, when it is not a readable product.
+    """
+    try:
+        with np.load(path) as z:
+            meta = json.loads(bytes(z["meta"]).decode())
+    except Exception as err:  # noqa: BLE001 - zip, npz and JSON errors alike mean a damaged file
+        raise ValueError(f"damaged DFT product file {path}: {err}") from err
+    if not isinstance(meta, dict):
+        raise ValueError(f"damaged DFT product file {path}: meta is not a JSON object")
+    return meta
+
+
+def dft_cost(products: Iterable[Path]) -> dict[str, Any]:
+    """Core time of the calculations behind ``products`` (product ``.npz`` files).
+
+    Returns a JSON-ready record: ``n_products``; ``n_timed`` (products that record their time;
+    the rest are counted, not guessed); ``core_hours`` (sum of wall_s x MPI ranks);
+    ``core_s_per_material`` (median, p90, mean, min, max, n); ``mpi_ranks`` and ``hosts`` (how
+    many products each ran with / on). A damaged file raises ValueError naming it.
+    """
+    core_s: list[float] = []
+    ranks: Counter[int] = Counter()
+    hosts: Counter[str] = Counter()
+    n_products = 0
+    for path in sorted(products):
+        n_products += 1
+        meta = read_product_meta(path)
+        wall = meta.get("wall_s")
+        if not isinstance(wall, int | float) or isinstance(wall, bool):
+            continue
+        n_ranks = int(meta.get("mpi_ranks") or 1)
+        ranks[n_ranks] += 1
+        hosts[str(meta.get("host") or "not recorded")] += 1
+        core_s.append(float(wall) * n_ranks)
+    record: dict[str, Any] = {
+        "n_products": n_products,
+        "n_timed": len(core_s),
+        "core_hours": round(sum(core_s) / 3600, 3),
+        "core_s_per_material": None,
+        "mpi_ranks": {str(k): v for k, v in sorted(ranks.items())},
+        "hosts": dict(sorted(hosts.items())),
+        "measured_as": "sum over the run's DFT products of meta.wall_s (GPAW time in the worker) "
+        "x meta.mpi_ranks",
+    }
+    if core_s:
+        stats = summarize(core_s)
+        record["core_s_per_material"] = {
+            k: (v if k == "n" else round(v, 2)) for k, v in stats.items() if k != "total"
+        }
+    return record
+
+
+def describe_cost(cost: dict[str, Any]) -> str:
+    """One line for a person: core-hours, per-material median/p90 and how many were timed."""
+    per = cost.get("core_s_per_material")
+    if not per:
+        return f"DFT cost: {cost['n_products']} product(s), none records its time"
+    untimed = cost["n_products"] - cost["n_timed"]
+    return (
+        f"DFT cost: {cost['core_hours']:g} core-hours over {cost['n_timed']} product(s) "
+        f"(median {per['median']:g} s, p90 {per['p90']:g} s per material)"
+        + (f"; {untimed} without a recorded time" if untimed else "")
+    )
