@@ -26,7 +26,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from esrepro.dft.cost import read_product_meta, summarize
+from esrepro.dft.cost import summarize
+from esrepro.dft.product import read_product_meta
 
 DEFAULT_CACHE = Path("data/dft-cache")
 

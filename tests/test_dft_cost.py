@@ -10,7 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from esrepro.cli import app
-from esrepro.dft.cost import describe_cost, dft_cost, read_product_meta, summarize
+from esrepro.dft.cost import describe_cost, dft_cost, summarize
+from esrepro.dft.product import read_product_meta
 from esrepro.targets import SnapshotError, snapshot_reference
 from test_spectra import make_product
 from test_targets import PAPER, make_repo

@@ -912,7 +912,7 @@ def _run_dft_cost(root: Path, paper: str) -> dict[str, Any] | None:
     Measured from the products, it holds for a run resumed over several segments or fed by a
     seed cache, where ``--wall-time-s`` of the last segment would not (esrepro.dft.cost).
     """
-    products = sorted((root / "data" / paper / "dft" / "products").glob("*.npz"))
+    products = list((root / "data" / paper / "dft" / "products").glob("*.npz"))
     if not products:
         return None
     # Imported here: esrepro.dft loads GPAW's settings (~0.6 s) that check-targets never needs.

@@ -10,13 +10,14 @@ in ``provenance.json``; ``benchmarks/dft_throughput.py`` prints the same statist
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from esrepro.dft.product import read_product_meta
 
 
 def summarize(values: Iterable[float]) -> dict[str, float]:
@@ -35,22 +36,6 @@ def summarize(values: Iterable[float]) -> dict[str, float]:
     }
 
 
-def read_product_meta(path: Path) -> dict[str, Any]:
-    """The ``meta`` record of a product file, without loading its arrays.
-
-    Raises:
-        ValueError: naming the file, when it is not a readable product.
-    """
-    try:
-        with np.load(path) as z:
-            meta = json.loads(bytes(z["meta"]).decode())
-    except Exception as err:  # noqa: BLE001 - zip, npz and JSON errors alike mean a damaged file
-        raise ValueError(f"damaged DFT product file {path}: {err}") from err
-    if not isinstance(meta, dict):
-        raise ValueError(f"damaged DFT product file {path}: meta is not a JSON object")
-    return meta
-
-
 def dft_cost(products: Iterable[Path]) -> dict[str, Any]:
     """Core time of the calculations behind ``products`` (product ``.npz`` files).
 
@@ -63,7 +48,7 @@ def dft_cost(products: Iterable[Path]) -> dict[str, Any]:
     ranks: Counter[int] = Counter()
     hosts: Counter[str] = Counter()
     n_products = 0
-    for path in sorted(products):
+    for path in products:  # every figure below is independent of the order
         n_products += 1
         meta = read_product_meta(path)
         wall = meta.get("wall_s")

@@ -16,6 +16,9 @@ from typing import Any
 
 import numpy as np
 
+# What reading a truncated, empty or foreign .npz raises (zip, npz, JSON and decoding errors).
+_DAMAGED_FILE_ERRORS = (OSError, EOFError, KeyError, ValueError, zipfile.BadZipFile, zlib.error)
+
 #: Channel order of the 16 PDOS channels: s; p(y,z,x); d(m=-2..2); f(m=-3..3).
 CHANNEL_LABELS: tuple[str, ...] = (
     "s",
@@ -116,5 +119,20 @@ class DFTProduct:
                     meta=json.loads(bytes(z["meta"]).decode()),
                     atom_weights=z["atom_weights"] if "atom_weights" in z.files else None,
                 )
-        except (OSError, EOFError, KeyError, ValueError, zipfile.BadZipFile, zlib.error) as err:
+        except _DAMAGED_FILE_ERRORS as err:
             raise ValueError(f"damaged DFT product file {path}: {err}") from err
+
+
+def read_product_meta(path: Path) -> dict[str, Any]:
+    """The ``meta`` record of a product file written by `DFTProduct.save`, without its arrays.
+
+    A damaged file raises ValueError naming it, as `DFTProduct.load` does.
+    """
+    try:
+        with np.load(path) as z:
+            meta = json.loads(bytes(z["meta"]).decode())
+    except _DAMAGED_FILE_ERRORS as err:
+        raise ValueError(f"damaged DFT product file {path}: {err}") from err
+    if not isinstance(meta, dict):
+        raise ValueError(f"damaged DFT product file {path}: meta is not a JSON object")
+    return meta
