@@ -1,27 +1,37 @@
-"""The farm's options, its cache lookups (damaged entries, time-out retries, seeds) and its
-worker supervision, without GPAW: `_farm` is replaced where nothing should be computed and the
-worker command by a stand-in process where one should run."""
+"""The farm's options, its cache lookups (damaged entries, time-out retries, seeds), its
+worker supervision and its per-key locks, without GPAW: `_farm` is replaced where nothing
+should be computed and the worker command by a stand-in process where one should run.
+Real GPAW farms that are killed: test_dft_farm_kill.py; on a Dask scheduler: test_dask_scheduler.py."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
+import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
+import psutil
 import pytest
 from ase.build import bulk
 
 from esrepro.dft import farm
 from esrepro.dft.cache import DFTCache
 from esrepro.dft.farm import FarmOptions, MaterialRecord, compute_products, timed_out_after
+from esrepro.dft.locks import KeyLock
 from esrepro.dft.product import N_CHANNELS, DFTProduct
 from esrepro.dft.settings import DFTSettings, cache_key
 from esrepro.dft.stage import cache_from_params, run_dft_stage
+
+# Farms here start an in-process Dask scheduler whose HTTP server wants port 8787.
+pytestmark = pytest.mark.filterwarnings("ignore:Port 8787 is already in use:UserWarning")
 
 SETTINGS = DFTSettings()
 MATERIALS = {"Si": bulk("Si", "diamond", a=5.43), "Ge": bulk("Ge", "diamond", a=5.66),
@@ -51,7 +61,7 @@ class FakeFarm:
         self.todo: list[str] = []
 
     def __call__(self, todo, settings, cache, options, records, progress, journal_fh) -> None:
-        for material_id, _, key in todo:
+        for material_id, _, key, _ in todo:
             self.todo.append(material_id)
             records[material_id] = MaterialRecord(material_id, key, "computed")
 
@@ -96,6 +106,12 @@ def _run(cache: DFTCache, options: FarmOptions | None = None, only: tuple[str, .
         ("cluster_kwargs", "queue=long"),
         ("cluster_kwargs", [1, 2]),
         ("scratch", 3),
+        ("scheduler", "localhost:8786"),  # no protocol
+        ("scheduler", "tcp://scheduler"),  # no port
+        ("scheduler", "tcp://:8786"),  # no host
+        ("scheduler", "carrier-pigeon://host:8786"),
+        ("scheduler", 8786),
+        ("scheduler", ""),
     ],
     ids=lambda v: repr(v),
 )
@@ -127,6 +143,14 @@ def test_farm_options_accept_valid_values() -> None:
     assert (options.workers, options.mpi_ranks, options.timeout_s) == (4, 2, 3600.0)
     assert options.retry_failed is True and options.cluster == "SLURMCluster"
     assert FarmOptions.from_params({}) == FarmOptions()
+    assert load_params()["dft"]["farm"]["scheduler"] is None  # today's behaviour by default
+    for address in ("tcp://10.0.0.5:8786", "tls://[::1]:8786", "tcp://head-node:8786"):
+        assert FarmOptions.from_params({"scheduler": address}).scheduler == address
+
+
+def test_farm_options_refuse_a_scheduler_and_a_jobqueue_cluster_together() -> None:
+    with pytest.raises(ValueError, match=r"^params\.yaml dft\.farm\.scheduler: .*'SLURMCluster'"):
+        FarmOptions.from_params({"scheduler": "tcp://h:8786", "cluster": "SLURMCluster"})
 
 
 # --- the worker is never left running ---------------------------------------------------------
@@ -190,6 +214,230 @@ def test_timed_out_worker_is_killed_and_its_limit_recorded(tmp_path, monkeypatch
     assert failure["reason"] == "TimeoutError: exceeded 0.5 s (before the first SCF iteration)"
     assert failure["timeout_s"] == 0.5
     assert timed_out_after(failure) == 0.5
+
+
+def test_time_out_kills_every_process_of_the_worker_session(tmp_path, monkeypatch) -> None:
+    # mpirun starts each rank in a process group of its own: killing the worker's process
+    # group alone left the ranks computing. The stand-in starts such a "rank" and sleeps.
+    rank_pid = tmp_path / "rank.pid"
+    stand_in = (
+        "import os, subprocess, sys, time; "
+        "rank = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'], "
+        "preexec_fn=os.setpgrp, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL); "
+        f"open({str(rank_pid)!r}, 'w').write(str(rank.pid)); time.sleep(600)"
+    )
+    monkeypatch.setattr(farm, "_worker_command", lambda task, ranks: [sys.executable, "-c", stand_in])
+    record = farm.run_one("Si", {}, "ef" * 32, {}, str(tmp_path / "cache"), 2, 5.0, str(tmp_path))
+    assert record["status"] == "failed" and record["reason"].startswith("TimeoutError")
+    assert rank_pid.is_file(), "the stand-in had not started its rank within the time-out"
+    rank = psutil.Process(int(rank_pid.read_text()))
+    try:
+        # Not reaped by us (it is not our child): dead is gone or a zombie.
+        rank.wait(timeout=30)
+    except psutil.TimeoutExpired:
+        rank.kill()
+        pytest.fail("the worker's rank outlived the time-out")
+
+
+# --- per-key locks: no two farms compute one material -----------------------------------------
+
+
+def test_key_lock_is_exclusive_and_says_who_holds_it(tmp_path) -> None:
+    path = tmp_path / "ab" / "key.lock"
+    first, second = KeyLock(path), KeyLock(path)
+    assert first.acquire(wait=False)
+    assert not second.acquire(wait=False)
+    assert second.holder().startswith(f"pid {os.getpid()} on {socket.gethostname()} since ")
+    first.release()
+    assert not path.exists(), "a released lock leaves no file"
+    assert second.acquire(wait=False)
+    second.release()
+
+
+def test_lock_of_a_killed_owner_is_taken_over(tmp_path) -> None:
+    path = tmp_path / "key.lock"
+    owner = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from esrepro.dft.locks import KeyLock; "
+         "assert KeyLock(sys.argv[1]).acquire(wait=False); print('held', flush=True); "
+         "time.sleep(60)", str(path)],
+        stdout=subprocess.PIPE,
+        env=dict(os.environ, PYTHONPATH=os.pathsep.join(
+            [str(Path(farm.__file__).parents[2]), os.environ.get("PYTHONPATH", "")])),
+    )
+    try:
+        assert owner.stdout.readline() == b"held\n"
+        assert not KeyLock(path).acquire(wait=False)
+    finally:
+        owner.kill()
+        owner.wait()
+        owner.stdout.close()
+    assert path.exists(), "its owner was killed before it could remove the file"
+    lock = KeyLock(path)
+    assert lock.acquire(wait=False), "the stale lock was not taken over"
+    assert lock.holder().startswith(f"pid {os.getpid()} ")
+    lock.release()
+
+
+def test_a_lock_on_a_file_its_holder_just_removed_is_taken_again(tmp_path, monkeypatch) -> None:
+    # The holder unlinks the file as it lets go; a waiter that opened it before must not count
+    # a lock on that orphaned file, or a third process could lock the new one too.
+    path = tmp_path / "key.lock"
+    real_flock = fcntl.flock
+    replaced = []
+
+    def flock_while_the_holder_lets_go(fd, operation):
+        real_flock(fd, operation)
+        if not replaced:
+            path.unlink()
+            path.touch()  # someone else's new lock file
+            replaced.append(fd)
+
+    monkeypatch.setattr(fcntl, "flock", flock_while_the_holder_lets_go)
+    lock = KeyLock(path)
+    assert lock.acquire(wait=False)
+    monkeypatch.undo()
+    assert replaced and os.fstat(lock.fd).st_ino == path.stat().st_ino
+    assert not KeyLock(path).acquire(wait=False)
+    lock.release()
+
+
+def test_a_busy_material_is_reported_without_launching_a_worker(tmp_path, monkeypatch) -> None:
+    launched = _launches(monkeypatch)
+    cache = DFTCache(tmp_path / "cache")
+    key = "ab" * 32
+    other_farm = KeyLock(cache.product_path(key).with_suffix(".lock"))
+    assert other_farm.acquire(wait=False)
+    try:
+        record = farm.run_one("Si", {}, key, {}, str(cache.root), 1, 60.0)
+    finally:
+        other_farm.release()
+    assert record["status"] == "busy" and record["reason"].startswith(f"pid {os.getpid()} on ")
+    assert launched == []
+
+
+def _launches(monkeypatch) -> list[str]:
+    """Replace the worker by a stand-in that exits at once; return the list of its launches."""
+    launched: list[str] = []
+
+    def command(task, ranks):
+        launched.append(Path(task).name)
+        return [sys.executable, "-c", "pass"]
+
+    monkeypatch.setattr(farm, "_worker_command", command)
+    return launched
+
+
+@pytest.mark.parametrize("outcome", ["product", "failure"])
+def test_a_material_another_farm_computes_is_waited_for_not_computed(
+    tmp_path, monkeypatch, caplog, outcome
+) -> None:
+    launched = _launches(monkeypatch)
+    cache = DFTCache(tmp_path / "cache")
+    key = _key("Si")
+    other_farm = KeyLock(cache.product_path(key).with_suffix(".lock"))
+    assert other_farm.acquire(wait=False)
+    result: dict = {}
+    thread = threading.Thread(
+        target=lambda: result.update(records=_run(cache, FarmOptions(mpi_ranks=1))), daemon=True
+    )
+    with caplog.at_level(logging.INFO, logger="esrepro.dft.farm"):
+        thread.start()
+        try:
+            deadline = time.monotonic() + 120
+            while not any("Si is being computed by another process (pid " in m
+                          for m in caplog.messages):
+                assert time.monotonic() < deadline, "the farm never deferred Si"
+                time.sleep(0.05)
+            # The other farm ends Si: with a product, or with a recorded failure.
+            if outcome == "product":
+                _product().save(cache.product_path(key))
+            else:
+                cache.record_failure(key, {"reason": "SCFNotConverged: elsewhere"})
+        finally:
+            other_farm.release()
+        thread.join(timeout=120)
+    assert not thread.is_alive()
+    record = result["records"]["Si"]
+    assert launched == [], "Si was computed a second time"
+    if outcome == "product":
+        assert record.status == "cached" and record.product_path == str(cache.product_path(key))
+    else:
+        assert record.status == "failed" and record.reason == "SCFNotConverged: elsewhere"
+
+
+def test_the_failure_a_farm_chose_to_retry_is_computed(tmp_path, monkeypatch) -> None:
+    # Once it holds the lock, a task reports a failure record that changed since the farm looked
+    # (another farm's), but not the one the farm decided to retry.
+    launched = _launches(monkeypatch)
+    cache = DFTCache(tmp_path / "cache")
+    cache.record_failure(_key("Si"), {"reason": "SCFNotConverged: not converged"})
+    _run(cache, FarmOptions(mpi_ranks=1, retry_failed=True))
+    assert launched == ["Si.task.json"]
+
+
+def test_a_killed_dask_worker_is_a_recorded_failure_not_a_crash(tmp_path, monkeypatch) -> None:
+    from distributed import KilledWorker
+
+    # What the scheduler raises once the workers running a task died `allowed-failures` + 1
+    # times; raised by the task itself here, it reaches the farm the same way.
+    def workers_die(material_id, atoms_dict, key, *args):
+        if material_id == "Ge":
+            raise KilledWorker(f"dft-Ge-{key[:12]}", SimpleNamespace(address="tcp://w:1"), 3)
+        return farm.asdict(MaterialRecord(material_id, key, "computed"))
+
+    monkeypatch.setattr(farm, "run_one", workers_die)
+    cache = DFTCache(tmp_path / "cache")
+    journal = tmp_path / "journal.jsonl"
+    materials = {m: MATERIALS[m] for m in ("Si", "Ge")}
+    records = {r.material_id: r for r in compute_products(
+        materials, SETTINGS, cache, FarmOptions(), progress=False, journal=journal)}
+    assert records["Si"].status == "computed"
+    ge = records["Ge"]
+    assert ge.status == "failed"
+    assert ge.reason.startswith("KilledWorker: Attempted to run task 'dft-Ge-") and "tcp://w:1" in ge.reason
+    assert cache.find_failure(_key("Ge")) == {"material_id": "Ge", "reason": ge.reason}
+    lines = [json.loads(line) for line in journal.read_text().splitlines()]
+    assert sorted((line["material_id"], line["status"]) for line in lines) == [
+        ("Ge", "failed"), ("Si", "computed")]
+
+
+# --- an existing Dask scheduler (dft.farm.scheduler) ------------------------------------------
+
+
+@pytest.fixture
+def running_scheduler():
+    """The address of a running Dask cluster (in-process, on loopback TCP) and the cluster."""
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, protocol="tcp",
+                      host="127.0.0.1", dashboard_address=None) as cluster:
+        yield cluster.scheduler_address, cluster
+
+
+def test_farm_runs_on_a_running_scheduler_and_leaves_it_running(
+    tmp_path, monkeypatch, running_scheduler
+) -> None:
+    address, cluster = running_scheduler
+    launched = _launches(monkeypatch)
+    options = FarmOptions.from_params({"scheduler": address, "mpi_ranks": 1})
+    record = _run(DFTCache(tmp_path / "cache"), options)["Si"]
+    assert launched == ["Si.task.json"]
+    assert record.status == "failed" and record.reason == "worker exited with status 0"
+    assert cluster.scheduler.status.name == "running" and len(cluster.scheduler.workers) == 1
+
+
+def test_farm_refuses_workers_with_other_gpaw_versions(
+    tmp_path, monkeypatch, running_scheduler
+) -> None:
+    address, _ = running_scheduler
+    launched = _launches(monkeypatch)
+    theirs = farm.code_versions()
+    monkeypatch.setattr(farm, "code_versions", lambda: {**theirs, "gpaw": "0.0.1"})
+    options = FarmOptions.from_params({"scheduler": address})
+    with pytest.raises(RuntimeError, match=rf"^dft\.farm\.scheduler: worker tcp://.* of {address} "
+                       r"has .*'gpaw': '" + theirs["gpaw"]):
+        _run(DFTCache(tmp_path / "cache"), options)
+    assert launched == []
 
 
 # --- time-outs are retried when the time-out grows --------------------------------------------

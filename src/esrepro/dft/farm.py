@@ -1,14 +1,20 @@
 """Farm out independent per-material DFT calculations with Dask.
 
 Each material is one Dask task; the task launches `esrepro.dft.worker` in its own process
-(group), under ``mpirun`` when more than one MPI rank is asked for, and enforces a time-out.
+session, under ``mpirun`` when more than one MPI rank is asked for, and enforces a time-out.
 Products land in the content-addressed cache as they finish, so an interrupted farm resumes
-where it stopped. Failures (SCF not converged, exceptions, crashes, time-outs) are recorded
-in the cache with their reason and reported, never dropped.
+where it stopped. Failures (SCF not converged, exceptions, crashes, time-outs, a Dask worker
+that died) are recorded in the cache with their reason and reported, never dropped.
+
+Workers die with the process supervising them (see `esrepro.dft.worker`), and the task holds a
+per-key lock (`esrepro.dft.locks`) while it computes, so a restarted or second farm sharing the
+cache waits for a material being computed elsewhere instead of computing it twice. The Dask
+cluster is in-process by default, a dask-jobqueue cluster, or an existing scheduler.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -20,6 +26,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Mapping
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -28,8 +35,9 @@ from ase import Atoms
 
 from esrepro.checks import expect_bool, expect_int, expect_mapping, expect_number, expect_str
 from esrepro.dft.cache import DFTCache
-from esrepro.dft.settings import DFTSettings, cache_key
-from esrepro.dft.worker import atoms_to_dict
+from esrepro.dft.locks import KeyLock
+from esrepro.dft.settings import DFTSettings, cache_key, code_versions
+from esrepro.dft.worker import FARM_PID_ENV, atoms_to_dict, die_with_parent
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +52,7 @@ class FarmOptions:
     retry_failed: bool = False  # re-run materials whose failure is recorded in the cache
     cluster: str = "local"  # "local" or a dask-jobqueue class name, e.g. "SLURMCluster"
     cluster_kwargs: dict[str, Any] | None = None
+    scheduler: str | None = None  # address of a running Dask scheduler, e.g. "tcp://host:8786"
     scratch: str | None = None  # GPAW text logs; default: a temporary directory
 
     @classmethod
@@ -82,11 +91,36 @@ class FarmOptions:
                 values[name] = _check_cluster(value, label)
             elif name == "cluster_kwargs":
                 values[name] = expect_mapping(value, label, allow_none=True)
+            elif name == "scheduler":
+                values[name] = None if value is None else _check_scheduler(value, label)
             elif name == "scratch":
                 values[name] = None if value is None else expect_str(value, label)
             else:  # a new field without a check: fail here rather than pass it unchecked
                 raise AssertionError(f"FarmOptions.from_params does not check {name!r}")
+        if values.get("scheduler") and values.get("cluster", "local") != "local":
+            raise ValueError(
+                f"{source}.scheduler: a scheduler address and cluster {values['cluster']!r} "
+                "both name the cluster; set one (cluster: local with a scheduler)"
+            )
         return cls(**values)
+
+
+def _check_scheduler(value: Any, label: str) -> str:
+    """A Dask scheduler address with protocol, host and port, e.g. "tcp://10.0.0.5:8786"."""
+    from distributed.comm import parse_address, parse_host_port
+    from distributed.comm.registry import backends
+
+    expected = "expected null or a Dask scheduler address such as 'tcp://host:8786'"
+    if not isinstance(value, str):
+        raise ValueError(f"{label}: {expected}, got {value!r}")
+    try:
+        protocol, location = parse_address(value, strict=True)
+        host, port = parse_host_port(location)
+    except (ValueError, TypeError):
+        raise ValueError(f"{label}: {expected}, got {value!r}") from None
+    if protocol not in backends or not host or port is None:
+        raise ValueError(f"{label}: {expected}, got {value!r}")
+    return value
 
 
 def _check_cluster(value: Any, label: str) -> str:
@@ -119,7 +153,9 @@ class MaterialRecord:
 
     material_id: str
     cache_key: str
-    status: str  # "computed" | "cached" | "seed" | "failed"
+    # "computed" | "cached" | "seed" | "failed"; between a task and `_farm` also "busy" (another
+    # process holds the material's lock; `reason` names it)
+    status: str
     reason: str = ""
     wall_s: float = 0.0
     product_path: str = ""
@@ -146,14 +182,78 @@ def run_one(
     cache_root: str,
     mpi_ranks: int,
     timeout_s: float,
-    scratch: str,
+    scratch: str | None = None,
+    wait: bool = False,
+    failure_seen: int | None = None,
 ) -> dict:
-    """Compute one product into the cache (runs on a Dask worker). Returns a MaterialRecord dict."""
+    """Compute one product into the cache (runs on a Dask worker). Returns a MaterialRecord dict.
+
+    Holds the key's lock while it works. When another process holds it, returns a "busy" record
+    naming the holder, or with `wait` waits for it to let go. Once holding the lock, a product or
+    failure record that appeared meanwhile (another farm finished it) is reported instead of
+    computing again: `failure_seen` is the mtime (ns) of the failure record the farm saw when it
+    chose to compute, None if there was none. `scratch` None: a temporary directory.
+    """
     cache = DFTCache(cache_root)
     product_path = cache.product_path(key)
-    product_path.parent.mkdir(parents=True, exist_ok=True)
-    task_file = Path(scratch) / f"{material_id}.task.json"
-    failure_tmp = Path(scratch) / f"{material_id}.failed.json"
+    lock = KeyLock(product_path.with_suffix(".lock"))
+    if not lock.acquire(wait=False):
+        if not wait:
+            return asdict(MaterialRecord(material_id, key, "busy", lock.holder()))
+        log.info("DFT: %s waits for %s (%s)", material_id, lock.path, lock.holder())
+        lock.acquire(wait=True)
+    try:
+        done = _finished_elsewhere(cache, material_id, key, failure_seen)
+        if done is not None:
+            return asdict(done)
+        # A scratch of the task's own by default: a Dask worker may run on another machine.
+        own = tempfile.TemporaryDirectory(prefix="esrepro-dft-") if not scratch else nullcontext()
+        with own:
+            return _compute(
+                material_id, atoms_dict, key, settings, cache, mpi_ranks, timeout_s,
+                Path(scratch or own.name), lock,
+            )
+    finally:
+        lock.release()
+
+
+def _finished_elsewhere(
+    cache: DFTCache, material_id: str, key: str, failure_seen: int | None
+) -> MaterialRecord | None:
+    """The record of a material another farm finished since this one looked, else None."""
+    found = cache.find_product(key, repair=True)
+    if found is not None:
+        return MaterialRecord(
+            material_id, key, "cached", "computed meanwhile by another process", 0.0, str(found[0])
+        )
+    try:
+        recorded = cache.failure_path(key).stat().st_mtime_ns
+    except FileNotFoundError:
+        return None
+    if recorded == failure_seen:
+        return None  # the failure the farm chose to retry
+    failure = cache.find_failure(key)
+    if failure is None:  # unreadable: computing again is what the farm does with those too
+        return None
+    return MaterialRecord(material_id, key, "failed", failure["reason"])
+
+
+def _compute(
+    material_id: str,
+    atoms_dict: dict,
+    key: str,
+    settings: dict,
+    cache: DFTCache,
+    mpi_ranks: int,
+    timeout_s: float,
+    scratch: Path,
+    lock: KeyLock,
+) -> dict:
+    """Run the worker for one material under its time-out; record its outcome in the cache."""
+    product_path = cache.product_path(key)
+    scratch.mkdir(parents=True, exist_ok=True)
+    task_file = scratch / f"{material_id}.task.json"
+    failure_tmp = scratch / f"{material_id}.failed.json"
     failure_tmp.unlink(missing_ok=True)
     task_file.write_text(
         json.dumps(
@@ -162,11 +262,12 @@ def run_one(
                 "settings": settings,
                 "product_path": str(product_path),
                 "failure_path": str(failure_tmp),
-                "txt": str(Path(scratch) / f"{material_id}.gpaw.txt"),
+                "txt": str(scratch / f"{material_id}.gpaw.txt"),
             }
         )
     )
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    env[FARM_PID_ENV] = str(os.getpid())
     if mpi_ranks > 1:
         # GPAW >= 25 only uses its own MPI under a launcher when asked to (or via `gpaw python`).
         env["GPAW_MPI_BACKEND"] = "cgpaw"
@@ -176,7 +277,13 @@ def run_one(
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
-        start_new_session=True,  # own process group: a time-out kills mpirun and every rank
+        start_new_session=True,  # own session: a time-out kills mpirun and every rank
+        # Dies with this process (a killed farm leaves no worker computing unsupervised) and
+        # holds the key's lock with it, so that even a worker that outlived it is waited for.
+        preexec_fn=functools.partial(
+            die_with_parent, os.getpid(), signal.SIGTERM if mpi_ranks > 1 else signal.SIGKILL
+        ),
+        pass_fds=(lock.fd,),
     )
     try:
         out, _ = proc.communicate(timeout=timeout_s)
@@ -184,7 +291,7 @@ def run_one(
         _kill_worker(proc)
         # Where GPAW had got to tells the user what to raise: the time-out (an SCF still
         # iterating) or nothing (one stuck before its first iteration).
-        iteration, log_tail = scf_progress(Path(scratch) / f"{material_id}.gpaw.txt")
+        iteration, log_tail = scf_progress(scratch / f"{material_id}.gpaw.txt")
         reason = f"TimeoutError: exceeded {timeout_s:g} s" + (
             f" (SCF iteration {iteration})" if iteration else " (before the first SCF iteration)"
         )
@@ -219,18 +326,33 @@ def run_one(
 
 
 def _kill_worker(proc: subprocess.Popen) -> None:
-    """Kill the worker's whole process group (mpirun and every rank) unless it has ended.
+    """Kill the worker's whole session (mpirun and every rank) unless it has ended.
 
-    A worker we already reaped is left alone: its process group id may have been reused. One
-    that exited but is not reaped still holds its id, so killing the group is safe.
+    mpirun puts each rank in a process group of its own, but they all stay in the session the
+    worker started. A worker we already reaped is left alone: its ranks ended with it.
     """
     if proc.returncode is not None:
         return
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+    for pid in _session_members(proc.pid):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
     proc.communicate()  # reap it and drain its pipe
+
+
+def _session_members(sid: int) -> list[int]:
+    """Pids in session `sid`, its leader first (a session id is not reused while one lives)."""
+    import psutil
+
+    members = [sid]
+    for pid in psutil.pids():
+        try:
+            if pid != sid and os.getsid(pid) == sid:
+                members.append(pid)
+        except OSError:  # gone meanwhile
+            pass
+    return members
 
 
 #: A time-out's reason as `run_one` writes it: "TimeoutError: exceeded 1200 s (...)".
@@ -276,9 +398,28 @@ def _last_error_line(output: str) -> str:
 
 
 def _make_client(options: FarmOptions):
+    """(client, cluster to close when done); the cluster is None for an existing scheduler."""
     import dask
     from dask.distributed import Client, LocalCluster
 
+    if options.scheduler:
+        # Someone else's cluster: connect, and leave it running when done. Its workers must
+        # import this esrepro and see the cache directory at the same path (a shared file system).
+        try:
+            client = Client(options.scheduler, timeout="30s")
+        except (OSError, TimeoutError) as err:
+            raise ConnectionError(
+                f"dft.farm.scheduler: no Dask scheduler answered at {options.scheduler}: {err}"
+            ) from None
+        try:
+            n_workers = _check_workers(client, options.scheduler)
+        except BaseException:
+            client.close()
+            raise
+        log.info("DFT: connected to %s (%d workers now)", options.scheduler, n_workers)
+        if not n_workers:
+            log.warning("DFT: %s has no workers yet; the materials wait for some", options.scheduler)
+        return client, None
     if options.cluster == "local":
         # The heavy lifting happens in worker subprocesses, so threads are enough here and
         # avoid spawning a Python process per Dask worker. The in-process worker cannot die on
@@ -301,6 +442,32 @@ def _make_client(options: FarmOptions):
     return Client(cluster), cluster
 
 
+def _check_workers(client, address: str) -> int:
+    """Number of workers now on `address`, after checking that each runs this esrepro with the
+    GPAW and gpaw-data this process has: the cache key is computed here, so a worker with other
+    versions would file its products under the wrong key. Workers that join later are not seen."""
+    from esrepro.dft import settings as dft_settings
+
+    def key_versions(versions: dict[str, str]) -> dict[str, str]:
+        return {k: v for k, v in versions.items() if k != "ase"}  # ase is not in the key
+
+    mine = key_versions(code_versions())
+    try:
+        theirs = client.run(dft_settings.code_versions)
+    except Exception as err:  # noqa: BLE001 - e.g. esrepro not importable there
+        raise RuntimeError(
+            f"dft.farm.scheduler: the workers of {address} cannot run esrepro's DFT: "
+            f"{type(err).__name__}: {err}"
+        ) from None
+    for worker, versions in sorted(theirs.items()):
+        if key_versions(versions) != mine:
+            raise RuntimeError(
+                f"dft.farm.scheduler: worker {worker} of {address} has {key_versions(versions)}, "
+                f"this process {mine}; the cache key needs the same versions everywhere"
+            )
+    return len(theirs)
+
+
 def compute_products(
     materials: Mapping[str, Atoms],
     settings: DFTSettings,
@@ -317,6 +484,8 @@ def compute_products(
     computed again. Recorded failures are reported again unless `options.retry_failed`, except
     time-outs under a shorter time-out than `options.timeout_s`: raising the time-out is how
     a user gets those through, and a failure's key does not include the farm options.
+    A material another process is computing (its key is locked) is waited for after the
+    others and reported as it ends there ("cached" or "failed"), never computed twice.
     `journal`, if given, receives one JSON line per finished material as it completes.
     """
     records: dict[str, MaterialRecord] = {}
@@ -339,7 +508,13 @@ def compute_products(
                 "DFT: retrying %s: it timed out after %g s, the time-out is now %g s",
                 material_id, limit, options.timeout_s,
             )
-        todo.append((material_id, atoms, key))
+        # The failure record as seen now: one that changes before the task takes the key's
+        # lock was written by another farm, and is reported rather than computed again.
+        try:
+            failure_seen = cache.failure_path(key).stat().st_mtime_ns
+        except FileNotFoundError:
+            failure_seen = None
+        todo.append((material_id, atoms, key, failure_seen))
 
     log.info(
         "DFT: %d materials, %d from cache, %d to compute (%d workers x %d MPI ranks)",
@@ -358,34 +533,56 @@ def compute_products(
 
 
 def _farm(todo, settings, cache, options, records, progress, journal_fh) -> None:
-    from dask.distributed import as_completed
+    from dask.distributed import KilledWorker, as_completed
     from tqdm.auto import tqdm
 
-    scratch_ctx = tempfile.TemporaryDirectory(prefix="esrepro-dft-") if not options.scratch else None
-    scratch = options.scratch or scratch_ctx.name
-    Path(scratch).mkdir(parents=True, exist_ok=True)
     client, cluster = _make_client(options)
+
+    def submit(material_id, atoms, key, failure_seen, wait=False):
+        return client.submit(
+            run_one,
+            material_id,
+            atoms_to_dict(atoms),
+            key,
+            settings.to_dict(),
+            str(cache.root),
+            options.mpi_ranks,
+            options.timeout_s,
+            options.scratch,
+            wait,
+            failure_seen,
+            key=f"dft-{material_id}-{key[:12]}" + ("-wait" if wait else ""),
+            pure=False,
+        )
+
     try:
-        futures = [
-            client.submit(
-                run_one,
-                material_id,
-                atoms_to_dict(atoms),
-                key,
-                settings.to_dict(),
-                str(cache.root),
-                options.mpi_ranks,
-                options.timeout_s,
-                scratch,
-                key=f"dft-{material_id}-{key[:12]}",
-                pure=False,
-            )
-            for material_id, atoms, key in todo
-        ]
-        bar = tqdm(total=len(futures), desc="GPAW", unit="material", disable=not progress)
+        # Submission order is Dask's priority order, so a material deferred below (locked by
+        # another farm) is taken up again after everything else this farm has to do.
+        futures = [submit(*item) for item in todo]
+        items = {future.key: item for future, item in zip(futures, todo, strict=True)}
+        pending = as_completed(futures)
+        bar = tqdm(total=len(items), desc="GPAW", unit="material", disable=not progress)
         n_failed = 0
-        for future in as_completed(futures):
-            record = MaterialRecord(**future.result())
+        for future in pending:
+            material_id, atoms, key, failure_seen = items[future.key]
+            try:
+                record = MaterialRecord(**future.result())
+            except KilledWorker as err:
+                # Dask gave up after the workers running it died `allowed-failures` times (the
+                # material's memory, say): a failure of the material, not of the farm.
+                reason = f"KilledWorker: {err}"
+                cache.record_failure(key, {"material_id": material_id, "reason": reason})
+                record = MaterialRecord(material_id, key, "failed", reason)
+            if record.status == "busy":
+                log.warning(
+                    "DFT: %s is being computed by another process (%s); this farm will wait "
+                    "for it after its other materials rather than compute it twice",
+                    material_id, record.reason or "holder unknown",
+                )
+                wait_for_it = submit(material_id, atoms, key, failure_seen, wait=True)
+                items[wait_for_it.key] = items[future.key]
+                pending.add(wait_for_it)
+                continue
             records[record.material_id] = record
             n_failed += record.status == "failed"
             bar.set_postfix(failed=n_failed, last=f"{record.material_id} {record.wall_s:.0f}s")
@@ -396,6 +593,5 @@ def _farm(todo, settings, cache, options, records, progress, journal_fh) -> None
         bar.close()
     finally:
         client.close()
-        cluster.close()
-        if scratch_ctx is not None:
-            scratch_ctx.cleanup()
+        if cluster is not None:
+            cluster.close()
