@@ -194,8 +194,12 @@ def test_a_second_farm_waits_for_the_material_the_first_is_computing(
 
     launched: list[str] = []
     real_command = farm._worker_command
-    monkeypatch.setattr(farm, "_worker_command", lambda task, ranks: (
-        launched.append(str(task)), real_command(task, ranks))[1])
+
+    def recorded_command(task, ranks):
+        launched.append(str(task))
+        return real_command(task, ranks)
+
+    monkeypatch.setattr(farm, "_worker_command", recorded_command)
     second: dict = {}
 
     def second_farm() -> None:
