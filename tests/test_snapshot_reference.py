@@ -10,9 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 import esrepro.targets as targets
-from esrepro.targets import snapshot
 from esrepro.cli import app
-from esrepro.targets import InputError, SnapshotError, file_md5, snapshot_reference
+from esrepro.targets import InputError, SnapshotError, file_md5, snapshot, snapshot_reference
 from test_targets import GOOD_METRICS, METRICS_REL, PAPER, _write_lock, make_repo
 
 
