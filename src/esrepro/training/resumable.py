@@ -53,9 +53,9 @@ def run_key(
 
     ``parts``: parameters and other plain values (JSON, keys sorted); ``files``: data files,
     hashed by content (a caller keying several runs on one large file can hash it once with
-    :func:`esrepro.fetch.sha256_of` and pass the digest in ``parts``); ``sources``: modules (or
-    source files) whose code shapes the result, so that a code change starts a fresh run
-    instead of resuming a stale one.
+    :func:`esrepro.fetch.sha256_of` and pass the digest in ``parts``); ``sources``: modules,
+    packages (every module in them) or source files whose code shapes the result, so that a
+    code change starts a fresh run instead of resuming a stale one.
     """
     from esrepro.fetch import sha256_of
 
@@ -63,9 +63,18 @@ def run_key(
     for f in files:
         digest.update(sha256_of(f).encode())
     for src in sources:
-        path = Path(src.__file__) if isinstance(src, ModuleType) else Path(src)
-        digest.update(path.read_bytes())
+        for path in _source_files(src):
+            digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
+
+
+def _source_files(src: ModuleType | str | Path) -> list[Path]:
+    """The files holding ``src``'s code: a package's ``__init__.py`` alone would miss the rest."""
+    if not isinstance(src, ModuleType):
+        return [Path(src)]
+    if hasattr(src, "__path__"):
+        return sorted(p for folder in src.__path__ for p in Path(folder).rglob("*.py"))
+    return [Path(src.__file__)]
 
 
 class RandomStateCheckpoint(Callback):
