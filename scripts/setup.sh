@@ -23,15 +23,19 @@ if [ ! -x .venv/bin/python ]; then
   "$python" -m venv .venv
 fi
 
-# Reinstall only when the dependency specification or GPAW's build configuration changes.
+# The environment is requirements.lock, installed exactly (pinned versions, checked hashes, no
+# resolver); pyproject.toml keeps the ranges it was compiled from (README: "Updating the lock").
+# Reinstall only when the lock, the project or GPAW's build configuration changes.
 stamp=.venv/.esrepro-installed
-want=$(cat pyproject.toml scripts/gpaw_siteconfig.py | sha256sum | cut -c1-16)
+want=$(cat requirements.lock pyproject.toml scripts/gpaw_siteconfig.py | sha256sum | cut -c1-16)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "setup: installing the Python environment (GPAW builds from source on first install)"
   export GPAW_CONFIG="$PWD/scripts/gpaw_siteconfig.py"
   .venv/bin/python -m pip install -q --upgrade pip wheel setuptools
-  # torch is pinned to 2.13.0 in pyproject.toml; a CPU wheel is found through pip's config.
-  OPENBLAS_NUM_THREADS=1 .venv/bin/python -m pip install -q -e ".[dev,cluster]"
+  # torch is locked to its CPU build (2.13.0+cpu); pip finds the wheel through its config
+  # (find-links or the PyTorch CPU index).
+  OPENBLAS_NUM_THREADS=1 .venv/bin/python -m pip install -q --require-hashes --no-deps -r requirements.lock
+  .venv/bin/python -m pip install -q --no-deps -e .
   # pip reuses a GPAW wheel it built earlier, whatever GPAW_CONFIG said then: rebuild a GPAW that
   # lacks FFTW (drop the stale wheel so the rebuilt one is what pip caches from now on).
   gpaw_has_fftw() { .venv/bin/python -c "import sys, gpaw.fftw; sys.exit(not gpaw.fftw.have_fftw())"; }
@@ -39,7 +43,12 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     gpaw_version=$(.venv/bin/python -c "from importlib.metadata import version; print(version('gpaw'))")
     echo "setup: GPAW $gpaw_version was built without FFTW; rebuilding it with FFTW"
     .venv/bin/python -m pip cache remove gpaw >/dev/null 2>&1 || true
-    OPENBLAS_NUM_THREADS=1 .venv/bin/python -m pip install -q --force-reinstall --no-deps "gpaw==$gpaw_version"
+    # The lock's gpaw entry (the requirement line and its hashes), so the rebuild is hash-checked.
+    gpaw_lock=$(mktemp)
+    awk '/^gpaw==/{p=1} p{print} p && !/\\$/{exit}' requirements.lock > "$gpaw_lock"
+    OPENBLAS_NUM_THREADS=1 .venv/bin/python -m pip install -q --force-reinstall --no-deps \
+      --require-hashes -r "$gpaw_lock"
+    rm -f "$gpaw_lock"
     gpaw_has_fftw || { echo "setup: GPAW still has no FFTW; see scripts/gpaw_siteconfig.py" >&2; exit 1; }
   fi
   echo "$want" > "$stamp"

@@ -192,7 +192,7 @@ def test_ensemble_invariant_to_atom_order_and_supercell_size(pooling: str) -> No
 
 def test_ensemble_save_load_roundtrip(tmp_path) -> None:
     ensemble = _ensemble("max", n_members=2)
-    path = save_model(tmp_path / "dosnp.pt", ensemble.state_dict(), ensemble.hparams_dict())
+    path = save_model(tmp_path / "dosnp.pt", ensemble)
     loaded, _ = load_dosnp(path)
     assert isinstance(loaded, DOSnpEnsemble) and len(loaded.members) == 2
     assert loaded.pooling == "max" and not loaded.training
@@ -203,7 +203,7 @@ def test_ensemble_save_load_roundtrip(tmp_path) -> None:
 
 def test_single_dosnp_file_still_loads(tmp_path) -> None:
     model = _model("mean")
-    path = save_model(tmp_path / "single.pt", model.state_dict(), model.hparams_dict())
+    path = save_model(tmp_path / "single.pt", model)
     loaded, _ = load_dosnp(path)
     assert type(loaded) is DOSnp
     pdos, index, n = _batch([2, 3])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import importlib.util
 from pathlib import Path
 
 import lightning
@@ -155,3 +156,18 @@ def test_run_key_changes_with_parameters_data_and_code(tmp_path: Path) -> None:
     code.write_text("x = 2\n")
     changed_code = run_key({"lr": 1e-3, "seed": 0}, files=[data], sources=[code])
     assert len({base, changed_data, changed_code}) == 3
+
+
+def test_run_key_of_a_package_covers_every_module_in_it(tmp_path: Path) -> None:
+    # esrepro.training is a package: a change in training/resumable.py must start a fresh fit.
+    package = tmp_path / "pkg_runkey"
+    package.mkdir()
+    (package / "__init__.py").write_text("from pkg_runkey.impl import f\n")
+    (package / "impl.py").write_text("def f():\n    return 1\n")
+    spec = importlib.util.spec_from_file_location(
+        "pkg_runkey", package / "__init__.py", submodule_search_locations=[str(package)]
+    )
+    module = importlib.util.module_from_spec(spec)
+    before = run_key({}, sources=[module])
+    (package / "impl.py").write_text("def f():\n    return 2\n")
+    assert run_key({}, sources=[module]) != before

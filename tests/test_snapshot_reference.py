@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 import esrepro.targets as targets
 from esrepro.cli import app
-from esrepro.targets import InputError, SnapshotError, file_md5, snapshot_reference
+from esrepro.targets import InputError, SnapshotError, file_md5, snapshot, snapshot_reference
 from test_targets import GOOD_METRICS, METRICS_REL, PAPER, _write_lock, make_repo
 
 
@@ -116,7 +116,7 @@ def test_a_crash_mid_snapshot_leaves_the_old_one_intact(
         copied.append(Path(dst))
         shutil.copyfile(src, dst)
 
-    monkeypatch.setattr(targets.shutil, "copy2", copy_then_crash)
+    monkeypatch.setattr(snapshot.shutil, "copy2", copy_then_crash)
     with pytest.raises(OSError, match="disk full"):
         snapshot_reference(PAPER, root=root, force=True)
     assert copied and not copied[0].is_relative_to(report / "reference")  # wrote elsewhere
@@ -132,7 +132,7 @@ def test_a_crash_on_the_first_snapshot_leaves_no_folder(
     def crash(*_: object) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr(targets, "_machine", crash)  # after the copies, before provenance.json
+    monkeypatch.setattr(snapshot, "machine", crash)  # after the copies, before provenance.json
     with pytest.raises(OSError, match="disk full"):
         snapshot_reference(PAPER, root=root)
     # A half-written reference/ would be checked as the paper-scale run.
@@ -158,7 +158,7 @@ def test_failed_swap_puts_the_old_snapshot_back(
 
     monkeypatch.setattr(Path, "rename", failing_rename)
     with pytest.raises(OSError, match="rename failed"):
-        targets._swap_into_place(new, old)
+        snapshot._swap_into_place(new, old)
     assert (old / "provenance.json").read_text() == "old"
     assert sorted(p.name for p in tmp_path.iterdir()) == [".reference.tmp-1", "reference"]
 

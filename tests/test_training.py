@@ -20,7 +20,7 @@ from esrepro.papers.dosnp.data import PDOSGraphDataset, collate_pdos
 from esrepro.papers.dosnp.model import load_dosnp
 from esrepro.papers.dosnp.train import PREDICTION_COLUMNS, run_evaluate, run_train
 from esrepro.splits import kfold_labels, random_split_labels
-from esrepro.training import load_model, resolve_accelerator, save_model
+from esrepro.training import read_model_file, resolve_accelerator
 
 N_MATERIALS = 12
 FORMULAS = ["Si", "C", "Ge", "GaAs", "AlP", "ZnS", "NaCl", "MgO", "LiF", "KCl", "CsCl", "Ar"]
@@ -96,19 +96,6 @@ def test_gpu_requested_without_cuda_raises(monkeypatch: pytest.MonkeyPatch) -> N
         resolve_accelerator("tpu")
 
 
-def test_save_load_model_roundtrip(tmp_path: Path) -> None:
-    lin = torch.nn.Linear(3, 2)
-    path = save_model(tmp_path / "m.pt", lin.state_dict(), {"in": 3, "out": 2}, {"note": "x"})
-    saved = load_model(path)
-    assert saved.hparams == {"in": 3, "out": 2}
-    assert saved.metadata["note"] == "x"
-    assert saved.metadata["versions"]["torch"].startswith(torch.__version__.split("+")[0])
-    assert "git_commit" in saved.metadata
-    torch.testing.assert_close(saved.state_dict["weight"], lin.weight.detach())
-    with pytest.raises(TypeError, match="JSON"):
-        save_model(tmp_path / "bad.pt", lin.state_dict(), {"obj": object()}, {})
-
-
 def test_splits_are_deterministic_and_order_independent() -> None:
     ids = [f"mp-{i}" for i in range(100)]
     labels = random_split_labels(ids, 0.2, seed=3)
@@ -141,12 +128,13 @@ def test_tiny_fit_writes_model_dvclive_and_metrics(tmp_path: Path) -> None:
 
     assert model_path == tmp_path / "model" / "dosnp.pt"
     assert sorted(p.name for p in (tmp_path / "model").iterdir()) == ["dosnp.pt"]
-    saved = load_model(model_path)
-    assert saved.hparams["n_members"] == 1
-    assert saved.hparams["member"]["pooling"] == "mean+max" and saved.hparams["member"]["n_outputs"] == 1
+    saved = read_model_file(model_path)
+    assert saved.config["n_members"] == 1
+    member = saved.config["member"]
+    assert member["pooling"] == "mean+max" and member["n_outputs"] == 1
     assert saved.metadata["training"]["max_epochs"] == 2
     assert saved.metadata["data"]["n_train"] + saved.metadata["data"]["n_val"] == 9
-    assert {"torch", "lightning"} <= set(saved.metadata["versions"])
+    assert {"torch", "lightning"} <= set(saved.provenance["versions"])
     model, _ = load_dosnp(model_path)
     assert not model.training
 
@@ -210,8 +198,8 @@ def test_training_is_reproducible(tmp_path: Path) -> None:
     features = tmp_path / "features.pt"
     write_synthetic_features(features)
     params = _params(max_epochs=1, val_fraction=0.0, patience=None)
-    a = load_model(run_train(features, params, tmp_path / "a", tmp_path / "live_a"))
-    b = load_model(run_train(features, params, tmp_path / "b", tmp_path / "live_b"))
+    a = read_model_file(run_train(features, params, tmp_path / "a", tmp_path / "live_a"))
+    b = read_model_file(run_train(features, params, tmp_path / "b", tmp_path / "live_b"))
     assert a.metadata["training"]["monitor"] == "train_loss"
     for key, tensor in a.state_dict.items():
         assert torch.equal(tensor, b.state_dict[key]), key
@@ -232,7 +220,7 @@ def test_checkpoint_is_the_best_epoch_of_the_monitored_metric(tmp_path: Path, mo
     features = tmp_path / "features.pt"
     write_synthetic_features(features)
     overrides = {"max_epochs": 4} | ({} if monitor is None else {"monitor": monitor})
-    saved = load_model(run_train(features, _params(**overrides), tmp_path / "m", tmp_path / "live"))
+    saved = read_model_file(run_train(features, _params(**overrides), tmp_path / "m", tmp_path / "live"))
     with (tmp_path / "live" / "plots" / "metrics" / "val" / f"{curve}.tsv").open() as fh:
         values = [float(r[curve]) for r in csv.DictReader(fh, delimiter="\t")]
     assert saved.metadata["training"]["monitor"] == (monitor or "val_mae")
@@ -243,15 +231,15 @@ def test_checkpoint_is_the_best_epoch_of_the_monitored_metric(tmp_path: Path, mo
 def test_ensemble_members_train_with_consecutive_seeds(tmp_path: Path) -> None:
     features = tmp_path / "features.pt"
     write_synthetic_features(features)
-    pair = load_model(run_train(features, _params(max_epochs=1, ensemble=2), tmp_path / "p", tmp_path / "lp"))
-    assert pair.hparams["n_members"] == 2
+    pair = read_model_file(run_train(features, _params(max_epochs=1, ensemble=2), tmp_path / "p", tmp_path / "lp"))
+    assert pair.config["n_members"] == 2
     assert pair.metadata["training"]["seeds"] == [0, 1]
     assert len(pair.metadata["training"]["epochs_run"]) == 2
     assert (tmp_path / "lp" / "members" / "1" / "plots" / "metrics" / "train" / "loss.tsv").is_file()
     weights = {k: v for k, v in pair.state_dict.items() if k.endswith("fc.weight")}
     assert not torch.equal(weights["members.0.fc.weight"], weights["members.1.fc.weight"])
     # Member 0 of an ensemble is the single network the same seed trains.
-    single = load_model(run_train(features, _params(max_epochs=1), tmp_path / "s", tmp_path / "ls"))
+    single = read_model_file(run_train(features, _params(max_epochs=1), tmp_path / "s", tmp_path / "ls"))
     for key, tensor in single.state_dict.items():
         assert torch.equal(tensor, pair.state_dict[key]), key
 
@@ -262,7 +250,7 @@ def test_train_stage_killed_in_a_member_resumes_to_the_unbroken_ensemble(
     features = tmp_path / "features.pt"
     write_synthetic_features(features)
     params = _params(max_epochs=3, ensemble=2)
-    unbroken = load_model(run_train(features, params, tmp_path / "u", tmp_path / "lu"))
+    unbroken = read_model_file(run_train(features, params, tmp_path / "u", tmp_path / "lu"))
 
     class KilledInSecondEpoch(lightning.Callback):
         def on_train_epoch_start(self, trainer, pl_module) -> None:
@@ -287,7 +275,7 @@ def test_train_stage_killed_in_a_member_resumes_to_the_unbroken_ensemble(
     # The re-run reuses member 0 (no fit at all) and resumes member 1 in its second epoch.
     original_fit = lightning.Trainer.fit
     monkeypatch.setattr(lightning.Trainer, "fit", _fit_only_when_resuming(original_fit))
-    resumed = load_model(run_train(features, params, tmp_path / "r", tmp_path / "lr", resume_root=fits))
+    resumed = read_model_file(run_train(features, params, tmp_path / "r", tmp_path / "lr", resume_root=fits))
     for key, tensor in unbroken.state_dict.items():
         assert torch.equal(tensor, resumed.state_dict[key]), key
     assert resumed.metadata["training"]["epochs_run"] == unbroken.metadata["training"]["epochs_run"]

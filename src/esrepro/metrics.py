@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from esrepro.plain_json import plain_json
 
 #: Significant digits kept when writing floats, so re-running a stage on another machine (tiny
 #: floating-point differences) does not change the file and DVC sees a stable output.
@@ -79,33 +81,6 @@ def paired_abs_error_difference(
     return paired_difference(np.abs(a - t), np.abs(b - t))
 
 
-def _round_sig(x: float, digits: int = SIGNIFICANT_DIGITS) -> float | None:
-    if not math.isfinite(x):
-        # JSON has no NaN/inf; null keeps the file valid for every parser (DVC, jq, browsers).
-        return None
-    return float(f"{x:.{digits}g}")
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, bool) or obj is None or isinstance(obj, str):
-        return obj
-    if isinstance(obj, int | np.integer):
-        return int(obj)
-    if isinstance(obj, float | np.floating):
-        return _round_sig(float(obj))
-    if isinstance(obj, Path):
-        return str(obj)
-    if isinstance(obj, Mapping):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    if hasattr(obj, "tolist"):  # torch tensors and numpy scalars without importing torch here
-        return _jsonable(obj.tolist())
-    if isinstance(obj, Sequence | set | frozenset):
-        return [_jsonable(v) for v in obj]
-    raise TypeError(f"cannot write object of type {type(obj).__name__} to JSON")
-
-
 def write_json(path: str | Path, obj: Any) -> Path:
     """Write ``obj`` as JSON: sorted keys, indent 2, trailing newline, parent dirs created.
 
@@ -115,7 +90,8 @@ def write_json(path: str | Path, obj: Any) -> Path:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(_jsonable(obj), sort_keys=True, indent=2, allow_nan=False) + "\n"
+    data = plain_json(obj, digits=SIGNIFICANT_DIGITS, what=str(path))
+    text = json.dumps(data, sort_keys=True, indent=2, allow_nan=False) + "\n"
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(path)

@@ -7,7 +7,6 @@ the executed notebook and a self-contained HTML page (images embedded) land in `
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ from nbconvert import HTMLExporter
 from papermill.exceptions import PapermillExecutionError
 
 from esrepro.config import repo_root
+from esrepro.plain_json import plain_json
 
 #: Kernel used for every report; the venv's ``python3`` kernel runs ``sys.executable``
 #: (jupyter_client substitutes it for a bare ``python``), so it sees the installed package.
@@ -56,12 +56,6 @@ def notebook_path(paper: str) -> Path:
     if not path.is_file():
         raise FileNotFoundError(f"no report notebook for paper {paper!r}: {path}")
     return path
-
-
-def _plain_parameters(parameters: Mapping[str, Any]) -> dict[str, Any]:
-    # papermill writes parameters into a code cell via repr/JSON; Path objects would come out as
-    # "PosixPath(...)" and fail inside the kernel, so they are passed as strings.
-    return {str(k): (str(v) if isinstance(v, Path) else v) for k, v in parameters.items()}
 
 
 def render_notebook(
@@ -107,7 +101,9 @@ def render_notebook(
         pm.execute_notebook(
             str(notebook),
             str(executed),
-            parameters=_plain_parameters(parameters),
+            # papermill writes parameters into a code cell via repr: a Path would come out as
+            # "PosixPath(...)" and fail inside the kernel.
+            parameters=plain_json(parameters, what="notebook parameters"),
             kernel_name=kernel_name,
             cwd=str(cwd if cwd is not None else repo_root()),
             progress_bar=False,

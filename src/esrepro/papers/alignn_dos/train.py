@@ -197,7 +197,7 @@ def run_autoencoders(
         )
         net: DOSAutoencoder = module.net
         paths[latent] = save_model(
-            out_dir / f"ae_{latent}.pt", net.state_dict(), net.hparams_dict(),
+            out_dir / f"ae_{latent}.pt", net,
             {"paper": "alignn_dos", "model": f"autoencoder_{latent}", "training": {**dict(cfg), **fit.__dict__},
              "n_train": len(train), "n_val": len(val)},
         )
@@ -258,7 +258,7 @@ def run_train(
         )
         model: ALIGNN = module.model
         paths[key] = save_model(
-            out_dir / f"{key}.pt", model.state_dict(), model.hparams_dict(),
+            out_dir / f"{key}.pt", model,
             {"paper": "alignn_dos", "model": key,
              "target": "DOS per valence electron (300 bins)" if decoder is None else f"autoencoder code ({key})",
              "training": {**dict(tcfg), **fit.__dict__}, "n_train": len(train), "n_val": len(val),

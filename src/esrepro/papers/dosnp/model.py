@@ -248,7 +248,4 @@ def load_dosnp(path: str | Path) -> tuple[DOSnp | DOSnpEnsemble, dict[str, Any]]
     """
     from esrepro.training import load_network
 
-    def build(**hparams: Any) -> nn.Module:
-        return DOSnpEnsemble(**hparams) if "n_members" in hparams else DOSnp(**hparams)
-
-    return load_network(path, build)
+    return load_network(path, (DOSnp, DOSnpEnsemble))

@@ -14,7 +14,6 @@ Parameters are read from the ``params.yaml`` layout::
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -29,6 +28,7 @@ from esrepro.metrics import regression_metrics, write_csv, write_json
 from esrepro.papers.dosnp.baselines import LRLIDG, LinearGapModel, fit_linear
 from esrepro.papers.dosnp.data import PDOSGraphDataset, collate_pdos, load_features
 from esrepro.papers.dosnp.model import DOSnp, DOSnpEnsemble, DOSnpLightning, load_dosnp
+from esrepro.plain_json import plain_json
 from esrepro.pooling import pooling_for
 from esrepro.splits import random_split_labels
 from esrepro.training import fit_module, run_key, save_model
@@ -52,13 +52,6 @@ PREDICTION_COLUMNS: tuple[str, ...] = (
 
 def _as_list(x: Any) -> list[Any]:
     return x.tolist() if hasattr(x, "tolist") else list(x)
-
-
-def _plain_json(obj: Any) -> Any:
-    # Featurization metadata may hold tensors or paths; model files store only plain values.
-    return json.loads(
-        json.dumps(obj, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o))
-    )
 
 
 def _split_labels(feats: Mapping[str, Any], params: Mapping[str, Any]) -> list[str]:
@@ -242,20 +235,20 @@ def run_train(
         "paper": "dosnp",
         "target": "E_g^QSGW - E_g^LDA (eV); prediction = lda_gap_table + output",
         "training": {
-            **_plain_json(dict(tcfg)),
+            **plain_json(dict(tcfg)),
             **{k: fit[k] for k in ("monitor", "ensemble", "seeds", "best_score", "epochs_run", "device")},
         },
-        "split": _plain_json(dict(params["dosnp"].get("split", {}))),
+        "split": plain_json(dict(params["dosnp"].get("split", {}))),
         "data": {
             "features_file": Path(features_path).name,
             "n_materials": len(labels),
             "n_train": len(fit_rows),
             "n_val": len(val_rows),
             "val_material_ids": [feats["material_ids"][r] for r in val_rows],
-            "features_meta": _plain_json(feats.get("meta", {})),
+            "features_meta": plain_json(feats.get("meta", {})),
         },
     }
-    path = save_model(out_dir / MODEL_FILENAME, model.state_dict(), model.hparams_dict(), metadata)
+    path = save_model(out_dir / MODEL_FILENAME, model, metadata)
     log.info(
         "saved %s (%d train / %d val materials, %s %s, epochs %s)",
         path, len(fit_rows), len(val_rows), fit["monitor"], fit["best_score"], fit["epochs_run"],

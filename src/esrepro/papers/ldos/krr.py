@@ -1,70 +1,9 @@
 """Kernel ridge regression of atom-projected LDOS on atomic environments (LDOS paper, Sec. II.3).
 
-Aryanpour & Sadeghi predict the LDOS ``g_i(ε)`` of atom ``i`` from its environment descriptor
-``x_i`` (a SOAP power spectrum, see :mod:`esrepro.papers.ldos.descriptors`) as a kernel expansion
-over reference environments ``j`` (eq. 13),
-
-    g_i(ε) = b_s(ε) + Σ_j k(x_i, x_j) w_j(ε),
-
-one weight vector ``w_j`` per reference environment for the whole energy grid (multi-output
-ridge: the same linear algebra with matrix-valued targets, so every grid point shares one
-factorization). ``b_s`` is an optional per-species baseline (``center=True``, the default; see
-below). Two ways of training the weights are implemented:
-
-* :class:`LDOSKernelRidge`, "LDOS-on-LDOS" (eq. 12): targets are the DFT atom-projected LDOS of
-  every training atom. Species are treated separately (one independent ridge problem per
-  species: the kernel between atoms of different species is zero), as in the paper's per-
-  species errors.
-* :class:`SplitDOSKernelRidge`, "DOS-split" (eq. 11, Ben Mahmoud et al. 2020): only structural
-  DOS ``D_S(ε)`` are targets; the *same* atom model is fitted so that ``Σ_{i∈S} g_i ≈ D_S``,
-  i.e. with structure-summed kernels. Species share one joint problem (a structure's DOS
-  couples its species) with a species-blocked kernel. The per-atom LDOS of the fitted model is
-  the "split DOS".
-
-For both, the structural DOS prediction is the sum of the predicted atom LDOS
-(:meth:`predict_structures`).
-
-**Kernel.** On unit-normalized descriptors ``x̂ = x / |x|``: the SOAP polynomial kernel
-``k = (x̂·ŷ)^ζ`` with a positive integer ``ζ`` (integer so that it stays positive
-semi-definite even though SOAP power-spectrum components, hence ``x̂·ŷ``, can be negative), or
-``kernel="rbf"``: ``k = exp(-γ |x̂ - ŷ|²)``.
-
-**Regularization.** ``lam`` is the diagonal shift of the ridge system, i.e. ``λ²`` of eq. 14:
-the weights minimize ``Σ (target - prediction)² + lam · wᵀ K w`` (the RKHS norm). Its natural
-scale differs between the two models: LDOS-on-LDOS fits atom targets against kernel values of
-order 1, DOS-split fits structure targets against structure-summed kernels of order
-``n_atoms²``. Choose it by cross-validation (:func:`select_hyperparameters`).
-
-**Baseline** (``center=True``): LDOS-on-LDOS subtracts the mean training LDOS of each species;
-DOS-split subtracts ``Σ_s n_s(S) b_s(ε)`` with ``b_s`` the least-squares per-species
-contributions (structure DOS regressed on composition counts; minimum-norm when compositions
-are collinear). The kernel part then models deviations from the mean, which the regularization
-would otherwise shrink towards zero. ``center=False`` is exactly eq. 13-14 as printed.
-
-**Exact and sparse (Nyström) fits.** ``n_sparse=None`` is the exact kernel ridge: every training
-environment is a reference, the weights solve ``(K + lam I) w = y`` (LDOS-on-LDOS, per species;
-memory O(N_s²)) or ``(S K Sᵀ + lam I) c = D`` with ``w = Sᵀ c`` (DOS-split; ``S`` the
-structure-atom incidence matrix; memory O(n_structures²), the N×N kernel is streamed in chunks).
-With an integer ``n_sparse = M``, ``M`` representative environments per species are chosen
-(``sparse_method="fps"``: farthest-point sampling in descriptor space, started at a seeded random
-environment, which spreads the references over the data and never picks a duplicate; or
-``"random"``, a seeded uniform draw), and the model is restricted to them: projected-process /
-subset-of-regressors ridge, ``min ‖y - K_NM w‖² + lam wᵀ K_MM w``. It is solved in Nyström
-feature space, ``Φ = K_NM U Λ^{-1/2}`` from the eigendecomposition ``K_MM = U Λ Uᵀ`` (dropping
-eigenvalues below ``1e-10 · max``, which makes duplicate or near-duplicate references harmless),
-as the ``r × r`` system ``(ΦᵀΦ + lam I) v = Φᵀ y``, ``w = U Λ^{-1/2} v``; the normal equations
-are accumulated over chunks of ``chunk_size`` atoms, so memory is O(M² + chunk_size · M) (plus
-O(n_structures · M) for DOS-split) instead of O(N²), and time O(N M (F + M)). With M = N (all
-training environments as references) it gives the exact solution (tested); a smaller M trades
-accuracy for cost smoothly. All SPD systems are solved by Cholesky factorization, retried with a
-small diagonal jitter only if round-off makes the factorization fail.
-
-**Cross-validation** (:func:`cross_validate`, :func:`select_hyperparameters`): k-fold over
-*structures* (a structure's atoms are never split between training and test), scored with the
-paper's normalized loss ``L/σ`` (eq. 15, :func:`esrepro.dos_properties.normalized_loss`) on the
-held-out atoms' LDOS (LDOS-on-LDOS) or structures' DOS (DOS-split), averaged over folds. The paper
-describes its five folds over atomic environments; folding over structures is the stricter
-choice (atoms of one structure share neighbours, so splitting them would leak information).
+:class:`LDOSKernelRidge` fits the DFT LDOS of every training atom (eq. 12) and
+:class:`SplitDOSKernelRidge` only structural DOS (eq. 11); both predict a structure's DOS as the
+sum of its atoms' LDOS. The kernel, regularization, baseline, exact and Nyström solvers and the
+cross-validation are derived in docs/notes/ldos-kernel-ridge.md.
 """
 
 from __future__ import annotations

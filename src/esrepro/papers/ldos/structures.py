@@ -38,6 +38,7 @@ from ase.neighborlist import neighbor_list
 
 from esrepro.config import mirror_dir
 from esrepro.fetch import fetch_url
+from esrepro.plain_json import plain_json
 from esrepro.sources import load_sources
 from esrepro.structures import StructureError, canonical_structure_hash, check_structure, formula
 
@@ -291,23 +292,13 @@ def _stream(seed: int, index: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([seed, index]))
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, tuple | list):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
 def _record(atoms: Atoms, generator: str, seed: int, index: int, kind: str, params: dict) -> None:
     # Flat scalars and a JSON string, so the record survives an extxyz round trip.
     atoms.info["generator"] = generator
     atoms.info["seed"] = seed
     atoms.info["index"] = index
     atoms.info["kind"] = kind
-    atoms.info["params"] = json.dumps(_jsonable(params), sort_keys=True)
+    atoms.info["params"] = json.dumps(plain_json(params), sort_keys=True)
 
 
 def _random_strain(rng: np.random.Generator, max_strain: float) -> np.ndarray:
