@@ -103,7 +103,7 @@ class DFTCache:
         for path, origin in self._candidates(key, ".failed.json"):
             if not path.is_file():
                 continue
-            info, problem = _read_failure(path)
+            info, problem = read_failure(path)
             if info is not None:
                 return info
             self._reject(path, origin, problem, set_aside=repair)
@@ -134,7 +134,7 @@ class DFTCache:
         self.failure_path(key).unlink(missing_ok=True)
 
 
-def _read_failure(path: Path) -> tuple[dict[str, Any] | None, str]:
+def read_failure(path: Path) -> tuple[dict[str, Any] | None, str]:
     """(record, "") for a readable failure record, else (None, what is wrong with it)."""
     try:
         info = json.loads(path.read_text())

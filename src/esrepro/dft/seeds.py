@@ -389,7 +389,7 @@ def pack(
     `material_ids` (key -> id) and the sources' journals, in that order. `failure_kinds`
     (key -> (kind, kind info)) places failure records that do not name their settings.
     """
-    from esrepro.dft.cache import _read_failure
+    from esrepro.dft.cache import read_failure
     from esrepro.dft.product import DFTProduct
 
     manifest = Manifest.load(seed_root, missing_ok=True)
@@ -424,7 +424,7 @@ def pack(
             entries.append(_Entry(key, what, path, kind, meta.get("material_id") or ids.get(key),
                                   kind_info))
             continue
-        record, problem = _read_failure(path)
+        record, problem = read_failure(path)
         if record is None:
             problems.append(f"{path}: {problem}")
             continue
