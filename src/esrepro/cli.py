@@ -115,6 +115,108 @@ def snapshot_reference(
     )
 
 
+seed_app = typer.Typer(
+    name="seed",
+    help="The DFT products shipped with the repository (seeds/): status, pack, unpack, verify.",
+    no_args_is_help=True,
+)
+app.add_typer(seed_app, name="seed")
+
+SeedsOption = Annotated[
+    Path | None,
+    typer.Option("--seeds", help="Shipped-seed directory (default: seeds/ in the repository).",
+                 file_okay=False),
+]
+
+
+@seed_app.command("status")
+def seed_status(
+    seeds: SeedsOption = None,
+    table: Annotated[
+        bool,
+        typer.Option("--table/--no-table",
+                     help="Count the DOSnp table's materials (reads the table and its POSCARs)."),
+    ] = True,
+    root: RootOption = None,
+) -> None:
+    """What the shipped seed holds per product kind, and how much of the DOSnp table is done.
+
+    Per kind: archives, products, failures, bytes. For the DOSnp table: materials in the
+    shipped seed, the writable cache and other seeds, and the finished prefix of the seeded
+    order. Exit 1 if an archive is missing or does not match the manifest.
+    """
+    from esrepro.dft.seeds import run_status
+
+    raise typer.Exit(run_status(root, seeds, table=table))
+
+
+@seed_app.command("pack")
+def seed_pack(
+    source: Annotated[
+        list[Path] | None,
+        typer.Option("--from", help="Cache directory to pack from (repeatable; default: "
+                     "params dft.cache and every plain directory in dft.seed_caches).",
+                     file_okay=False),
+    ] = None,
+    seeds: SeedsOption = None,
+    table: Annotated[
+        bool,
+        typer.Option("--table/--no-table",
+                     help="Label DOSnp products with their material ids (computes the table's "
+                     "cache keys from its POSCARs)."),
+    ] = True,
+    root: RootOption = None,
+) -> None:
+    """Pack every product and failure the seed does not ship yet into new archives.
+
+    Existing archives are never rewritten; the manifest gains the new ones. A damaged product
+    or failure record stops the pack, naming it.
+    """
+    from esrepro.dft.seeds import run_pack
+
+    raise typer.Exit(run_pack(root, seeds, sources=source, table=table))
+
+
+@seed_app.command("unpack")
+def seed_unpack(seeds: SeedsOption = None, root: RootOption = None) -> None:
+    """Verify every archive against the manifest and unpack it now.
+
+    The engine otherwise does this on first use; archives go to $XDG_CACHE_HOME/esrepro/seeds
+    (default ~/.cache/esrepro/seeds).
+    """
+    from esrepro.dft.seeds import run_unpack
+
+    raise typer.Exit(run_unpack(root, seeds))
+
+
+@seed_app.command("verify")
+def seed_verify(
+    sample: Annotated[int, typer.Option("--sample", help="Products to recompute.", min=1)] = 3,
+    kind: Annotated[
+        str | None, typer.Option("--kind", help="Only this product kind (see `seed status`).")
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the random sample.")] = 0,
+    workers: Annotated[int, typer.Option("--workers", help="Concurrent GPAW runs.", min=1)] = 1,
+    timeout_s: Annotated[
+        float, typer.Option("--timeout-s", help="Time-out per recomputed product.")
+    ] = 3600.0,
+    seeds: SeedsOption = None,
+    root: RootOption = None,
+) -> None:
+    """Recompute a random sample of shipped products and compare them with the shipped ones.
+
+    Runs this machine's engine on each product's own structure and settings, and compares
+    eigenvalues, E_F, band edges, gap and weights within the tolerances in docs/dft-cache.md.
+    Exit 1 naming each product that differs.
+    """
+    from esrepro.dft.seed_verify import run_verify
+
+    raise typer.Exit(
+        run_verify(sample, kind=kind, seed=seed, root=root, seeds_dir=seeds, workers=workers,
+                   timeout_s=timeout_s)
+    )
+
+
 def main() -> None:
     """Entry point of the ``esrepro`` console script."""
     app()

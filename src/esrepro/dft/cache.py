@@ -1,7 +1,7 @@
 """Content-addressed store of per-material DFT products.
 
 Layout (the "engine cache format", also used by read-only seed directories such as
-``../shared/dft-cache``)::
+``../shared/dft-cache`` and inside the archives of the shipped seed ``seeds/``)::
 
     <root>/<key[:2]>/<key>.npz          product (see esrepro.dft.product)
     <root>/<key[:2]>/<key>.failed.json  recorded failure with its reason
@@ -22,12 +22,18 @@ from pathlib import Path
 from typing import Any
 
 from esrepro.dft.product import DFTProduct
+from esrepro.dft.seeds import is_shipped_seed, unpacked_seed_dirs
 
 log = logging.getLogger(__name__)
 
 
 class DFTCache:
-    """A writable cache directory in front of zero or more read-only seed directories.
+    """A writable cache directory in front of zero or more read-only seeds.
+
+    A seed is a plain cache directory, or a shipped seed (a directory holding the manifest of
+    packed archives, `esrepro.dft.seeds`): its archives are verified against the manifest and
+    unpacked once outside the repository, and a damaged or missing one raises `SeedError`
+    naming it. Seeds are consulted in the order given, after the writable cache.
 
     Damaged entries (a truncated product, an unreadable failure record) are never deleted:
     lookups with ``repair=True`` move them aside in the writable cache
@@ -39,7 +45,9 @@ class DFTCache:
         self.root = Path(root)
         self.seeds: list[Path] = []
         for seed in map(Path, seeds):
-            if seed.is_dir():
+            if is_shipped_seed(seed):
+                self.seeds.extend(unpacked_seed_dirs(seed))
+            elif seed.is_dir():
                 self.seeds.append(seed)
             else:
                 # Not an error: a shared seed such as ../shared/dft-cache may appear later.
@@ -95,7 +103,7 @@ class DFTCache:
         for path, origin in self._candidates(key, ".failed.json"):
             if not path.is_file():
                 continue
-            info, problem = _read_failure(path)
+            info, problem = read_failure(path)
             if info is not None:
                 return info
             self._reject(path, origin, problem, set_aside=repair)
@@ -126,7 +134,7 @@ class DFTCache:
         self.failure_path(key).unlink(missing_ok=True)
 
 
-def _read_failure(path: Path) -> tuple[dict[str, Any] | None, str]:
+def read_failure(path: Path) -> tuple[dict[str, Any] | None, str]:
     """(record, "") for a readable failure record, else (None, what is wrong with it)."""
     try:
         info = json.loads(path.read_text())

@@ -21,6 +21,7 @@ from esrepro.checks import expect_str
 from esrepro.config import resolve_path
 from esrepro.dft.cache import DFTCache
 from esrepro.dft.farm import FarmOptions, MaterialRecord, compute_products
+from esrepro.dft.seeds import NO_SEEDS_ENV, seeds_disabled
 from esrepro.dft.settings import DFTSettings
 
 log = logging.getLogger(__name__)
@@ -29,17 +30,27 @@ log = logging.getLogger(__name__)
 def cache_from_params(dft: Mapping[str, Any], source: str = "params.yaml dft") -> DFTCache:
     """The writable cache and its read-only seeds named by the `dft` params.
 
-    Seeds that do not exist are skipped with a warning (see `DFTCache`). `seed_caches` must be
-    a list: a bare string would otherwise be iterated character by character.
+    A seed directory holding a manifest (the repository's `seeds/`) is a shipped seed: its
+    archives are verified, and unpacked once (`esrepro.dft.seeds`); a damaged one is an
+    error naming it. Other seeds are plain cache directories; those that do not exist are
+    skipped with a warning (see `DFTCache`). With ``$ESREPRO_NO_SEEDS`` set, no seed is read.
+    `seed_caches` must be a list: a bare string would otherwise be iterated character by
+    character. It is not a stage parameter (only `dft.settings` is), so changing it never
+    invalidates a stage: seeds hold what the engine would compute.
     """
     root = _expect_path(dft.get("cache"), f"{source}.cache")
     seeds = dft.get("seed_caches") or []
     if not isinstance(seeds, (list, tuple)):
         raise ValueError(f"{source}.seed_caches: expected a list of directories, got {seeds!r}")
-    return DFTCache(
-        resolve_path(root),
-        [resolve_path(_expect_path(s, f"{source}.seed_caches[{i}]")) for i, s in enumerate(seeds)],
-    )
+    directories = [
+        resolve_path(_expect_path(s, f"{source}.seed_caches[{i}]")) for i, s in enumerate(seeds)
+    ]
+    if seeds_disabled():
+        if directories:
+            log.info("DFT: $%s is set: ignoring the seeds %s", NO_SEEDS_ENV,
+                     ", ".join(map(str, directories)))
+        directories = []
+    return DFTCache(resolve_path(root), directories)
 
 
 def _expect_path(value: Any, label: str) -> str | os.PathLike:

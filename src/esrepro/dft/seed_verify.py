@@ -1,0 +1,291 @@
+"""`esrepro seed verify`: recompute shipped DFT products here and compare with the shipped ones.
+
+A shipped product stores the structure it was computed on (the Niggli cell where the engine
+reduced it) and its settings in its meta, so the engine can run the same calculation again
+(the farm, one MPI rank, into a temporary cache). Tolerances and what they rest on:
+docs/dft-cache.md, "Verifying shipped products".
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import tempfile
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from esrepro.dft.seeds import Manifest, SeedError, member_name, shipped_seed_dir, unpack_archive
+
+
+@dataclass(frozen=True)
+class Tolerances:
+    """How far a recomputed product may differ from the shipped one.
+
+    Set from measured differences with 20-80x margin (docs/dft-cache.md, "Verifying shipped
+    products"): they come from where the SCF stops within its convergence thresholds.
+    """
+
+    #: Eigenvalues of the bands the SCF converges (see `converged_bands`), eV; measured up to
+    #: 1.7e-4 (semicore states of a metal whose SCF stopped one iteration earlier).
+    eigenvalues_ev: float = 5e-3
+    #: VBM, CBM and gap; and E_F of metals (in a gap, E_F is ill-defined: see `_level_names`);
+    #: measured up to 1.2e-5 eV.
+    levels_ev: float = 1e-3
+    #: Projector (and LCAO Mulliken) weights of converged bands, summed over degenerate bands
+    #: (see `_degenerate_sums`), |dw| / max(1, |w|): weights are stored as float16, whose
+    #: steps are 2^-10 (1e-3) relative; measured up to 2.4e-4, one float16 step.
+    weights: float = 5e-3
+
+
+@dataclass
+class Comparison:
+    """Largest differences between a shipped and a recomputed product; `problems` if too big."""
+
+    eigenvalues_ev: float = 0.0
+    levels_ev: float = 0.0
+    weights: float = 0.0
+    problems: list[str] = field(default_factory=list)
+
+
+def converged_bands(product) -> np.ndarray:
+    """Mask of the bands the SCF converged to its eigenstate tolerance.
+
+    Plane-wave mode converges `converge_bands` ("CBM+5.0": up to 5 eV above the CBM, or above
+    E_F in a metal); the bands above are only converged loosely and recomputations differ
+    there by up to 0.3 eV. LCAO diagonalizes its whole basis exactly, so all bands count.
+    """
+    settings = product.meta.get("settings", {})
+    bands = str(settings.get("converge_bands", "all"))
+    n_bands = product.eigenvalues.shape[1]
+    if settings.get("mode") == "lcao" or bands == "all":
+        return np.ones(n_bands, dtype=bool)
+    mask = np.arange(n_bands) < int(np.ceil(product.n_electrons / 2))
+    if bands.startswith("CBM+"):
+        edge = product.cbm if product.gap > 0 else product.fermi_level
+        mask |= product.eigenvalues.max(axis=0) <= edge + float(bands[4:])
+    return mask
+
+
+def _level_names(product) -> tuple[str, ...]:
+    """The levels to compare: an insulator's E_F lies somewhere in its gap, where smearing
+    tails alone fix it (recomputations moved it by 4 meV), and nothing downstream uses it."""
+    return ("vbm", "cbm", "gap") if product.gap > 0 else ("fermi_level", "vbm", "cbm", "gap")
+
+
+def compare_products(shipped, recomputed, tolerances: Tolerances) -> Comparison:
+    """Eigenvalues and weights of converged bands, band edges, gap and E_F, within tolerances."""
+    result = Comparison()
+    if shipped.eigenvalues.shape != recomputed.eigenvalues.shape:
+        result.problems.append(f"eigenvalue shape {recomputed.eigenvalues.shape} != shipped "
+                               f"{shipped.eigenvalues.shape}")
+        return result
+    if not np.allclose(shipped.k_weights, recomputed.k_weights, rtol=0, atol=1e-6):
+        result.problems.append("k-point weights differ")
+    bands = converged_bands(shipped)
+    result.eigenvalues_ev = float(np.abs(
+        recomputed.eigenvalues[:, bands].astype(float) - shipped.eigenvalues[:, bands]
+    ).max(initial=0.0))
+    result.levels_ev = max(
+        abs(getattr(recomputed, name) - getattr(shipped, name)) for name in _level_names(shipped)
+    )
+    if (shipped.band_start, shipped.band_stop) != (recomputed.band_start, recomputed.band_stop):
+        result.problems.append(
+            f"weight window bands {recomputed.band_start}:{recomputed.band_stop} != shipped "
+            f"{shipped.band_start}:{shipped.band_stop}"
+        )
+    else:
+        energies = shipped.window_eigenvalues().astype(float)
+        n_converged = int(bands[shipped.band_start:shipped.band_stop].sum())
+        pairs = [(shipped.projector_weights, recomputed.projector_weights)]
+        if shipped.atom_weights is not None and recomputed.atom_weights is not None:
+            pairs.append((shipped.atom_weights, recomputed.atom_weights))
+        result.weights = max(
+            _weight_difference(
+                *(_degenerate_sums(w, energies, n_converged, tolerances.eigenvalues_ev)
+                  for w in (a, b))
+            )
+            for a, b in pairs
+        )
+    for label, value, limit in (
+        ("eigenvalues", result.eigenvalues_ev, tolerances.eigenvalues_ev),
+        ("/".join(_level_names(shipped)), result.levels_ev, tolerances.levels_ev),
+        ("weights", result.weights, tolerances.weights),
+    ):
+        if not value <= limit:  # NaN fails too
+            result.problems.append(f"{label} differ by {value:.3g} > {limit:g}")
+    return result
+
+
+def _degenerate_sums(
+    weights: np.ndarray, energies: np.ndarray, n_converged: int, tolerance_ev: float
+) -> np.ndarray:
+    """Weights (..., n_k, n_bands) summed over each set of degenerate bands at each k-point,
+    for the sets that lie within the first `n_converged` bands.
+
+    Within a degenerate set any orthonormal basis is as good as another, and a recomputation
+    picks its own: the m-resolved weights of single bands then differ (by up to 0.1 measured)
+    while their sum over the set, which is all a DOS sees, does not. Bands count as degenerate
+    when consecutive eigenvalues (`energies`, (n_k, n_bands)) lie within `tolerance_ev`.
+    Returned as (n_k, n_sets_max, ...), zero where a k-point has fewer sets.
+    """
+    n_k, n_bands = energies.shape
+    starts = np.diff(energies, axis=1) > tolerance_ev
+    group = np.concatenate([np.zeros((n_k, 1), dtype=int), np.cumsum(starts, axis=1)], axis=1)
+    k_index = np.broadcast_to(np.arange(n_k)[:, None], group.shape)
+    # A set reaching past the converged bands is left out: its top members are not converged.
+    last = np.zeros((n_k, n_bands), dtype=int)
+    np.maximum.at(last, (k_index, group), np.broadcast_to(np.arange(n_bands), group.shape))
+    keep = last < n_converged
+    sums = np.zeros((n_k, n_bands, *weights.shape[:-2]))
+    np.add.at(sums, (k_index, group), np.moveaxis(weights.astype(float), (-2, -1), (0, 1)))
+    return np.where(keep.reshape(keep.shape + (1,) * (sums.ndim - 2)), sums, 0.0)
+
+
+def _weight_difference(shipped: np.ndarray, recomputed: np.ndarray) -> float:
+    """max |dw| / max(1, |w|): absolute for small weights, relative for large ones."""
+    a = shipped.astype(float)
+    return float((np.abs(recomputed.astype(float) - a) / np.maximum(1.0, np.abs(a))).max(
+        initial=0.0))
+
+
+def recompute_settings(meta: Mapping[str, Any]):
+    """The settings that recompute a product from the structure it stores.
+
+    The stored structure is the cell the product was computed on (the Niggli cell where the
+    engine reduced it), so that cell runs as it is; a rhombohedral Niggli cell ran with
+    point-group symmetry off, which `extra` then asks for explicitly.
+    """
+    from esrepro.dft.settings import DFTSettings
+
+    settings = DFTSettings(**meta["settings"])
+    if meta.get("point_group_symmetry", True) is False:
+        settings = replace(settings, extra={**settings.extra, "symmetry": {"point_group": False}})
+    return settings
+
+
+@dataclass
+class VerifyResult:
+    key: str
+    material_id: str | None
+    archive: str
+    comparison: Comparison | None = None
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.error and self.comparison is not None and not self.comparison.problems
+
+
+def verify_products(
+    manifest: Manifest,
+    keys: Sequence[str],
+    *,
+    workers: int = 1,
+    timeout_s: float = 1800.0,
+    tolerances: Tolerances = Tolerances(),
+    unpack_dest: Path | None = None,
+) -> list[VerifyResult]:
+    """Recompute the shipped products `keys` with the engine (the farm, one MPI rank each, into
+    a temporary cache) and compare each with the shipped one."""
+    from ase import Atoms
+
+    from esrepro.dft.cache import DFTCache
+    from esrepro.dft.farm import FarmOptions, compute_products
+    from esrepro.dft.product import DFTProduct
+
+    where = manifest.shipped("product")
+    shipped: dict[str, Any] = {}
+    results: dict[str, VerifyResult] = {}
+    groups: dict[str, dict[str, Any]] = defaultdict(dict)  # settings json -> {key: atoms}
+    settings_of: dict[str, Any] = {}
+    directories: dict[str, Path] = {}
+    for key in keys:
+        entry = where[key]
+        result = results[key] = VerifyResult(key, entry.products[key], entry.path)
+        if entry.path not in directories:
+            directories[entry.path] = unpack_archive(manifest, entry, unpack_dest)
+        directory = directories[entry.path]
+        product = shipped[key] = DFTProduct.load(directory / member_name(key, "product"))
+        try:
+            settings = recompute_settings(product.meta)
+        except (KeyError, TypeError) as err:
+            result.error = f"its meta names no usable settings ({err})"
+            continue
+        label = json.dumps(settings.to_dict(), sort_keys=True)
+        settings_of[label] = settings
+        groups[label][key] = Atoms(numbers=product.numbers, cell=product.cell,
+                                   positions=product.positions, pbc=True)
+    options = FarmOptions(workers=workers, mpi_ranks=1, timeout_s=timeout_s)
+    with tempfile.TemporaryDirectory(prefix="esrepro-seed-verify-") as tmp:
+        cache = DFTCache(tmp)
+        for label, structures in groups.items():
+            for record in compute_products(structures, settings_of[label], cache, options,
+                                           progress=False):
+                result = results[record.material_id]
+                if record.status == "failed":
+                    result.error = f"recomputation failed: {record.reason}"
+                    continue
+                recomputed = DFTProduct.load(Path(record.product_path))
+                result.comparison = compare_products(shipped[result.key], recomputed, tolerances)
+    return [results[k] for k in keys]
+
+
+def run_verify(
+    sample: int,
+    *,
+    kind: str | None = None,
+    seed: int = 0,
+    root: Path | None = None,
+    seeds_dir: Path | None = None,
+    workers: int = 1,
+    timeout_s: float = 1800.0,
+    tolerances: Tolerances = Tolerances(),
+) -> int:
+    """Recompute `sample` random shipped products (of `kind`) and compare; exit 1 naming each
+    product that differs beyond `tolerances` (or whose recomputation failed)."""
+    try:
+        manifest = Manifest.load(shipped_seed_dir(root, seeds_dir))
+    except (ValueError, OSError) as err:
+        print(f"error: {err}")
+        return 2
+    if kind is not None and kind not in manifest.kinds:
+        print(f"error: no kind {kind!r} in {manifest.path}; kinds: {sorted(manifest.kinds)}")
+        return 2
+    candidates = sorted(k for k, e in manifest.shipped("product").items()
+                        if kind is None or e.kind == kind)
+    if sample < 1 or not candidates:
+        print(f"error: nothing to verify (sample {sample}, {len(candidates)} products)")
+        return 2
+    keys = random.Random(seed).sample(candidates, min(sample, len(candidates)))
+    print(f"recomputing {len(keys)} of {len(candidates)} shipped products "
+          f"({kind or 'every kind'}, seed {seed}); tolerances: eigenvalues "
+          f"{tolerances.eigenvalues_ev:g} eV, band edges/gap/E_F {tolerances.levels_ev:g} eV, "
+          f"weights {tolerances.weights:g} (relative above 1)")
+    try:
+        results = verify_products(manifest, keys, workers=workers, timeout_s=timeout_s,
+                                  tolerances=tolerances)
+    except (SeedError, ValueError) as err:
+        print(f"error: {err}")
+        return 1
+    failed = []
+    for r in results:
+        name = f"{r.key} ({r.material_id or 'no id'}, {r.archive})"
+        if r.ok:
+            c = r.comparison
+            print(f"ok    {name}: eigenvalues {c.eigenvalues_ev:.2g} eV, levels "
+                  f"{c.levels_ev:.2g} eV, weights {c.weights:.2g}")
+        else:
+            why = r.error or "; ".join(r.comparison.problems)
+            print(f"FAIL  {name}: {why}")
+            failed.append(r.key)
+    if failed:
+        print(f"{len(failed)} of {len(results)} shipped products do not match their "
+              f"recomputation: {', '.join(failed)}")
+        return 1
+    print(f"all {len(results)} recomputed products match the shipped ones")
+    return 0
