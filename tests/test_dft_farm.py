@@ -27,7 +27,7 @@ from esrepro.dft.cache import DFTCache
 from esrepro.dft.farm import FarmOptions, MaterialRecord, compute_products, timed_out_after
 from esrepro.dft.locks import KeyLock
 from esrepro.dft.product import N_CHANNELS, DFTProduct
-from esrepro.dft.settings import DFTSettings, cache_key
+from esrepro.dft.settings import DFTSettings, cache_key, code_versions
 from esrepro.dft.stage import cache_from_params, run_dft_stage
 
 # Farms here start an in-process Dask scheduler whose HTTP server wants port 8787.
@@ -395,7 +395,11 @@ def test_a_killed_dask_worker_is_a_recorded_failure_not_a_crash(tmp_path, monkey
     ge = records["Ge"]
     assert ge.status == "failed"
     assert ge.reason.startswith("KilledWorker: Attempted to run task 'dft-Ge-") and "tcp://w:1" in ge.reason
-    assert cache.find_failure(_key("Ge")) == {"material_id": "Ge", "reason": ge.reason}
+    # The record names the settings and versions behind its key: a shipped seed files it by them.
+    assert cache.find_failure(_key("Ge")) == {
+        "material_id": "Ge", "reason": ge.reason, "settings": SETTINGS.to_dict(),
+        "versions": code_versions(),
+    }
     lines = [json.loads(line) for line in journal.read_text().splitlines()]
     assert sorted((line["material_id"], line["status"]) for line in lines) == [
         ("Ge", "failed"), ("Si", "computed")]

@@ -295,8 +295,8 @@ def _compute(
         reason = f"TimeoutError: exceeded {timeout_s:g} s" + (
             f" (SCF iteration {iteration})" if iteration else " (before the first SCF iteration)"
         )
-        cache.record_failure(
-            key,
+        _record_failure(
+            cache, key, settings,
             # The limit as a number too, so a later run with a longer time-out retries it
             # (see `timed_out_after`); older records carry it only in the reason.
             {"material_id": material_id, "reason": reason, "gpaw_log_tail": log_tail,
@@ -321,8 +321,14 @@ def _compute(
             "output_tail": tail,
         }
     info["material_id"] = material_id
-    cache.record_failure(key, info)
+    _record_failure(cache, key, settings, info)
     return asdict(MaterialRecord(material_id, key, "failed", info["reason"], wall))
+
+
+def _record_failure(cache: DFTCache, key: str, settings: dict, info: dict) -> None:
+    """Record a failure with the settings and code versions behind its key, so a shipped seed
+    files it under the right product kind (`esrepro.dft.seeds`)."""
+    cache.record_failure(key, {**info, "settings": settings, "versions": code_versions()})
 
 
 def _kill_worker(proc: subprocess.Popen) -> None:
@@ -571,7 +577,9 @@ def _farm(todo, settings, cache, options, records, progress, journal_fh) -> None
                 # Dask gave up after the workers running it died `allowed-failures` times (the
                 # material's memory, say): a failure of the material, not of the farm.
                 reason = f"KilledWorker: {err}"
-                cache.record_failure(key, {"material_id": material_id, "reason": reason})
+                _record_failure(
+                    cache, key, settings.to_dict(), {"material_id": material_id, "reason": reason}
+                )
                 record = MaterialRecord(material_id, key, "failed", reason)
             if record.status == "busy":
                 log.warning(
