@@ -116,3 +116,30 @@ def relabel_batch(batch: GraphBatch, generator: torch.Generator) -> GraphBatch:
         graph_index=batch.graph_index[node_perm],
         n_graphs=batch.n_graphs,
     )
+
+
+def seeded_state_dict(model: torch.nn.Module, seed: int) -> dict[str, Tensor]:
+    """Weights for ``model`` drawn from ``seed`` key by key, independent of module init order.
+
+    Linear weights ``U(+-1/sqrt(fan_in))``, biases ``U(+-0.1)``, BatchNorm scales ``U(0.5, 1.5)``
+    and non-trivial running statistics; other buffers (RBF centres, counters) are kept. A golden
+    test can then store outputs only, not the (large) weights.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    out = {}
+    for key, value in sorted(model.state_dict().items()):
+        shape, dtype = value.shape, value.dtype
+        if key.endswith("running_mean") or key.endswith(".bias"):
+            lo, hi = (-0.5, 0.5) if key.endswith("running_mean") else (-0.1, 0.1)
+        elif key.endswith("running_var"):
+            lo, hi = 0.5, 2.0
+        elif key.endswith(".weight") and value.dim() == 2:
+            bound = 1.0 / float(np.sqrt(shape[1]))
+            lo, hi = -bound, bound
+        elif key.endswith(".weight") and value.dim() == 1:  # BatchNorm scale
+            lo, hi = 0.5, 1.5
+        else:
+            out[key] = value.clone()
+            continue
+        out[key] = torch.empty(shape, dtype=torch.float64).uniform_(lo, hi, generator=gen).to(dtype)
+    return out

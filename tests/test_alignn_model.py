@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -10,6 +12,7 @@ from ase.build import bulk
 from torch import nn
 
 from esrepro.graphs import CrystalGraph, GraphBatch, batch_graphs, periodic_knn_graph
+from esrepro.papers.alignn_dos.data import collate_records, graph_record
 from esrepro.papers.alignn_dos.model import (
     ALIGNN,
     ATOM_FEATURE_NAMES,
@@ -21,7 +24,7 @@ from esrepro.papers.alignn_dos.model import (
 )
 from esrepro.pooling import POOLING_MODES, pooled_dim
 from esrepro.structures import read_structure
-from graph_helpers import relabel_batch
+from graph_helpers import relabel_batch, seeded_state_dict
 
 ALIGNN_SAMPLES = (
     "raw.githubusercontent.com/usnistgov/alignn/a8be0bed552ac70c14b8db825a48dbca1d14ad8d/"
@@ -365,3 +368,48 @@ def test_fcc_cu_graph_through_the_model() -> None:
     with torch.no_grad():
         out = model(batch)
     torch.testing.assert_close(out[0], out[1])
+
+
+# --------------------------------------------------------------------------- golden outputs
+
+GOLDEN = Path(__file__).parent / "data" / "alignn_golden.pt"
+
+
+@pytest.fixture(scope="module")
+def golden() -> dict:
+    return torch.load(GOLDEN, weights_only=True)
+
+
+@pytest.fixture(scope="module")
+def golden_batch(golden: dict):
+    structs = [
+        Atoms(numbers=s["numbers"].numpy(), positions=s["positions"].numpy(),
+              cell=s["cell"].numpy(), pbc=True)
+        for s in golden["structures"].values()
+    ]
+    records = [graph_record(a) for a in structs]
+    assert [r["graph"]["edge_index"].shape[1] for r in records] == golden["n_edges"].tolist()
+    assert [r["lg_edge_index"].shape[1] for r in records] == golden["n_triplets"].tolist()
+    return collate_records(records)
+
+
+@pytest.mark.parametrize("name", ["small", "params", "reference"])
+def test_matches_golden_outputs(golden: dict, golden_batch, name: str) -> None:
+    # Weights and outputs recorded from the implementation named in golden["origin"]: the same
+    # weights on the same crystals must give the same outputs, with the same parameter set.
+    entry = golden["configs"][name]
+    model = ALIGNN(atom_input_features=5, **entry["config"])
+    assert {k: tuple(p.shape) for k, p in model.named_parameters()} == entry["param_shapes"]
+    assert _n_params(model) == entry["n_params"]
+    assert {n: _n_params(m) for n, m in model.named_children()} == entry["n_params_by_module"]
+    weights = entry["state_dict"] if name == "small" else seeded_state_dict(model, seed=1)
+    model.load_state_dict(weights)
+    model = model.double()
+    with torch.no_grad():
+        torch.testing.assert_close(model.eval()(golden_batch), entry["eval"], atol=1e-9, rtol=1e-9)
+        if name == "small":
+            other = ALIGNN(atom_input_features=5, **entry["config"], order="triplet-pair")
+            other.load_state_dict(weights)
+            out = other.double().eval()(golden_batch)
+            torch.testing.assert_close(out, entry["eval_triplet_pair"], atol=1e-9, rtol=1e-9)
+        torch.testing.assert_close(model.train()(golden_batch), entry["train"], atol=1e-9, rtol=1e-9)
