@@ -63,11 +63,11 @@ def main() -> None:
                     torch.cuda.synchronize()
                 t0, n_graphs = time.perf_counter(), 0
             batch = batches[step % len(batches)]
-            loss = torch.nn.functional.mse_loss(model(batch), torch.zeros(batch.n_graphs, 300, device=device))
+            loss = torch.nn.functional.mse_loss(model(batch), torch.zeros(batch.num_graphs, 300, device=device))
             opt.zero_grad()
             loss.backward()
             opt.step()
-            n_graphs += batch.n_graphs if step >= 2 else 0
+            n_graphs += batch.num_graphs if step >= 2 else 0
         if device.type == "cuda":
             torch.cuda.synchronize()
         elapsed = time.perf_counter() - t0
