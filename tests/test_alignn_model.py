@@ -274,8 +274,10 @@ def test_batching_independence(structures: list[Atoms]) -> None:
     with torch.no_grad():
         together = model(_batch(structures))
         alone = torch.cat([model(_batch([a])) for a in structures])
+        unbatched = torch.cat([model(_input(_graph(a))) for a in structures])  # a bare Data
         reversed_ = model(_batch(structures[::-1])).flip(0)
     torch.testing.assert_close(together, alone, atol=1e-8, rtol=1e-8)
+    torch.testing.assert_close(together, unbatched, atol=1e-8, rtol=1e-8)
     torch.testing.assert_close(together, reversed_, atol=1e-8, rtol=1e-8)
 
 

@@ -217,7 +217,7 @@ class EdgeGatedGraphConv(MessagePassing):
     """
 
     def __init__(self, input_features: int, output_features: int, residual: bool = True) -> None:
-        super().__init__(aggr="sum")
+        super().__init__(aggr=None)  # aggregate() below normalises by the gates
         self.residual = residual
         self.src_gate = nn.Linear(input_features, output_features)
         self.dst_gate = nn.Linear(input_features, output_features)
