@@ -2,9 +2,8 @@
 
 ``brute_force_knn_edges`` re-implements the k-nearest-neighbour graph by explicit enumeration of
 lattice images (no ASE neighbour list), so it can serve as an oracle for
-:func:`esrepro.graphs.periodic_knn_graph`. ``relabel_batch`` applies a node permutation and an
-edge permutation to a :class:`esrepro.graphs.GraphBatch` (remapping every index), the graph
-analogue of ``helpers.permute_atoms_within_graphs``.
+:func:`esrepro.graphs.periodic_knn_graph`. ``seeded_state_dict`` draws model weights key by key
+from a seed, for golden-output tests.
 """
 
 from __future__ import annotations
@@ -15,8 +14,6 @@ import numpy as np
 import torch
 from ase import Atoms
 from torch import Tensor
-
-from esrepro.graphs import GraphBatch
 
 Edge = tuple[int, int, int, int, int]
 
@@ -91,28 +88,28 @@ def per_atom_distances(edge_index: Tensor, edge_len: Tensor, n_atoms: int) -> li
     return [np.sort(lengths[src == a]) for a in range(n_atoms)]
 
 
-def relabel_batch(batch: GraphBatch, generator: torch.Generator) -> GraphBatch:
-    """Randomly permute nodes, edges and line-graph edges of a batch, remapping all indices.
+def seeded_state_dict(model: torch.nn.Module, seed: int) -> dict[str, Tensor]:
+    """Weights for ``model`` drawn from ``seed`` key by key, independent of module init order.
 
-    The relabelled batch describes the same graphs, so every permutation-invariant model must
-    give the same per-graph output.
+    Linear weights ``U(+-1/sqrt(fan_in))``, biases ``U(+-0.1)``, BatchNorm scales ``U(0.5, 1.5)``
+    and non-trivial running statistics; other buffers (RBF centres, counters) are kept. A golden
+    test can then store outputs only, not the (large) weights.
     """
-    n = batch.node_features.shape[0]
-    e = batch.edge_index.shape[1]
-    t = batch.lg_edge_index.shape[1]
-    node_perm = torch.randperm(n, generator=generator)  # new node p is old node node_perm[p]
-    node_new = torch.empty_like(node_perm)
-    node_new[node_perm] = torch.arange(n)
-    edge_perm = torch.randperm(e, generator=generator)
-    edge_new = torch.empty_like(edge_perm)
-    edge_new[edge_perm] = torch.arange(e)
-    lg_perm = torch.randperm(t, generator=generator)
-    return GraphBatch(
-        node_features=batch.node_features[node_perm],
-        edge_index=node_new[batch.edge_index[:, edge_perm]],
-        edge_len=batch.edge_len[edge_perm],
-        lg_edge_index=edge_new[batch.lg_edge_index[:, lg_perm]],
-        cos_angle=batch.cos_angle[lg_perm],
-        graph_index=batch.graph_index[node_perm],
-        n_graphs=batch.n_graphs,
-    )
+    gen = torch.Generator().manual_seed(seed)
+    out = {}
+    for key, value in sorted(model.state_dict().items()):
+        shape, dtype = value.shape, value.dtype
+        if key.endswith("running_mean") or key.endswith(".bias"):
+            lo, hi = (-0.5, 0.5) if key.endswith("running_mean") else (-0.1, 0.1)
+        elif key.endswith("running_var"):
+            lo, hi = 0.5, 2.0
+        elif key.endswith(".weight") and value.dim() == 2:
+            bound = 1.0 / float(np.sqrt(shape[1]))
+            lo, hi = -bound, bound
+        elif key.endswith(".weight") and value.dim() == 1:  # BatchNorm scale
+            lo, hi = 0.5, 1.5
+        else:
+            out[key] = value.clone()
+            continue
+        out[key] = torch.empty(shape, dtype=torch.float64).uniform_(lo, hi, generator=gen).to(dtype)
+    return out

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 from ase import Atoms
 from ase.build import bulk
 from torch import nn
+from torch_geometric.data import Batch
 
-from esrepro.graphs import CrystalGraph, GraphBatch, batch_graphs, periodic_knn_graph
+from esrepro.graphs import CrystalGraph, line_graph, periodic_knn_graph
+from esrepro.papers.alignn_dos.data import collate_records, graph_record
 from esrepro.papers.alignn_dos.model import (
     ALIGNN,
     ATOM_FEATURE_NAMES,
@@ -21,7 +25,8 @@ from esrepro.papers.alignn_dos.model import (
 )
 from esrepro.pooling import POOLING_MODES, pooled_dim
 from esrepro.structures import read_structure
-from graph_helpers import relabel_batch
+from esrepro.testing import assert_graph_permutation_invariant, permute_graph
+from graph_helpers import seeded_state_dict
 
 ALIGNN_SAMPLES = (
     "raw.githubusercontent.com/usnistgov/alignn/a8be0bed552ac70c14b8db825a48dbca1d14ad8d/"
@@ -194,9 +199,14 @@ def _graph(atoms: Atoms) -> CrystalGraph:
     return _GRAPHS[key]
 
 
-def _batch(structures: list[Atoms]) -> GraphBatch:
-    graphs = [_graph(a) for a in structures]
-    return batch_graphs(graphs, [atom_feature_matrix(g.numbers) for g in graphs])
+def _input(graph: CrystalGraph) -> CrystalGraph:
+    lg_edge_index, cos_angle = line_graph(graph)
+    return CrystalGraph(**graph.to_dict(), x=atom_feature_matrix(graph.numbers),
+                        lg_edge_index=lg_edge_index, cos_angle=cos_angle)
+
+
+def _batch(structures: list[Atoms]) -> Batch:
+    return Batch.from_data_list([_input(_graph(a)) for a in structures])
 
 
 def _model(seed: int = 0, **kw) -> ALIGNN:
@@ -228,19 +238,26 @@ def test_output_shape(structures: list[Atoms]) -> None:
     assert torch.isfinite(out).all()
 
 
-def test_invariant_to_atom_order(structures: list[Atoms]) -> None:
-    model = _model()
+@pytest.mark.parametrize("pooling", POOLING_MODES)
+def test_invariant_to_atom_order(structures: list[Atoms], pooling: str) -> None:
+    model = _model(pooling=pooling)
     rng = np.random.default_rng(1)
     permuted = [a[rng.permutation(len(a))] for a in structures]
     batch = _batch(structures)
     with torch.no_grad():
-        ref = model(batch)
         # graphs rebuilt from permuted atoms (different node and edge order)
-        torch.testing.assert_close(model(_batch(permuted)), ref, atol=1e-6, rtol=1e-6)
-        # explicit relabelling of nodes, edges and line-graph edges, shuffled across graphs
-        gen = torch.Generator().manual_seed(0)
-        for _ in range(2):
-            torch.testing.assert_close(model(relabel_batch(batch, gen)), ref, atol=1e-6, rtol=1e-6)
+        torch.testing.assert_close(model(_batch(permuted)), model(batch), atol=1e-6, rtol=1e-6)
+        # explicit renumbering of atoms, bonds and bond pairs, shuffled across graphs
+        assert_graph_permutation_invariant(model, batch, trials=3)
+
+
+def test_permutation_check_can_fail(structures: list[Atoms]) -> None:
+    # The check must catch a model that reads an atom by its number.
+    model = _model()
+    batch = _batch(structures)
+    assert not torch.equal(permute_graph(batch, torch.Generator().manual_seed(0)).x, batch.x)
+    with torch.no_grad(), pytest.raises(AssertionError, match="renumbering 0"):
+        assert_graph_permutation_invariant(lambda g: model(g) + g.x[:1, :1], batch)
 
 
 @pytest.mark.parametrize("pooling", ["mean", "mean+max"])
@@ -257,8 +274,10 @@ def test_batching_independence(structures: list[Atoms]) -> None:
     with torch.no_grad():
         together = model(_batch(structures))
         alone = torch.cat([model(_batch([a])) for a in structures])
+        unbatched = torch.cat([model(_input(_graph(a))) for a in structures])  # a bare Data
         reversed_ = model(_batch(structures[::-1])).flip(0)
     torch.testing.assert_close(together, alone, atol=1e-8, rtol=1e-8)
+    torch.testing.assert_close(together, unbatched, atol=1e-8, rtol=1e-8)
     torch.testing.assert_close(together, reversed_, atol=1e-8, rtol=1e-8)
 
 
@@ -359,9 +378,55 @@ def test_atom_features_defined_for_the_jarvis_samples(mirror_dir) -> None:
 
 def test_fcc_cu_graph_through_the_model() -> None:
     # 1-atom cell whose neighbours are its own images, in a 2-graph batch (BatchNorm in eval)
-    g = periodic_knn_graph(bulk("Cu", "fcc", a=3.61))
-    batch = batch_graphs([g, g], [atom_feature_matrix(g.numbers)] * 2)
+    g = _input(periodic_knn_graph(bulk("Cu", "fcc", a=3.61)))
+    batch = Batch.from_data_list([g, g])
     model = _model()
     with torch.no_grad():
         out = model(batch)
     torch.testing.assert_close(out[0], out[1])
+
+
+# --------------------------------------------------------------------------- golden outputs
+
+GOLDEN = Path(__file__).parent / "data" / "alignn_golden.pt"
+
+
+@pytest.fixture(scope="module")
+def golden() -> dict:
+    return torch.load(GOLDEN, weights_only=True)
+
+
+@pytest.fixture(scope="module")
+def golden_batch(golden: dict):
+    structs = [
+        Atoms(numbers=s["numbers"].numpy(), positions=s["positions"].numpy(),
+              cell=s["cell"].numpy(), pbc=True)
+        for s in golden["structures"].values()
+    ]
+    records = [graph_record(a) for a in structs]
+    assert [r["graph"]["edge_index"].shape[1] for r in records] == golden["n_edges"].tolist()
+    assert [r["lg_edge_index"].shape[1] for r in records] == golden["n_triplets"].tolist()
+    return collate_records(records)
+
+
+@pytest.mark.parametrize("name", ["small", "params", "reference"])
+def test_matches_golden_outputs(golden: dict, golden_batch, name: str) -> None:
+    # Weights and outputs recorded from the implementation named in golden["origin"]: the same
+    # weights on the same crystals must give the same outputs, with the same parameter set.
+    entry = golden["configs"][name]
+    model = ALIGNN(atom_input_features=5, **entry["config"])
+    assert {k: tuple(p.shape) for k, p in model.named_parameters()} == entry["param_shapes"]
+    assert _n_params(model) == entry["n_params"]
+    assert {n: _n_params(m) for n, m in model.named_children()} == entry["n_params_by_module"]
+    weights = entry["state_dict"] if name == "small" else seeded_state_dict(model, seed=1)
+    model.load_state_dict(weights)
+    model = model.double()
+    with torch.no_grad():
+        torch.testing.assert_close(model.eval()(golden_batch), entry["eval"], atol=1e-9, rtol=1e-9)
+        if name == "small":
+            other = ALIGNN(atom_input_features=5, **entry["config"], order="triplet-pair")
+            other.load_state_dict(weights)
+            out = other.double().eval()(golden_batch)
+            torch.testing.assert_close(out, entry["eval_triplet_pair"], atol=1e-9, rtol=1e-9)
+        out = model.train()(golden_batch)  # BatchNorm on batch statistics
+        torch.testing.assert_close(out, entry["train"], atol=1e-9, rtol=1e-9)

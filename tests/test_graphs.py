@@ -13,10 +13,11 @@ import pytest
 import torch
 from ase import Atoms
 from ase.build import bulk
+from torch_geometric.data import Batch
+from torch_geometric.loader import DataLoader
 
 from esrepro.graphs import (
     CrystalGraph,
-    batch_graphs,
     line_graph,
     line_graph_from_edges,
     periodic_knn_graph,
@@ -259,19 +260,31 @@ def test_line_graph_fcc_cu_self_image_bonds() -> None:
     )
 
 
+def _with_line_graph(g: CrystalGraph) -> CrystalGraph:
+    lg_edge_index, cos_angle = line_graph(g)
+    return CrystalGraph(**g.to_dict(), x=torch.randn(g.num_nodes, 5),
+                        lg_edge_index=lg_edge_index, cos_angle=cos_angle)
+
+
 def test_batched_line_graph_is_offset_union() -> None:
-    graphs = [periodic_knn_graph(a, k=8) for a in (_cu(), _skewed_triclinic(), _one_atom_skewed())]
-    feats = [torch.randn(g.num_nodes, 5) for g in graphs]
-    batch = batch_graphs(graphs, feats)
-    lg_all, cos_all = line_graph_from_edges(
-        batch.edge_index,
-        torch.cat([g.edge_vec for g in graphs]),
-        int(batch.node_features.shape[0]),
-    )
+    # PyG batching offsets edge_index by the atoms and (CrystalGraph.__inc__) lg_edge_index by
+    # the bonds of the earlier graphs: the batch's line graph is that of the disjoint union.
+    graphs = [
+        _with_line_graph(periodic_knn_graph(a, k=8))
+        for a in (_cu(), _skewed_triclinic(), _one_atom_skewed())
+    ]
+    batch = Batch.from_data_list(graphs)
+    lg_all, cos_all = line_graph_from_edges(batch.edge_index, batch.edge_vec, batch.num_nodes)
     torch.testing.assert_close(lg_all, batch.lg_edge_index)
     torch.testing.assert_close(cos_all, batch.cos_angle)
-    assert batch.graph_index.tolist() == [0] + [1, 1] + [2]
-    assert batch.n_graphs == 3
+    assert batch.batch.tolist() == [0] + [1, 1] + [2]
+    assert batch.num_graphs == 3
+    # PyG's DataLoader gives the same batches, and a batch splits back into its graphs
+    (loaded,) = list(DataLoader(graphs, batch_size=3))
+    torch.testing.assert_close(loaded.lg_edge_index, batch.lg_edge_index)
+    for g, back in zip(graphs, batch.to_data_list(), strict=True):
+        torch.testing.assert_close(back.lg_edge_index, g.lg_edge_index)
+        torch.testing.assert_close(back.edge_index, g.edge_index)
 
 
 def test_to_dict_round_trip(tmp_path) -> None:
@@ -281,5 +294,5 @@ def test_to_dict_round_trip(tmp_path) -> None:
     g2 = CrystalGraph.from_dict(torch.load(path, weights_only=True))
     for name in ("edge_index", "edge_vec", "edge_len", "image", "numbers"):
         torch.testing.assert_close(getattr(g2, name), getattr(g, name))
-    assert g2.cutoff == g.cutoff
+    assert g2.cutoff == g.cutoff and g2.num_nodes == g.num_nodes == 2
     assert g.edge_index.dtype == torch.int64 and g.edge_vec.dtype == torch.float32

@@ -49,6 +49,28 @@ def test_valid_records_read_from_json_and_zip(tmp_path: Path) -> None:
         assert read[0]["atoms"].get_chemical_formula() == "Si2" and read[0]["edos_up"].shape == (N_BINS,)
 
 
+@pytest.mark.parametrize("cartesian", [False, True])
+def test_atoms_written_by_jarvis_tools_read_back(tmp_path: Path, cartesian: bool) -> None:
+    # A dict as jarvis-tools itself writes it (abc, angles, props, cartesian), fractional or
+    # Cartesian: the structure comes back with the stored coordinates, unrounded.
+    from jarvis.core.atoms import Atoms as JarvisAtoms
+
+    ref = bulk("GaAs", "zincblende", a=5.6532)
+    # A lattice with more than 5 decimals: jarvis-tools' own conversion rounds it.
+    skew = [[0.0, 1.234567891e-3, 0.0], [0.0] * 3, [0.0] * 3]
+    ref.set_cell(ref.cell.array + skew, scale_atoms=True)
+    coords = ref.positions if cartesian else ref.get_scaled_positions()
+    d = JarvisAtoms(lattice_mat=ref.cell.array, coords=coords, elements=ref.get_chemical_symbols(),
+                    cartesian=cartesian).to_dict()
+    assert set(d) >= {"abc", "angles", "props"}
+    rec = {"jid": "JVASP-1", "atoms": d, "edos_up": np.linspace(0.0, 1.0, N_BINS).tolist()}
+    (read,) = read_edos_pdos(_write_json(tmp_path / "e.json", [rec]))
+    atoms = read["atoms"]
+    assert atoms.get_chemical_symbols() == ["Ga", "As"] and atoms.pbc.all()
+    np.testing.assert_allclose(atoms.cell.array, ref.cell.array, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(atoms.positions, ref.positions, rtol=0, atol=1e-12)
+
+
 @pytest.mark.parametrize(
     "flat",
     [

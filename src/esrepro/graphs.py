@@ -1,4 +1,10 @@
-"""Periodic crystal graphs and their line graphs, built without pyg-lib / DGL.
+"""Periodic crystal graphs and their line graphs, as ``torch_geometric`` ``Data`` objects.
+
+A :class:`CrystalGraph` is a PyG ``Data``: batching (``Batch.from_data_list``, PyG's
+``DataLoader``) offsets the atom indices of ``edge_index`` and, through
+:meth:`CrystalGraph.__inc__`, the bond indices of the line graph ``lg_edge_index``. Neighbours
+are found with ASE's neighbour list (PyG's ``radius_graph``/``knn_graph`` need pyg-lib and know
+no periodic images).
 
 Semantics follow the reference ALIGNN implementation (``usnistgov/alignn``, ``alignn/graphs.py``:
 ``nearest_neighbor_edges`` with ``use_canonize=True``, ``build_undirected_edgedata``,
@@ -30,8 +36,7 @@ Conventions: ``edge_index[0]`` is the source ``i``, ``edge_index[1]`` the destin
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from typing import Any
 
 import numpy as np
 import torch
@@ -39,11 +44,10 @@ from ase import Atoms
 from ase.geometry import minkowski_reduce
 from ase.neighborlist import neighbor_list
 from torch import Tensor
+from torch_geometric.data import Data
 
 __all__ = [
     "CrystalGraph",
-    "GraphBatch",
-    "batch_graphs",
     "line_graph",
     "line_graph_from_edges",
     "periodic_knn_graph",
@@ -53,44 +57,28 @@ __all__ = [
 DEFAULT_TIE_TOL = 1e-5
 
 
-@dataclass
-class CrystalGraph:
+class CrystalGraph(Data):
     """Directed, symmetric (both directions stored) k-nearest-neighbour crystal graph.
 
-    Attributes:
+    Attributes set by :func:`periodic_knn_graph`:
         edge_index: ``(2, E)`` int64, rows ``(src, dst)``.
         edge_vec: ``(E, 3)`` float32 bond vectors ``r_dst + image @ cell - r_src`` in A.
         edge_len: ``(E,)`` float32 bond lengths in A.
         image: ``(E, 3)`` int64 lattice translation of the destination atom.
         numbers: ``(N,)`` int64 atomic numbers.
         cutoff: search radius (A) the neighbour search finally used (diagnostics only).
+        num_nodes: number of atoms (stored, so a graph without ``x`` batches correctly).
+
+    Attributes a model input adds: ``x`` ``(N, F)`` node features, ``lg_edge_index``
+    ``(2, T)`` line-graph edges between bond indices and ``cos_angle`` ``(T,)``
+    (see :func:`line_graph`), and optionally a target ``y``.
     """
 
-    edge_index: Tensor
-    edge_vec: Tensor
-    edge_len: Tensor
-    image: Tensor
-    numbers: Tensor
-    cutoff: float = 0.0
-
-    @property
-    def num_nodes(self) -> int:
-        """Number of atoms."""
-        return int(self.numbers.shape[0])
-
-    @property
-    def num_edges(self) -> int:
-        """Number of directed edges (twice the number of undirected bonds)."""
-        return int(self.edge_index.shape[1])
-
-    def to_dict(self) -> dict[str, Tensor | float]:
-        """Plain dict of tensors (loadable with ``torch.load(weights_only=True)``)."""
-        return {f.name: getattr(self, f.name) for f in fields(self)}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Tensor | float]) -> CrystalGraph:
-        """Inverse of :meth:`to_dict`."""
-        return cls(**{f.name: d[f.name] for f in fields(cls) if f.name in d})
+    def __inc__(self, key: str, value: Any, *args: Any, **kwargs: Any) -> Any:
+        # Line-graph nodes are the bonds: batching shifts them by the bonds of earlier graphs.
+        if key == "lg_edge_index":
+            return self.num_edges
+        return super().__inc__(key, value, *args, **kwargs)
 
 
 def _knn_within(
@@ -197,6 +185,7 @@ def periodic_knn_graph(
         image=torch.from_numpy(img).long(),
         numbers=torch.from_numpy(np.asarray(atoms.numbers, dtype=np.int64)),
         cutoff=float(radius),
+        num_nodes=n,
     )
 
 
@@ -227,7 +216,8 @@ def line_graph_from_edges(
     it is the angle at the shared atom ``b`` between ``b -> a`` and ``b -> c``:
     ``cos = (-r_ab) . r_bc / (|r_ab| |r_bc|)``, clamped to ``[-1, 1]``.
 
-    Works unchanged on a batch of disjoint graphs (global edge/node indices).
+    Works unchanged on a batch of disjoint graphs (global edge/node indices), e.g. on a PyG
+    ``Batch`` of :class:`CrystalGraph`.
 
     Returns:
         ``(lg_edge_index (2, T) int64, cos_angle (T,) float32)``; line-graph edges are sorted
@@ -270,75 +260,4 @@ def line_graph(
     """Line graph of a :class:`CrystalGraph`; see :func:`line_graph_from_edges`."""
     return line_graph_from_edges(
         graph.edge_index, graph.edge_vec, graph.num_nodes, backtracking, self_image_pairs
-    )
-
-
-@dataclass
-class GraphBatch:
-    """Disjoint union of crystal graphs and their line graphs, the ALIGNN model input.
-
-    Node ``n`` of the batch belongs to structure ``graph_index[n]``; ``edge_index`` holds batch
-    node indices and ``lg_edge_index`` batch edge indices (line-graph nodes are the bonds).
-    """
-
-    node_features: Tensor  # (N, F)
-    edge_index: Tensor  # (2, E)
-    edge_len: Tensor  # (E,)
-    lg_edge_index: Tensor  # (2, T)
-    cos_angle: Tensor  # (T,)
-    graph_index: Tensor  # (N,)
-    n_graphs: int
-
-    def to(self, device: torch.device | str) -> GraphBatch:
-        """Copy of the batch with every tensor on ``device``."""
-        return GraphBatch(
-            node_features=self.node_features.to(device),
-            edge_index=self.edge_index.to(device),
-            edge_len=self.edge_len.to(device),
-            lg_edge_index=self.lg_edge_index.to(device),
-            cos_angle=self.cos_angle.to(device),
-            graph_index=self.graph_index.to(device),
-            n_graphs=self.n_graphs,
-        )
-
-
-def batch_graphs(
-    graphs: Sequence[CrystalGraph],
-    node_features: Sequence[Tensor],
-    line_graphs: Sequence[tuple[Tensor, Tensor]] | None = None,
-) -> GraphBatch:
-    """Concatenate graphs into one :class:`GraphBatch` (offsetting node and edge indices).
-
-    Args:
-        graphs: crystal graphs.
-        node_features: ``(N_g, F)`` per-atom input features of each graph.
-        line_graphs: precomputed ``line_graph(g)`` results (computed here when ``None``).
-    """
-    if len(graphs) != len(node_features):
-        raise ValueError(f"{len(graphs)} graphs but {len(node_features)} node-feature tensors")
-    if line_graphs is None:
-        line_graphs = [line_graph(g) for g in graphs]
-    if len(line_graphs) != len(graphs):
-        raise ValueError(f"{len(graphs)} graphs but {len(line_graphs)} line graphs")
-    node_off = 0
-    edge_off = 0
-    ei, lei, gi = [], [], []
-    for b, (g, x, (lg_ei, _)) in enumerate(zip(graphs, node_features, line_graphs, strict=True)):
-        if x.shape[0] != g.num_nodes:
-            raise ValueError(
-                f"graph {b}: {g.num_nodes} atoms but node features of shape {tuple(x.shape)}"
-            )
-        ei.append(g.edge_index + node_off)
-        lei.append(lg_ei + edge_off)
-        gi.append(torch.full((g.num_nodes,), b, dtype=torch.long))
-        node_off += g.num_nodes
-        edge_off += g.num_edges
-    return GraphBatch(
-        node_features=torch.cat([torch.as_tensor(x) for x in node_features]).float(),
-        edge_index=torch.cat(ei, dim=1),
-        edge_len=torch.cat([g.edge_len for g in graphs]),
-        lg_edge_index=torch.cat(lei, dim=1),
-        cos_angle=torch.cat([c for _, c in line_graphs]),
-        graph_index=torch.cat(gi),
-        n_graphs=len(graphs),
     )

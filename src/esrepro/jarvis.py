@@ -3,9 +3,10 @@
 ``edos_pdos`` is the 55k-material set of jarvis-tools ``jarvis.db.figshare.data("edos_pdos")``
 (figshare file 29216859, ``edos-up_pdos-elast_interp-8-18-2021.json`` zipped): records with a
 ``jid``, an ``atoms`` dict (``lattice_mat``, ``coords``, ``elements``, ``cartesian``) and
-``edos_up``, the OptB88vdW total DOS interpolated on 300 bins of -5..10 eV. We read the file
-ourselves rather than through jarvis-tools (which downloads unpinned), so it is fetched like every
-other input: the real URL, a sha256 pin, the mirror when one is configured.
+``edos_up``, the OptB88vdW total DOS interpolated on 300 bins of -5..10 eV. Its atoms dicts are
+read by jarvis-tools (``jarvis.core.atoms``), but the file is fetched like every other input, not
+by jarvis-tools' downloader (which downloads unpinned): the real URL, a sha256 pin, the mirror
+when one is configured.
 """
 
 from __future__ import annotations
@@ -35,10 +36,14 @@ N_BINS = 300
 def jarvis_atoms(d: Mapping[str, Any], where: str = "JARVIS atoms") -> Atoms:
     """An ``ase.Atoms`` from a JARVIS ``atoms`` dict (fractional or Cartesian coordinates).
 
-    Raises ``ValueError`` (a ``StructureError`` for a bad structure) naming ``where`` for a
+    Read by jarvis-tools' own ``jarvis.core.atoms.Atoms.from_dict`` (``props`` and
+    ``cartesian``, which JARVIS always writes, default to none and fractional), after checks
+    that name ``where``: a ``ValueError`` (a ``StructureError`` for a bad structure) for a
     malformed dict, a non-finite or (near) singular ``lattice_mat``, non-finite coordinates or
     anything else :func:`~esrepro.structures.check_structure` rejects.
     """
+    from jarvis.core.atoms import Atoms as JarvisAtoms
+
     cell = np.asarray(d["lattice_mat"], dtype=float)
     if cell.shape != (3, 3):
         raise ValueError(f"{where}: lattice_mat has shape {cell.shape}, expected (3, 3)")
@@ -46,13 +51,21 @@ def jarvis_atoms(d: Mapping[str, Any], where: str = "JARVIS atoms") -> Atoms:
     symbols = [str(s).strip() for s in d["elements"]]
     if len(symbols) != len(coords):
         raise ValueError(f"{where}: {len(symbols)} elements but {len(coords)} coordinates")
-    # Before building: ASE asserts (a bare AssertionError) on fractional coordinates in a
-    # singular cell.
+    # Before jarvis-tools: it inverts the lattice for Cartesian input (a bare LinAlgError).
     check_cell(cell, where)
-    if d.get("cartesian", False):
-        atoms = Atoms(symbols, positions=coords, cell=cell, pbc=True)
+    jatoms = JarvisAtoms.from_dict(
+        {"props": None, "cartesian": False, **d, "lattice_mat": cell, "coords": coords,
+         "elements": symbols}
+    )
+    # Coordinates as the record stores them: jarvis-tools converts between fractional and
+    # Cartesian with the lattice rounded to 5 decimals (jarvis.core.lattice.Lattice), up to
+    # ~1e-5 A off the stored cell. (Not jatoms.ase_converter(), which does that conversion and
+    # prints and returns None on any error.)
+    if jatoms.cartesian:
+        coords = {"positions": jatoms.cart_coords}
     else:
-        atoms = Atoms(symbols, scaled_positions=coords, cell=cell, pbc=True)
+        coords = {"scaled_positions": jatoms.frac_coords}
+    atoms = Atoms(jatoms.elements, cell=jatoms.lattice_mat, pbc=True, **coords)
     check_structure(atoms, where)
     return atoms
 

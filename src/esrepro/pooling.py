@@ -1,9 +1,9 @@
 """Permutation-invariant pooling of per-atom feature vectors into per-structure vectors.
 
 Shared by the graph-level models (DOSnp, ALIGNN readout). Atoms of all structures in a batch are
-concatenated along dim 0 and ``index[i]`` names the structure (graph) that atom ``i`` belongs to,
-the same layout PyG uses, but built on native ``torch`` scatter operations so no compiled
-extension (torch_scatter / pyg) is needed.
+concatenated along dim 0 and ``index[i]`` names the structure (graph) that atom ``i`` belongs to:
+PyG's layout (``Batch.batch``), pooled with PyG's global pooling, whose pure-PyTorch scatter
+needs no compiled extension (torch_scatter / pyg-lib).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 from torch import Tensor
+from torch_geometric.nn import global_add_pool, global_max_pool, global_mean_pool
 
 POOLING_MODES: tuple[str, ...] = ("mean+max", "mean", "max", "sum")
 
@@ -53,26 +54,6 @@ def pooled_dim(n_features: int, mode: str) -> int:
     return 2 * n_features if mode == "mean+max" else n_features
 
 
-def _segment_sum(x: Tensor, index: Tensor, n_graphs: int) -> Tensor:
-    out = x.new_zeros((n_graphs, x.shape[1]))
-    return out.index_add_(0, index, x)
-
-
-def _segment_count(x: Tensor, index: Tensor, n_graphs: int) -> Tensor:
-    counts = torch.bincount(index, minlength=n_graphs).to(x.dtype)
-    # An empty graph would divide by zero; its sum is 0 so clamping yields a mean of 0.
-    return counts.clamp_min(1).unsqueeze(1)
-
-
-def _segment_max(x: Tensor, index: Tensor, n_graphs: int) -> Tensor:
-    out = x.new_zeros((n_graphs, x.shape[1]))
-    # include_self=False: the zero initial value takes no part, so all-negative features pool to
-    # their true maximum; an empty graph keeps 0 instead of -inf (which would poison the loss).
-    return out.scatter_reduce(
-        0, index.unsqueeze(1).expand_as(x), x, reduce="amax", include_self=False
-    )
-
-
 def pool_atoms(x: Tensor, index: Tensor, n_graphs: int, mode: str = "mean+max") -> Tensor:
     """Pool per-atom features into one vector per structure.
 
@@ -96,11 +77,13 @@ def pool_atoms(x: Tensor, index: Tensor, n_graphs: int, mode: str = "mean+max") 
             f"index must have shape ({x.shape[0]},) to match x; got {tuple(index.shape)}"
         )
     index = index.to(device=x.device, dtype=torch.long)
+    # An empty structure pools to 0 in every mode (PyG's max starts from no value, not from
+    # the zero it fills in, so all-negative features pool to their true maximum).
     if mode == "sum":
-        return _segment_sum(x, index, n_graphs)
+        return global_add_pool(x, index, n_graphs)
     if mode == "max":
-        return _segment_max(x, index, n_graphs)
-    mean = _segment_sum(x, index, n_graphs) / _segment_count(x, index, n_graphs)
+        return global_max_pool(x, index, n_graphs)
+    mean = global_mean_pool(x, index, n_graphs)
     if mode == "mean":
         return mean
-    return torch.cat([mean, _segment_max(x, index, n_graphs)], dim=1)
+    return torch.cat([mean, global_max_pool(x, index, n_graphs)], dim=1)

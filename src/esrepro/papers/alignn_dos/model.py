@@ -1,11 +1,12 @@
-"""ALIGNN (Choudhary & DeCost 2021) in plain PyTorch, as used by the ALIGNN-DOS paper.
+"""ALIGNN (Choudhary & DeCost 2021) on torch_geometric, as used by the ALIGNN-DOS paper.
 
 Layer for layer this is the reference ``usnistgov/alignn`` ``alignn/models/alignn.py``
 (``ALIGNNConfig`` defaults: 4 ALIGNN layers, 4 gated-GCN layers, 80 RBF bond-length bins on
 0..8 A, 40 RBF bond-angle-cosine bins on -1..1, embedding 64, hidden 256), with DGL message
-passing replaced by ``index_add_`` scatter sums over :class:`esrepro.graphs.GraphBatch`, so
-neither DGL nor torch_geometric is needed. With ``fc_layers=1`` and ``pooling="mean"`` the
-parameter set is exactly the reference's for the same configuration.
+passing replaced by PyG ``MessagePassing`` over a ``Batch`` of
+:class:`esrepro.graphs.CrystalGraph` (crystal graph and line graph in one object) and the readout
+by PyG global pooling. With ``fc_layers=1`` and ``pooling="mean"`` the parameter set is exactly
+the reference's for the same configuration.
 
 Choices where the paper and the reference differ (all constructor arguments):
 
@@ -35,8 +36,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch_geometric.data import Data
+from torch_geometric.nn import MessagePassing
+from torch_geometric.utils import scatter
 
-from esrepro.graphs import GraphBatch
 from esrepro.pooling import POOLING_MODES, pool_atoms, pooled_dim
 
 __all__ = [
@@ -197,7 +200,7 @@ class MLPLayer(nn.Module):
         return self.layer(x)
 
 
-class EdgeGatedGraphConv(nn.Module):
+class EdgeGatedGraphConv(MessagePassing):
     """Edge-gated graph convolution (reference ``EdgeGatedGraphConv``, arXiv:1711.07553).
 
     For an edge ``i -> j`` (messages flow from source ``i`` to destination ``j``)::
@@ -208,11 +211,13 @@ class EdgeGatedGraphConv(nn.Module):
         h_j  <- h_j + SiLU(BN(h_j'))       e_ij <- e_ij + SiLU(BN(m_ij))
 
     (``src_update`` acts on the receiving node itself and ``dst_update`` on its neighbours: the
-    reference's names, kept so state dicts line up.)
+    reference's names, kept so state dicts line up.) In PyG's terms (flow source-to-target) the
+    source ``i`` is ``_j`` and the destination ``j`` is ``_i``: :meth:`edge_update` forms
+    ``m``, :meth:`message` the gated neighbour terms, :meth:`aggregate` their gate-normalised sum.
     """
 
     def __init__(self, input_features: int, output_features: int, residual: bool = True) -> None:
-        super().__init__()
+        super().__init__(aggr=None)  # aggregate() below normalises by the gates
         self.residual = residual
         self.src_gate = nn.Linear(input_features, output_features)
         self.dst_gate = nn.Linear(input_features, output_features)
@@ -226,24 +231,35 @@ class EdgeGatedGraphConv(nn.Module):
         self, edge_index: Tensor, node_feats: Tensor, edge_feats: Tensor
     ) -> tuple[Tensor, Tensor]:
         """Update ``(node_feats (N, F), edge_feats (E, F))`` over ``edge_index (2, E)``."""
-        src, dst = edge_index[0], edge_index[1]
-        # Apply the linear maps per node, then gather per edge: the reference's split of
-        # Linear(cat(h_i, h_j, e_ij)) into three maps, which is cheaper than per-edge matmuls.
-        m = self.src_gate(node_feats)[src] + self.dst_gate(node_feats)[dst]
-        m = m + self.edge_gate(edge_feats)
+        # The linear maps act per node, then are gathered per edge: the reference's split of
+        # Linear(cat(h_i, h_j, e_ij)) into three maps, cheaper than per-edge matmuls.
+        m = self.edge_updater(
+            edge_index,
+            gate=(self.src_gate(node_feats), self.dst_gate(node_feats)),
+            edge_term=self.edge_gate(edge_feats),
+        )
         sigma = torch.sigmoid(m)
-        msg = self.dst_update(node_feats)[src] * sigma
-        n = node_feats.shape[0]
-        sum_sigma_h = m.new_zeros((n, m.shape[1])).index_add_(0, dst, msg)
-        sum_sigma = m.new_zeros((n, m.shape[1])).index_add_(0, dst, sigma)
-        h = sum_sigma_h / (sum_sigma + 1e-6)
-        x = self.src_update(node_feats) + h
-        x = F.silu(self.bn_nodes(x))
+        h = self.propagate(edge_index, x=self.dst_update(node_feats), sigma=sigma)
+        x = F.silu(self.bn_nodes(self.src_update(node_feats) + h))
         y = F.silu(self.bn_edges(m))
         if self.residual:
             x = node_feats + x
             y = edge_feats + y
         return x, y
+
+    def edge_update(self, gate_j: Tensor, gate_i: Tensor, edge_term: Tensor) -> Tensor:
+        """Gate pre-activation ``m = W_sg h_src + W_dg h_dst + W_eg e`` of every edge."""
+        return gate_j + gate_i + edge_term
+
+    def message(self, x_j: Tensor, sigma: Tensor) -> Tensor:
+        """Gated neighbour term ``s_ij * W_du h_src``."""
+        return x_j * sigma
+
+    def aggregate(self, inputs: Tensor, index: Tensor, sigma: Tensor, dim_size: int) -> Tensor:
+        """Sum of the gated terms at each destination, divided by the sum of its gates."""
+        total = scatter(inputs, index, dim=0, dim_size=dim_size, reduce="sum")
+        norm = scatter(sigma, index, dim=0, dim_size=dim_size, reduce="sum")
+        return total / (norm + 1e-6)
 
 
 class ALIGNNConv(nn.Module):
@@ -372,19 +388,26 @@ class ALIGNN(nn.Module):
         head.append(nn.Linear(width, output_features))
         self.fc = nn.Sequential(*head)
 
-    def forward(self, batch: GraphBatch) -> Tensor:
-        """Predict ``(n_graphs, output_features)`` for a :class:`~esrepro.graphs.GraphBatch`."""
+    def forward(self, graph: Data) -> Tensor:
+        """Predict ``(n_graphs, output_features)``.
+
+        ``graph``: a PyG ``Batch`` of :class:`~esrepro.graphs.CrystalGraph` (or a single one)
+        carrying ``x``, ``edge_index``, ``edge_len``, ``lg_edge_index`` and ``cos_angle``.
+        """
         dtype = self.fc[-1].weight.dtype
-        x = self.atom_embedding(batch.node_features.to(dtype))
-        y = self.edge_embedding(batch.edge_len.to(dtype))
-        edge_index = batch.edge_index
+        x = self.atom_embedding(graph.x.to(dtype))
+        y = self.edge_embedding(graph.edge_len.to(dtype))
+        edge_index = graph.edge_index
         if len(self.alignn_layers) > 0:
-            z = self.angle_embedding(batch.cos_angle.to(dtype))
+            z = self.angle_embedding(graph.cos_angle.to(dtype))
             for layer in self.alignn_layers:
-                x, y, z = layer(edge_index, batch.lg_edge_index, x, y, z)
+                x, y, z = layer(edge_index, graph.lg_edge_index, x, y, z)
         for layer in self.gcn_layers:
             x, y = layer(edge_index, x, y)
-        h = pool_atoms(x, batch.graph_index, batch.n_graphs, self.pooling)
+        if graph.batch is None:  # a single graph
+            h = pool_atoms(x, x.new_zeros(x.shape[0], dtype=torch.long), 1, self.pooling)
+        else:
+            h = pool_atoms(x, graph.batch, graph.num_graphs, self.pooling)
         out = self.fc(h)
         if self.link == "log":
             out = torch.exp(out)

@@ -19,16 +19,12 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
+from torch_geometric.data import Batch
 
 from esrepro.fetch import sha256_of
-from esrepro.graphs import GraphBatch
 from esrepro.metrics import paired_difference, per_spectrum_errors, spectrum_metrics, write_json
 from esrepro.papers.alignn_dos.autoencoder import DOSAutoencoder
-from esrepro.papers.alignn_dos.data import (
-    GraphTargetDataset,
-    collate_graph_targets,
-    collate_records,
-)
+from esrepro.papers.alignn_dos.data import collate_records, graph_loader
 from esrepro.papers.alignn_dos.model import ALIGNN
 from esrepro.pooling import pooling_for
 from esrepro.training import fit_module, load_network, run_key, save_model, state_dict_digest
@@ -108,19 +104,17 @@ class ALIGNNModule(lightning.LightningModule):
             with torch.no_grad():
                 self.model.fc[-1].bias.copy_(mean_target)
 
-    def forward(self, batch: GraphBatch) -> Tensor:
+    def forward(self, batch: Batch) -> Tensor:
         return self.model(batch)
 
-    def training_step(self, batch: tuple[GraphBatch, Tensor], batch_idx: int) -> Tensor:
-        graphs, target = batch
-        loss = nn.functional.mse_loss(self(graphs), target)
-        self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=graphs.n_graphs)
+    def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
+        loss = nn.functional.mse_loss(self(batch), batch.y)
+        self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=batch.num_graphs)
         return loss
 
-    def validation_step(self, batch: tuple[GraphBatch, Tensor], batch_idx: int) -> None:
-        graphs, target = batch
-        out = self(graphs)
-        n = graphs.n_graphs
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        out, target = self(batch), batch.y
+        n = batch.num_graphs
         self.log("val_loss", nn.functional.mse_loss(out, target), on_epoch=True, batch_size=n)
         if self.decoder is not None:
             out, target = self.decoder(out), self.decoder(target)
@@ -129,10 +123,6 @@ class ALIGNNModule(lightning.LightningModule):
     def configure_optimizers(self) -> torch.optim.Optimizer:
         params = [p for p in self.model.parameters() if p.requires_grad]
         return torch.optim.AdamW(params, lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
-
-    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
-        graphs, target = batch
-        return graphs.to(device), target.to(device)
 
 
 # --------------------------------------------------------------------------- stages
@@ -244,10 +234,8 @@ def run_train(
             decoder, ae_weights = ae.decoder, state_dict_digest(ae.state_dict())
             with torch.no_grad():
                 target = ae.encode(dos)
-        loader = DataLoader(GraphTargetDataset(records, target, train), batch_size=batch_size, shuffle=True,
-                            collate_fn=collate_graph_targets, generator=torch.Generator().manual_seed(int(tcfg["seed"])))
-        val_loader = (DataLoader(GraphTargetDataset(records, target, val), batch_size=batch_size,
-                                 collate_fn=collate_graph_targets) if val else None)
+        loader = graph_loader(records, target, train, batch_size, seed=int(tcfg["seed"]))
+        val_loader = graph_loader(records, target, val, batch_size) if val else None
         config = alignn_config(params, target.shape[1])
         module, fit = fit_module(
             lambda config=config, decoder=decoder, target=target: ALIGNNModule(
