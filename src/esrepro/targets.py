@@ -847,12 +847,15 @@ def snapshot_reference(
 
     stages = lock_stages(lock)
     prefix = f"reports/{paper}/"
-    # The paper's stages: named after it, or writing under reports/<paper>/ (the latter keeps
-    # the entry holding metrics.json even if the stage is named differently).
+    # The paper's stages: those its registry entry declares, or writing under reports/<paper>/
+    # (the latter keeps the entry holding metrics.json even if the stage is named differently).
+    from esrepro.registry import get_paper, paper_names
+
+    declared = set(get_paper(paper).dvc_stage_names()) if paper in paper_names() else set()
     selected = {
         stage: entry
         for stage, entry in stages.items()
-        if stage.startswith(paper)
+        if stage in declared
         or any(
             isinstance(o, Mapping) and _norm(o.get("path", "")).startswith(prefix)
             for o in entry.get("outs") or []
