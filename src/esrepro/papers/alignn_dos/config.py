@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from esrepro.checks import expect_devices
 from esrepro.config import (
@@ -54,6 +54,10 @@ class DFTConfig:
 
     source: Source
     dft: DFTParams = param(at="dft")
+
+    def as_params(self) -> dict[str, Any]:
+        """The ``dft`` mapping of :func:`esrepro.dft.stage.run_dft_stage`."""
+        return self.dft.as_params()
 
 
 @dataclass(frozen=True)

@@ -91,7 +91,7 @@ def stage_dft(cfg: DFTConfig, *, raw: Path, dft: Path) -> None:
     if cfg.source == "jarvis":
         summary = selected.assign(status="jarvis", reason="", cache_key="")
     else:
-        records = {r.material_id: r for r in run_dft_stage(structures, cfg.dft.as_params(), dft)}
+        records = {r.material_id: r for r in run_dft_stage(structures, cfg.as_params(), dft)}
         summary = selected.assign(
             status=[records[m].status for m in selected["material_id"]],
             reason=[records[m].reason for m in selected["material_id"]],

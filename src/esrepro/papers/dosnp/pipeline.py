@@ -65,7 +65,7 @@ def stage_dft(cfg: DFTConfig, *, raw: Path, dft: Path) -> None:
     from esrepro.dft.stage import run_dft_stage
 
     selected, structures = load_selected(raw)
-    records = run_dft_stage(structures, cfg.dft.as_params(), dft)
+    records = run_dft_stage(structures, cfg.as_params(), dft)
     products = dft / "products"
     rows = []
     table = selected.set_index("mp_id")
