@@ -5,6 +5,7 @@ config reads. The three gaps the hand-kept file had are caught."""
 from __future__ import annotations
 
 import dataclasses
+import sys
 import textwrap
 from pathlib import Path
 
@@ -187,3 +188,89 @@ def test_every_paper_is_registered_with_its_targets(repo_root: Path) -> None:
         assert paper.name in targets
         assert (repo_root / paper.notebook).is_file()
         assert paper.stages[-1].name == "report"
+
+
+def test_a_new_paper_is_one_package_and_one_registry_entry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A package with config.py, pipeline.py and paper.py (as docs/adding-a-paper.md shows) is
+    registered, its params group is checked, and its stages run through the one entry point."""
+    import esrepro.papers
+    from esrepro import config
+    from esrepro.errors import ConfigError
+    from esrepro.stage_cli import main
+
+    package = tmp_path / "papers" / "toy"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text('"""A toy paper."""\n')
+    (package / "config.py").write_text(textwrap.dedent('''\
+        from dataclasses import dataclass
+        from esrepro.typed_config import param
+
+        @dataclass(frozen=True)
+        class FitConfig:
+            scale: float = param(above=0.0)
+            repeats: int = param(minimum=1)
+    '''))
+    (package / "pipeline.py").write_text(textwrap.dedent('''\
+        import json
+
+        def stage_fit(cfg, *, out):
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps({"value": cfg.scale * cfg.repeats}))
+    '''))
+    (package / "paper.py").write_text(textwrap.dedent('''\
+        from esrepro.papers.toy import config
+        from esrepro.registry import Paper, Stage, metric
+
+        PAPER = Paper(
+            name="toy", notebook="src/esrepro/notebooks/toy.ipynb",
+            stages=(Stage("fit", "esrepro.papers.toy.pipeline:stage_fit", config.FitConfig,
+                          outputs={"out": metric("reports/toy/metrics.json")},
+                          params=("toy.scale", "toy.repeats")),),
+        )
+    '''))
+    monkeypatch.setattr(esrepro.papers, "__path__", [*esrepro.papers.__path__, str(tmp_path / "papers")])
+    root = tmp_path / "repo"
+    root.mkdir()
+    monkeypatch.setenv("ESREPRO_ROOT", str(root))
+    config.repo_root.cache_clear()
+    try:
+        assert "toy" in paper_names()
+        paper = get_paper("toy")
+        assert paper.dvc_stage_names() == ["toy_fit"]
+        params = repo_params(toy={"scale": 1.5, "repeats": 2})
+        assert check_params(params, [paper]) == []
+        (root / "params.yaml").write_text(yaml.safe_dump(params))
+        assert main(["toy", "fit"]) == 0
+        assert (root / "reports/toy/metrics.json").read_text() == '{"value": 3.0}'
+        with pytest.raises(ConfigError, match=r"^params.yaml toy.scael: unknown key"):
+            paper.parse(repo_params(toy={"scale": 1.5, "repeats": 2, "scael": 1}))
+    finally:
+        config.repo_root.cache_clear()
+        for name in [m for m in sys.modules if m.startswith("esrepro.papers.toy")]:
+            del sys.modules[name]
+
+
+def test_cli_lists_papers_and_checks_the_pipeline(repo_root: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from esrepro.cli import app
+
+    runner = CliRunner()
+    listed = runner.invoke(app, ["papers", "--root", str(repo_root)])
+    assert listed.exit_code == 0, listed.output
+    assert "dosnp: Takano et al., A Machine Learning Model for Predicting QSGW Band Gaps" in listed.output
+    assert "stages:   ldos_structures, ldos_dft, ldos_featurize, ldos_learn, ldos_evaluate, ldos_report" in listed.output
+    checked = runner.invoke(app, ["pipeline", "check", "--root", str(repo_root)])
+    assert checked.exit_code == 0, checked.output
+    # A copy with a stale dvc.yaml fails and says how to fix it; `write` fixes it.
+    (tmp_path / "params.yaml").write_text((repo_root / "params.yaml").read_text())
+    stale = _without(dvc_document(), "dosnp_featurize", "params", "dosnp.ecalj_ext")
+    (tmp_path / "dvc.yaml").write_text(render(stale))
+    failed = runner.invoke(app, ["pipeline", "check", "--root", str(tmp_path)])
+    assert failed.exit_code == 1
+    assert "stage dosnp_featurize: params lacks dosnp.ecalj_ext" in failed.output
+    assert "esrepro pipeline write" in failed.output
+    assert runner.invoke(app, ["pipeline", "write", "--root", str(tmp_path)]).exit_code == 0
+    assert runner.invoke(app, ["pipeline", "check", "--root", str(tmp_path)]).exit_code == 0
