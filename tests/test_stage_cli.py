@@ -90,9 +90,9 @@ def test_a_bug_keeps_its_traceback(root: Path, monkeypatch: pytest.MonkeyPatch) 
     def broken(cfg, **paths):
         raise ZeroDivisionError("a bug")
 
-    monkeypatch.setattr(pipeline, "stage_evaluate", broken)
+    monkeypatch.setattr(pipeline, "stage_structures", broken)
     with pytest.raises(ZeroDivisionError, match="a bug"):
-        main(["ldos", "evaluate"])
+        main(["ldos", "structures"])
 
 
 def test_the_runner_passes_the_config_and_declared_paths(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -100,6 +100,8 @@ def test_the_runner_passes_the_config_and_declared_paths(root: Path, monkeypatch
     from esrepro.papers.dosnp.config import CVConfig
 
     _write_params(root, dosnp__cv__folds=4)
+    for inputs in ("data/dosnp/raw", "data/dosnp/features"):
+        (root / inputs).mkdir(parents=True)
     seen = {}
     monkeypatch.setattr(pipeline, "stage_cv", lambda cfg, **paths: seen.update(cfg=cfg, paths=paths))
     assert main(["dosnp", "cv"]) == 0
@@ -124,3 +126,12 @@ def test_dvc_command_reports_a_missing_mirror_file_in_one_line(tmp_path: Path, r
     assert proc.returncode == 1, proc.stderr
     line = _one_error_line(proc.stderr)
     assert "is not in the mirror" in line and str(tmp_path / "mirror") in line
+
+
+def test_a_missing_input_names_the_stage_that_writes_it(root: Path, capsys: pytest.CaptureFixture) -> None:
+    _write_params(root)
+    assert main(["alignn_dos", "train"]) == 1
+    assert _one_error_line(capsys.readouterr().err) == (
+        "error: alignn_dos_train needs data/alignn_dos/features (written by alignn_dos_featurize), "
+        "which does not exist: run `dvc repro alignn_dos_train`"
+    )

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import yaml
 
-from esrepro.checks import expect_int, expect_str
+from esrepro.checks import expect_str
 from esrepro.errors import ConfigError
 from esrepro.fetch import MIRROR_ENV
 from esrepro.typed_config import ParamsSource, convert, param, to_plain
@@ -83,16 +83,6 @@ def _mirror(configured: Any) -> Path | None:
 def _warn_missing_mirror(path: Path) -> None:
     # Once per path: a stage fetches many files, one warning says it all.
     log.warning("params fetch.mirror %s does not exist: downloading the real URLs instead", path)
-
-
-def count_param(section: Mapping[str, Any], key: str, where: str) -> int:
-    """A count param where 0 (or null/missing) means "no limit", e.g. `dosnp.n_materials`.
-
-    Anything but an integer >= 0 is a ``ValueError`` naming ``params.yaml <where>.<key>``:
-    a negative value would otherwise slice rows off the end (``rows[:-1]``) without a word.
-    """
-    value = section.get(key)
-    return 0 if value is None else expect_int(value, f"params.yaml {where}.{key}", minimum=0)
 
 
 #: Where the DOSnp table's structures come from: the pinned ecalj_auto POSCARs (spglib-refined

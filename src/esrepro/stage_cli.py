@@ -77,12 +77,31 @@ def run_stage(paper_name: str, stage_name: str, params: Mapping[str, Any] | None
     params = load_params() if params is None else params
     check_shared_groups(params, paper_names())
     config = paper.parse(params).get(stage.name)
+    _check_inputs(paper.dvc_name(stage), stage.inputs)
     paths = {name: resolve_path(path) for name, path in stage.paths().items()}
     function = stage.function()
     if stage.config is None:
         function(**paths)
     else:
         function(config, **paths)
+
+
+def _check_inputs(stage_name: str, inputs: Mapping[str, str]) -> None:
+    """A declared input that does not exist is an error naming it and the stage that writes it
+    (DVC runs that stage first; run by hand, a stage may come too early)."""
+    from esrepro.registry import all_papers
+
+    for path in inputs.values():
+        if resolve_path(path).exists():
+            continue
+        writers = [
+            paper.dvc_name(s) for paper in all_papers() for s in paper.stages
+            if any(path == o.path or path.startswith(o.path + "/") for o in s.outputs.values())
+        ]
+        made_by = f" (written by {', '.join(writers)})" if writers else ""
+        raise InputError(
+            f"{stage_name} needs {path}{made_by}, which does not exist: run `dvc repro {stage_name}`"
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
