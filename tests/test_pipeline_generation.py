@@ -183,6 +183,12 @@ def test_every_paper_is_registered_with_its_targets(repo_root: Path) -> None:
     from esrepro.targets import load_targets
 
     assert paper_names() == ["alignn_dos", "dosnp", "ldos"]
+    # dvc.yaml order, in which `dvc repro` runs independent stages: DOSnp's DFT stage computes
+    # the structures both default profiles share, ALIGNN-DOS's finds them in the cache.
+    assert [p.name for p in all_papers()] == ["dosnp", "alignn_dos", "ldos"]
+    assert list(dvc_document()["stages"]).index("dosnp_dft") < list(dvc_document()["stages"]).index(
+        "alignn_dos_dft"
+    )
     targets = load_targets(repo_root / "reports/paper_targets.yaml")
     for paper in all_papers():
         assert paper.name in targets

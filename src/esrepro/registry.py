@@ -118,6 +118,9 @@ class Paper:
 
     The paper's title, source and targets are its entry under ``papers`` in ``targets`` (one
     file for every paper). ``plots`` are DVC's top-level plot definitions for the paper.
+    ``after`` names papers whose stages come first in dvc.yaml, so that ``dvc repro`` runs them
+    first: a paper computing the same structures as another then finds its DFT products in the
+    shared cache instead of computing them in its own stage.
     """
 
     name: str
@@ -125,6 +128,7 @@ class Paper:
     notebook: str
     targets: str = TARGETS_FILE
     plots: tuple[Mapping[str, Any], ...] = ()
+    after: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         names = [s.name for s in self.stages]
@@ -192,8 +196,16 @@ def get_paper(name: str) -> Paper:
 
 
 def all_papers() -> list[Paper]:
-    """Every registered paper, in name order."""
-    return [get_paper(name) for name in paper_names()]
+    """Every registered paper: in name order, except that a paper comes after those it names
+    in ``after`` (the order of dvc.yaml, in which ``dvc repro`` runs independent stages)."""
+    pending = {name: get_paper(name) for name in paper_names()}
+    ordered: list[Paper] = []
+    while pending:
+        ready = [p for p in pending.values() if all(a not in pending for a in p.after)]
+        if not ready:
+            raise ValueError(f"papers name each other in 'after': {sorted(pending)}")
+        ordered.append(pending.pop(min(p.name for p in ready)))
+    return ordered
 
 
 def run_papers(root: Path | None = None) -> int:

@@ -18,6 +18,9 @@ NOTEBOOK = "src/esrepro/notebooks/alignn_dos.ipynb"
 PAPER = Paper(
     name="alignn_dos",
     notebook=NOTEBOOK,
+    # The default profiles select the same structures: DOSnp's DFT stage computes them first and
+    # ALIGNN-DOS finds every product in the shared cache.
+    after=("dosnp",),
     stages=(
         Stage(
             "fetch", f"{RUN}:stage_fetch", config.FetchConfig,
