@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from esrepro.config import load_params, resolve_path
+from esrepro.config import load_params, mirror_dir, resolve_path
 from esrepro.jarvis import fetch_alignn_samples
 from esrepro.papers.alignn_dos.data import collate_records, graph_record
 from esrepro.papers.alignn_dos.model import ALIGNN
@@ -34,7 +34,7 @@ def main() -> None:
     params = load_params()
     gcfg = params["alignn_dos"]["graph"]
 
-    structures = [r["atoms"] for r in fetch_alignn_samples(params, resolve_path("data/downloads/alignn_samples"))]
+    structures = [r["atoms"] for r in fetch_alignn_samples(mirror_dir(params), resolve_path("data/downloads/alignn_samples"))]
     structures += [read_structure(p) for p in sorted(Path(resolve_path("data/alignn_dos/raw/structures")).glob("*.vasp"))]
     times, records = [], []
     for atoms in structures:

@@ -18,8 +18,8 @@ import numpy as np
 
 from esrepro.config import load_params
 from esrepro.papers.ldos.descriptors import soap_descriptors
+from esrepro.papers.ldos.generators import silicon_diamond_supercells
 from esrepro.papers.ldos.krr import LDOSKernelRidge
-from esrepro.papers.ldos.structures import silicon_diamond_supercells
 
 
 def main() -> None:

@@ -14,12 +14,11 @@ import argparse
 import logging
 import sys
 
-from esrepro.config import load_params
+from esrepro.config import load_params, mirror_dir
 from esrepro.dft.farm import FarmOptions, compute_products
 from esrepro.dft.settings import DFTSettings, cache_key
 from esrepro.dft.stage import cache_from_params
-from esrepro.papers.dosnp.inputs import fetch_structures, fetch_table
-from esrepro.papers.dosnp.pipeline import seeded_order
+from esrepro.selection import fetch_structures, fetch_table, seeded_order
 
 
 def main() -> int:
@@ -39,9 +38,9 @@ def main() -> int:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO)
     params = load_params()
-    table = fetch_table(params)
+    table = fetch_table(params["dosnp"]["table_commit"], mirror_dir(params))
     ids = seeded_order([f"mp-{i}" for i in table["material_id"]], args.seed)
-    structures = fetch_structures(ids, params)
+    structures = fetch_structures(ids, mirror_dir(params))
     settings = DFTSettings.from_params(params["dft"]["settings"])
     cache = cache_from_params(params["dft"])
     if args.status:

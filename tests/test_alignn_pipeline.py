@@ -15,7 +15,7 @@ import torch
 from ase.build import bulk
 
 from esrepro.dft.product import N_CHANNELS, DFTProduct
-from esrepro.jarvis import fetch_edos_pdos, read_alignn_samples, read_edos_pdos
+from esrepro.jarvis import EDOS_PDOS_URL, fetch_edos_pdos, read_alignn_samples, read_edos_pdos
 from esrepro.metrics import per_spectrum_errors, spectrum_metrics
 from esrepro.papers.alignn_dos.autoencoder import DOSAutoencoder
 from esrepro.papers.alignn_dos.data import graph_record
@@ -203,13 +203,13 @@ def test_edos_pdos_reader_round_trips_a_local_file(tmp_path: Path, samples: list
 
 def test_edos_pdos_fetch_needs_a_pin_and_reads_the_mirror(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="alignn_dos.jarvis.sha256 is not set"):
-        fetch_edos_pdos({"sha256": None}, {"fetch": {"mirror": None}}, tmp_path / "x.zip")
+        fetch_edos_pdos(EDOS_PDOS_URL, None, None, tmp_path / "x.zip")
     mirror = tmp_path / "mirror"
     mirrored = mirror / "ndownloader.figshare.com/files/29216859"
     mirrored.parent.mkdir(parents=True)
     mirrored.write_bytes(b"[]")
     sha = hashlib.sha256(b"[]").hexdigest()
-    path = fetch_edos_pdos({"sha256": sha}, {"fetch": {"mirror": str(mirror)}}, tmp_path / "edos.zip")
+    path = fetch_edos_pdos(EDOS_PDOS_URL, sha, mirror, tmp_path / "edos.zip")
     assert path.read_bytes() == b"[]"  # the mirrored file arrived intact ...
     with pytest.raises(ValueError, match="no records"):  # ... and an empty set is an error
         read_edos_pdos(path)
@@ -232,7 +232,7 @@ def test_jarvis_source_runs_fetch_dft_featurize_on_a_local_edos_file(
     import yaml
 
     from esrepro import config
-    from esrepro.papers.alignn_dos import pipeline
+    from esrepro.stage_cli import run_stage
 
     mirror = tmp_path / "mirror"
     mirror.mkdir()
@@ -253,7 +253,7 @@ def test_jarvis_source_runs_fetch_dft_featurize_on_a_local_edos_file(
     config.repo_root.cache_clear()
     try:
         for stage in ("fetch", "dft", "featurize"):
-            pipeline.STAGES[stage](params)
+            run_stage("alignn_dos", stage, params)
     finally:
         config.repo_root.cache_clear()
     feats = torch.load(root / "data/alignn_dos/features/dataset.pt", weights_only=True)
@@ -277,7 +277,7 @@ def test_jarvis_source_runs_fetch_dft_featurize_on_a_local_edos_file(
         config.repo_root.cache_clear()
         try:
             for stage in ("autoencoder", "train"):
-                pipeline.STAGES[stage](params)
+                run_stage("alignn_dos", stage, params)
         finally:
             config.repo_root.cache_clear()
         models = root / "data/alignn_dos/model"

@@ -73,7 +73,7 @@ def test_atom_weights_round_trip_and_pw_products_have_none(si: DFTProduct, tmp_p
 
 def test_skewed_hexagonal_cells_run_in_lcao() -> None:
     # A 2H-SiC cell with a 123 degree angle: GPAW's real-space grids refuse it as given.
-    from esrepro.papers.ldos.structures import sic_polytypes
+    from esrepro.papers.ldos.generators import sic_polytypes
 
     atoms = sic_polytypes(2, seed=1, polytypes=["2H"])[1]
     if atoms.cell.cellpar()[5] < 100:  # make sure the case is the skewed one

@@ -13,7 +13,7 @@ import pytest
 import esrepro.papers.dosnp.cv as cv
 from esrepro.metrics import paired_abs_error_difference
 from esrepro.papers.dosnp.baselines import fit_linear
-from test_training import _params, _structures, write_synthetic_features
+from test_training import _cfg, _params, _structures, write_synthetic_features
 
 FOLDS = 3
 
@@ -26,7 +26,7 @@ def _cv_params(folds: int = FOLDS, **train_overrides: object) -> dict:
 
 def _run(tmp_path: Path, params: dict) -> dict:
     return cv.run_cross_validation(
-        tmp_path / "features.pt", _structures(), params, tmp_path / "cv_metrics.json",
+        tmp_path / "features.pt", _structures(), _cfg(params, "cv"), tmp_path / "cv_metrics.json",
         tmp_path / "cv_predictions.csv", tmp_path / "scratch",
     )
 
@@ -38,9 +38,9 @@ def test_every_material_is_predicted_once_by_models_that_never_saw_it(
     trained_on: list[set[int]] = []
     real_train = cv.train_dosnp
 
-    def spy(feats, rows, params, curves, resume_dir=None):
+    def spy(feats, rows, cfg, curves, resume_dir=None):
         trained_on.append({int(r) for r in rows})
-        return real_train(feats, rows, params, curves, resume_dir=resume_dir)
+        return real_train(feats, rows, cfg, curves, resume_dir=resume_dir)
 
     monkeypatch.setattr(cv, "train_dosnp", spy)
     metrics = _run(tmp_path, _cv_params())

@@ -26,6 +26,9 @@ PAPER_TABLE_IV = [
 ]
 
 
+#: The paper's architecture (Table III; params.yaml dosnp.model): DOSnp has no defaults.
+ARCH = {"dropout": 0.3, "hidden": 100, "input_scale": 1.0}
+
 def _batch(n_atoms_per_graph: list[int], seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, int]:
     gen = torch.Generator().manual_seed(seed)
     n = sum(n_atoms_per_graph)
@@ -39,7 +42,7 @@ def _batch(n_atoms_per_graph: list[int], seed: int = 0) -> tuple[torch.Tensor, t
 
 def _model(pooling: str, n_outputs: int = 1) -> DOSnp:
     torch.manual_seed(0)
-    return DOSnp(pooling=pooling, n_outputs=n_outputs).eval()
+    return DOSnp(pooling=pooling, n_outputs=n_outputs, **ARCH).eval()
 
 
 def test_featurizer_matches_table_iv_layer_by_layer() -> None:
@@ -160,14 +163,14 @@ def test_unknown_pooling_mode_is_rejected() -> None:
     with pytest.raises(ValueError, match="attention.*mean\\+max"):
         pool_atoms(torch.zeros(2, 3), torch.zeros(2, dtype=torch.long), 1, "attention")
     with pytest.raises(ValueError, match="attention"):
-        DOSnp(pooling="attention")
+        DOSnp(pooling="attention", **ARCH)
 
 
 def _ensemble(pooling: str, n_members: int = 3) -> DOSnpEnsemble:
     members = []
     for seed in range(n_members):
         torch.manual_seed(seed)
-        members.append(DOSnp(pooling=pooling))
+        members.append(DOSnp(pooling=pooling, **ARCH))
     return DOSnpEnsemble.of(members).eval()
 
 
@@ -213,6 +216,6 @@ def test_single_dosnp_file_still_loads(tmp_path) -> None:
 
 def test_ensemble_rejects_mixed_architectures_and_no_members() -> None:
     with pytest.raises(ValueError, match="one architecture"):
-        DOSnpEnsemble.of([DOSnp(pooling="mean"), DOSnp(pooling="max")])
+        DOSnpEnsemble.of([DOSnp(pooling="mean", **ARCH), DOSnp(pooling="max", **ARCH)])
     with pytest.raises(ValueError, match="at least one member"):
-        DOSnpEnsemble(DOSnp().hparams_dict(), 0)
+        DOSnpEnsemble(DOSnp(pooling="mean+max", **ARCH).hparams_dict(), 0)

@@ -9,6 +9,9 @@ import numpy as np
 import pytest
 
 from esrepro.dos_properties import normalized_loss
+from esrepro.errors import ConfigError
+from esrepro.papers.ldos.config import LearnConfig, LearnParams, PropertiesParams, SoapParams
+from esrepro.papers.ldos.generators import generated_sets
 from esrepro.papers.ldos.learn import (
     PROPERTIES,
     electrons_in_window,
@@ -16,10 +19,9 @@ from esrepro.papers.ldos.learn import (
     learn_set,
     per_sample_losses,
 )
-from esrepro.papers.ldos.pipeline import dft_params
-from esrepro.papers.ldos.structures import generated_sets
 from esrepro.spectra import energy_grid
 from esrepro.splits import random_split_labels
+from params_helpers import repo_params, stage_config
 
 GRID = energy_grid(-10.0, 5.0, 151)
 
@@ -45,11 +47,9 @@ def test_electrons_in_window_counts_states_below_the_fermi_level() -> None:
     assert both[1] - both[0] == pytest.approx(1.0, abs=0.1)
 
 
-def test_ldos_dft_settings_override_the_shared_ones(repo_root) -> None:
-    from esrepro.config import load_params
-
-    params = load_params(repo_root / "params.yaml")
-    merged = dft_params(params)
+def test_ldos_dft_settings_override_the_shared_ones() -> None:
+    params = repo_params()
+    merged = stage_config("ldos", "dft").as_params()
     assert merged["settings"]["mode"] == "lcao" and params["dft"]["settings"]["mode"] == "pw"
     assert merged["settings"]["ecut_ev"] == params["dft"]["settings"]["ecut_ev"]
     assert merged["cache"] == params["dft"]["cache"]  # one cache for every paper
@@ -76,12 +76,12 @@ def _features(n_structures: int = 10) -> dict:
             "split": random_split_labels(ids, 0.3, 0), "n_failed": 0}
 
 
-CFG = {
-    "soap": {"r_cut": 4.0, "n_max": 4, "l_max": 3, "sigma": 0.5, "r_cut_scan": [3.0, 4.0]},
-    "learn": {"folds": 3, "lam": [1e-4, 1e-2], "zeta": [1, 2], "n_sparse": 0, "seed": 0,
-              "curve_fractions": [0.5, 1.0]},
-    "properties": {"kT_ev": 0.025852, "T_k": 300.0},
-}
+CFG = LearnConfig(
+    soap=SoapParams(r_cut=4.0, n_max=4, l_max=3, sigma=0.5),
+    r_cut_scan=(3.0, 4.0),
+    learn=LearnParams(folds=3, lam=(1e-4, 1e-2), zeta=(1, 2), n_sparse=0, seed=0, curve_fractions=(0.5, 1.0)),
+)
+PROPERTIES_300K = PropertiesParams(kT_ev=0.025852, T_k=300.0)
 
 
 def test_learn_and_evaluate_a_set(tmp_path) -> None:
@@ -93,7 +93,7 @@ def test_learn_and_evaluate_a_set(tmp_path) -> None:
     assert [row["n_train"] for row in curves["learning_curve"]] == [4, 7]
     for row in curves["r_cut_scan"] + curves["learning_curve"]:
         assert set(row["ldos"]["ldos"]) == {"C", "Si"}
-    metrics = evaluate_sets({"si": (feats, result["models"])}, CFG, tmp_path / "m.json", tmp_path / "p.npz",
+    metrics = evaluate_sets({"si": (feats, result["models"])}, PROPERTIES_300K, tmp_path / "m.json", tmp_path / "p.npz",
                             compare_sigma={"si": result["compare_sigma"]})
     entry = metrics["sets"]["si"]
     # Smearing comparison: the main width's losses are the set's; the sharper spectra are
@@ -134,7 +134,7 @@ def test_derived_properties_are_per_atom(tmp_path) -> None:
     grown = {**feats, "split": [*feats["split"], "test"], "fermi_levels": np.append(feats["fermi_levels"], feats["fermi_levels"][t])}
     for key, value in doubled.items():
         grown[key] = [*feats[key], value]
-    evaluate_sets({"si": (grown, result["models"])}, CFG, tmp_path / "m.json", tmp_path / "p.npz")
+    evaluate_sets({"si": (grown, result["models"])}, PROPERTIES_300K, tmp_path / "m.json", tmp_path / "p.npz")
     predictions = np.load(tmp_path / "p.npz")
     ids = list(predictions["si__structure_ids"])
     a, b = ids.index(feats["structure_ids"][t]), ids.index("sic-double")
@@ -164,11 +164,7 @@ def test_split_keeps_every_test_species_in_training() -> None:
         assert labels[9] == "train" and labels.count("test") == 2
 
 
-def test_unknown_grid_reference_is_an_error_not_fermi(repo_root) -> None:
-    from esrepro.config import load_params
-    from esrepro.papers.ldos.pipeline import stage_featurize
-
-    params = load_params(repo_root / "params.yaml")
-    params["ldos"]["grid"]["reference"] = "absolut"  # used to fall through to E_F-relative grids
-    with pytest.raises(ValueError, match="ldos.grid.reference must be 'absolute' or 'fermi', got 'absolut'"):
-        stage_featurize(params)
+def test_unknown_grid_reference_is_an_error_not_fermi() -> None:
+    # "absolut" used to fall through to E_F-relative grids.
+    with pytest.raises(ConfigError, match=r"ldos.grid.reference: expected one of \['absolute', 'fermi'\], got 'absolut'"):
+        stage_config("ldos", "featurize", ldos__grid__reference="absolut")

@@ -17,8 +17,11 @@ import pytest
 from ase import Atoms
 from ase.neighborlist import neighbor_list
 
+from esrepro.errors import ConfigError
 from esrepro.fetch import MIRROR_ENV, mirror_path
-from esrepro.papers.ldos import structures as S
+from esrepro.papers.ldos import generators as G
+from esrepro.papers.ldos import silicon_sets as SI
+from esrepro.papers.ldos.pipeline import provenance_table
 from esrepro.sources import load_sources
 from esrepro.structures import StructureError, canonical_structure_hash
 
@@ -102,16 +105,14 @@ def density(atoms: Atoms) -> float:
 def silicon_sets(mirror_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     with pytest.MonkeyPatch.context() as mp:
         mp.delenv(MIRROR_ENV, raising=False)  # only params decide where the files come from
-        return S.fetch_silicon_sets(
-            {"fetch": {"mirror": str(mirror_dir)}}, tmp_path_factory.mktemp("ldos_si")
-        )
+        return SI.fetch_silicon_sets(mirror_dir, tmp_path_factory.mktemp("ldos_si"))
 
 
 def test_structure_file_rule() -> None:
-    assert S.is_structure_file("bulk_bc8/bc8.extxyz")
-    assert S.is_structure_file("diamonds.xyz")
-    assert not S.is_structure_file("README.md")
-    assert not S.is_structure_file("bulk_sh/test.py")
+    assert SI.is_structure_file("bulk_bc8/bc8.extxyz")
+    assert SI.is_structure_file("diamonds.xyz")
+    assert not SI.is_structure_file("README.md")
+    assert not SI.is_structure_file("bulk_sh/test.py")
 
 
 def test_silicon_sets_match_the_files(silicon_sets: dict, mirror_dir: Path) -> None:
@@ -171,7 +172,7 @@ def test_bulk_prototypes_get_upstream_start_volume(silicon_sets: dict) -> None:
 
 
 def test_deduplicate_drops_exact_repeats(silicon_sets: dict) -> None:
-    kept, dropped = S.deduplicate(silicon_sets)
+    kept, dropped = SI.deduplicate(silicon_sets)
     hashes = [canonical_structure_hash(a) for v in silicon_sets.values() for a in v]
     assert sum(map(len, kept.values())) == len(set(hashes))
     assert len(dropped) == len(hashes) - len(set(hashes))
@@ -198,14 +199,14 @@ def test_corrupt_structure_file_raises_naming_it(tmp_path: Path, content: str) -
     path = tmp_path / "broken.xyz"
     path.write_text(content)
     with pytest.raises(StructureError, match=re.escape(str(path))):
-        S.read_frames(path)
+        SI.read_frames(path)
 
 
 def test_fetch_raises_on_a_corrupt_structure_file(
     mirror_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A pinned file that does not parse must stop the fetch, not vanish from its set.
-    real_fetch = S.fetch_url
+    real_fetch = SI.fetch_url
 
     def corrupting_fetch(url: str, sha256: str, dest: Path, **kwargs: object) -> Path:
         path = real_fetch(url, sha256, dest, **kwargs)
@@ -216,9 +217,9 @@ def test_fetch_raises_on_a_corrupt_structure_file(
         return path
 
     monkeypatch.delenv(MIRROR_ENV, raising=False)
-    monkeypatch.setattr(S, "fetch_url", corrupting_fetch)
+    monkeypatch.setattr(SI, "fetch_url", corrupting_fetch)
     with pytest.raises(StructureError, match="st12_corrupt.extxyz"):
-        S.fetch_silicon_sets({"fetch": {"mirror": str(mirror_dir)}}, tmp_path)
+        SI.fetch_silicon_sets(mirror_dir, tmp_path)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -250,7 +251,7 @@ def fingerprint(atoms: Atoms) -> tuple:
 
 @pytest.mark.parametrize("name", sorted(SMALL))
 def test_generator_is_deterministic_and_seed_dependent(name: str) -> None:
-    generator = S.GENERATORS[name]
+    generator = G.GENERATORS[name]
     first = generator(seed=11, **SMALL[name])
     again = generator(seed=11, **SMALL[name])
     other = generator(seed=12, **SMALL[name])
@@ -266,39 +267,39 @@ def test_generator_is_deterministic_and_seed_dependent(name: str) -> None:
 
 @pytest.mark.parametrize("name", sorted(SMALL))
 def test_generator_records_provenance(name: str) -> None:
-    structures = S.GENERATORS[name](seed=5, **SMALL[name])
+    structures = G.GENERATORS[name](seed=5, **SMALL[name])
     for index, atoms in enumerate(structures):
         assert atoms.info["generator"] == name
         assert atoms.info["seed"] == 5
         assert atoms.info["index"] == index
         params = json.loads(atoms.info["params"])
         assert params["min_distance"] == THRESHOLD[name]
-        rebuilt = S.regenerate(atoms.info)
+        rebuilt = G.regenerate(atoms.info)
         assert fingerprint(rebuilt) == fingerprint(atoms)
 
 
 @pytest.mark.parametrize("name", sorted(SMALL))
 def test_generated_distances_above_threshold(name: str) -> None:
     for seed in (0, 1, 2):
-        for atoms in S.GENERATORS[name](seed=seed, **SMALL[name]):
+        for atoms in G.GENERATORS[name](seed=seed, **SMALL[name]):
             assert atoms.pbc.all()
             assert closest_pair(atoms) >= THRESHOLD[name], (name, seed, atoms.info["kind"])
 
 
 def test_diamond_silicon_density() -> None:
-    (ideal,) = S.silicon_diamond_supercells(1, 0, max_strain=0.0, rattle_std=0.0)
+    (ideal,) = G.silicon_diamond_supercells(1, 0, max_strain=0.0, rattle_std=0.0)
     assert len(ideal) == 64
     assert density(ideal) == pytest.approx(2.329, rel=2e-3)  # Si, a = 5.431 A
     assert closest_pair(ideal) == pytest.approx(5.431 * np.sqrt(3) / 4, rel=1e-6)
     # Strain up to 3% per component changes the volume by at most ~9%.
-    for atoms in S.silicon_diamond_supercells(6, 3):
+    for atoms in G.silicon_diamond_supercells(6, 3):
         assert density(atoms) == pytest.approx(2.329, rel=0.10)
 
 
 def test_beta_tin_geometry_and_density() -> None:
     # Si-II at 11.3 GPa (Jamieson 1963): a = 4.686, c = 2.585 A, 4 atoms per a^2 c cell,
     # 14.2 A^3/atom; 4 neighbours at 2.43 A and 2 at 2.585 A.
-    (hp,) = S.silicon_beta_tin_supercells(
+    (hp,) = G.silicon_beta_tin_supercells(
         1, 0, repeat=(1, 1, 1), a=4.686, c=2.585, max_strain=0.0, rattle_std=0.0
     )
     assert len(hp) == 4
@@ -308,21 +309,21 @@ def test_beta_tin_geometry_and_density() -> None:
     assert np.bincount(i).tolist() == [6, 6, 6, 6]
     assert np.sort(d[i == 0]) == pytest.approx([2.430] * 4 + [2.585] * 2, abs=3e-3)
     # Defaults: metastable beta-tin, denser than diamond Si by ~20%.
-    (default,) = S.silicon_beta_tin_supercells(1, 0, max_strain=0.0, rattle_std=0.0)
+    (default,) = G.silicon_beta_tin_supercells(1, 0, max_strain=0.0, rattle_std=0.0)
     assert len(default) == 64
     assert 1.15 < density(default) / 2.329 < 1.45
 
 
 def test_liquid_silicon_density_and_disorder() -> None:
-    for atoms in S.silicon_liquid_like(2, 4):
+    for atoms in G.silicon_liquid_like(2, 4):
         assert len(atoms) == 64
         assert density(atoms) == pytest.approx(2.57, rel=1e-9)  # liquid Si at the melting point
         assert closest_pair(atoms) >= 2.0
 
 
 def test_carbon_kinds_and_densities() -> None:
-    structures = S.carbon_structures(8, 2, max_strain=0.0, rattle_std=0.0)
-    assert [a.info["kind"] for a in structures] == list(S.CARBON_KINDS) * 2
+    structures = G.carbon_structures(8, 2, max_strain=0.0, rattle_std=0.0)
+    assert [a.info["kind"] for a in structures] == list(G.CARBON_KINDS) * 2
     by_kind = {a.info["kind"]: a for a in structures}
     assert density(by_kind["diamond"]) == pytest.approx(3.515, rel=3e-3)
     assert density(by_kind["lonsdaleite"]) == pytest.approx(3.52, rel=5e-3)
@@ -362,7 +363,7 @@ def hexagonality(atoms: Atoms) -> float:
 
 
 def test_sic_polytypes_cells_stoichiometry_and_stacking() -> None:
-    structures = S.sic_polytypes(4, 0, max_strain=0.0, rattle_std=0.0)
+    structures = G.sic_polytypes(4, 0, max_strain=0.0, rattle_std=0.0)
     cells = {a.info["kind"]: a for a in structures}
     assert {k: len(v) for k, v in cells.items()} == {"3C": 2, "2H": 4, "4H": 8, "6H": 12}
     for kind, atoms in cells.items():
@@ -382,7 +383,7 @@ def test_sic_polytypes_cells_stoichiometry_and_stacking() -> None:
 
 
 def test_sn_s_se_composition_lattice_and_bonds() -> None:
-    structures = S.sn_s_se_solid_solutions(12, 3, max_strain=0.0, rattle_std=0.0)
+    structures = G.sn_s_se_solid_solutions(12, 3, max_strain=0.0, rattle_std=0.0)
     for atoms in structures:
         counts = Counter(atoms.get_chemical_symbols())
         assert len(atoms) == 8 and counts["Sn"] == 4 and counts["S"] + counts["Se"] == 4
@@ -395,8 +396,8 @@ def test_sn_s_se_composition_lattice_and_bonds() -> None:
         assert atoms.cell.lengths() == pytest.approx(vegard, rel=1e-9)
     assert len({a.info["x_se_drawn"] for a in structures}) == len(structures)
     # End members against literature densities: SnS 5.22 (rel. 2%), SnSe 6.18 g/cm^3.
-    (sns,) = S.sn_s_se_solid_solutions(1, 0, x_range=(0.0, 0.0), max_strain=0.0, rattle_std=0.0)
-    (snse,) = S.sn_s_se_solid_solutions(1, 0, x_range=(1.0, 1.0), max_strain=0.0, rattle_std=0.0)
+    (sns,) = G.sn_s_se_solid_solutions(1, 0, x_range=(0.0, 0.0), max_strain=0.0, rattle_std=0.0)
+    (snse,) = G.sn_s_se_solid_solutions(1, 0, x_range=(1.0, 1.0), max_strain=0.0, rattle_std=0.0)
     assert sns.get_chemical_formula() == "S4Sn4" and snse.get_chemical_formula() == "Se4Sn4"
     assert density(sns) == pytest.approx(5.22, rel=2e-2)
     assert density(snse) == pytest.approx(6.18, rel=2e-2)
@@ -409,7 +410,7 @@ def test_sn_s_se_composition_lattice_and_bonds() -> None:
 
 
 def test_sn_s_se_supercell_repeat() -> None:
-    (atoms,) = S.sn_s_se_solid_solutions(1, 9, repeat=(1, 2, 2))
+    (atoms,) = G.sn_s_se_solid_solutions(1, 9, repeat=(1, 2, 2))
     counts = Counter(atoms.get_chemical_symbols())
     assert len(atoms) == 32 and counts["Sn"] == 16 and counts["S"] + counts["Se"] == 16
 
@@ -426,39 +427,43 @@ def hashes(sets: dict) -> dict[str, list[str]]:
 
 
 def test_generated_sets_sizes_and_independence() -> None:
-    base = S.generated_sets(CFG, 42)
+    base = G.generated_sets(CFG, 42)
     assert {k: len(v) for k, v in base.items()} == CFG
     for name, structures in base.items():
         assert all(a.info["set"] == name and a.info["set_seed"] == 42 for a in structures)
-        assert all(a.info["seed"] == S.derive_seed(42, name) for a in structures)
-    bigger = S.generated_sets({**CFG, "carbon": 6}, 42)
+        assert all(a.info["seed"] == G.derive_seed(42, name) for a in structures)
+    bigger = G.generated_sets({**CFG, "carbon": 6}, 42)
     base_h, bigger_h = hashes(base), hashes(bigger)
     for name in CFG:
         if name != "carbon":
             assert bigger_h[name] == base_h[name], name
     assert bigger_h["carbon"][:4] == base_h["carbon"]
     # Dropping a set leaves the others unchanged too; another master seed changes every set.
-    fewer = hashes(S.generated_sets({k: v for k, v in CFG.items() if k != "sic"}, 42))
+    fewer = hashes(G.generated_sets({k: v for k, v in CFG.items() if k != "sic"}, 42))
     assert all(fewer[k] == base_h[k] for k in fewer)
-    other = hashes(S.generated_sets(CFG, 43))
+    other = hashes(G.generated_sets(CFG, 43))
     assert all(other[k] != base_h[k] for k in CFG)
 
 
 def test_generated_sets_accepts_kwargs_and_rejects_unknown() -> None:
-    sets = S.generated_sets({"sic": {"n": 2, "polytypes": ["4H"]}, "carbon": 0}, 1)
+    sets = G.generated_sets({"sic": {"n": 2, "polytypes": ["4H"]}, "carbon": 0}, 1)
     assert list(sets) == ["sic"]
     assert [a.info["kind"] for a in sets["sic"]] == ["4H", "4H"]
-    with pytest.raises(KeyError, match="graphene"):
-        S.generated_sets({"graphene": 1}, 1)
+    with pytest.raises(ConfigError, match=r"^params.yaml ldos.generated.graphene: unknown generated set"):
+        G.generated_sets({"graphene": 1}, 1, label="params.yaml ldos.generated")
+    with pytest.raises(ConfigError, match=r"^generated sets.sic.polytype: unknown keyword"):
+        G.generated_sets({"sic": {"n": 2, "polytype": ["4H"]}}, 1)
+    with pytest.raises(ConfigError, match=r"^generated sets.carbon.n: must be >= 0"):
+        G.generated_sets({"carbon": -1}, 1)
 
 
 def test_provenance_table(silicon_sets: dict) -> None:
     sets = {
-        **S.generated_sets({"sic": 2, "snsse": 2}, 0),
+        **G.generated_sets({"sic": 2, "snsse": 2}, 0),
         "bulk_st12": silicon_sets["bulk_st12"],
         "howweibin_diamond": silicon_sets["howweibin_diamond"][:3],
     }
-    rows = S.provenance_table(sets)
+    rows = provenance_table(sets)
     assert len(rows) == sum(map(len, sets.values()))
     assert len({tuple(sorted(r)) for r in rows}) == 1  # same columns in every row
     by_set = {}

@@ -10,7 +10,8 @@ from pathlib import Path
 import yaml
 from dvc.utils.hydra import apply_overrides
 
-from esrepro.papers.ldos.structures import fetch_silicon_sets, generated_sets
+from esrepro.papers.ldos.generators import generated_sets
+from esrepro.papers.ldos.silicon_sets import fetch_silicon_sets
 
 
 def makefile_overrides(repo_root: Path, variable: str) -> list[str]:
@@ -54,8 +55,7 @@ def test_ldos_paper_scale_selects_every_bulk_mirrored_set(
     params = overridden_params(repo_root, tmp_path, "LDOS_PAPER_SCALE")
     cfg = params["ldos"]
     assert cfg["max_atoms"] == 216
-    params["fetch"]["mirror"] = str(mirror_dir)
-    mirrored = fetch_silicon_sets(params, tmp_path / "downloads")
+    mirrored = fetch_silicon_sets(mirror_dir, tmp_path / "downloads")
     # Every named set exists and takes all its frames (0); the left-out ones are exactly the
     # correlated trajectory frames and the vacuum surface slabs (README, Makefile), and every
     # other set has a cell within max_atoms.

@@ -15,12 +15,15 @@ from ase.build import bulk
 
 import esrepro.papers.dosnp.train as dosnp_train
 from esrepro import training
+from esrepro.errors import ConfigError
 from esrepro.metrics import regression_metrics, write_json
 from esrepro.papers.dosnp.data import PDOSGraphDataset, collate_pdos
 from esrepro.papers.dosnp.model import load_dosnp
 from esrepro.papers.dosnp.train import PREDICTION_COLUMNS, run_evaluate, run_train
+from esrepro.registry import get_paper
 from esrepro.splits import kfold_labels, random_split_labels
 from esrepro.training import read_model_file, resolve_accelerator
+from params_helpers import repo_params
 
 N_MATERIALS = 12
 FORMULAS = ["Si", "C", "Ge", "GaAs", "AlP", "ZnS", "NaCl", "MgO", "LiF", "KCl", "CsCl", "Ar"]
@@ -69,20 +72,25 @@ def write_synthetic_features(path: Path) -> dict[str, object]:
 
 
 def _params(**train_overrides: object) -> dict[str, object]:
+    """params.yaml with a small, fast DOSnp fit (one network, 2 epochs, CPU)."""
     train = {
         "seed": 0, "max_epochs": 2, "batch_size": 4, "lr": 1e-3, "weight_decay": 1e-2,
-        "patience": 5, "val_fraction": 0.25, "loss": "mse", "accelerator": "cpu", "devices": 1,
+        "patience": 5, "monitor": "val_mae", "val_fraction": 0.25, "loss": "mse", "ensemble": 1,
+        "accelerator": "cpu", "devices": 1,
     }  # fmt: skip
     train.update(train_overrides)
-    return {
-        "model": {"pooling": "mean+max"},
-        "dosnp": {
-            "model": {"dropout": 0.3, "hidden": 100, "input_scale": 1.0},
-            "train": train,
-            "split": {"test_fraction": 0.25, "seed": 1},
-            "lrlidg": {"rank_tol": 1e-8},
-        },
-    }
+    return repo_params(
+        model__pooling="mean+max",
+        dosnp__model={"dropout": 0.3, "hidden": 100, "input_scale": 1.0},
+        dosnp__train=train,
+        dosnp__split={"test_fraction": 0.25, "seed": 1},
+        dosnp__lrlidg={"rank_tol": 1e-8, "max_descriptors_per_sample": 0.2},
+    )
+
+
+def _cfg(params: dict[str, object], stage: str = "train") -> object:
+    """The typed config of DOSnp's ``stage`` from ``params``, as the stage runner parses it."""
+    return get_paper("dosnp").parse(params)[stage]
 
 
 def test_gpu_requested_without_cuda_raises(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -124,7 +132,7 @@ def test_tiny_fit_writes_model_dvclive_and_metrics(tmp_path: Path) -> None:
     features = tmp_path / "features.pt"
     feats = write_synthetic_features(features)
     params = _params()
-    model_path = run_train(features, params, tmp_path / "model", tmp_path / "dvclive")
+    model_path = run_train(features, _cfg(params), tmp_path / "model", tmp_path / "dvclive")
 
     assert model_path == tmp_path / "model" / "dosnp.pt"
     assert sorted(p.name for p in (tmp_path / "model").iterdir()) == ["dosnp.pt"]
@@ -151,7 +159,8 @@ def test_tiny_fit_writes_model_dvclive_and_metrics(tmp_path: Path) -> None:
     predictions_path = tmp_path / "predictions" / "dosnp.csv"
     extra = {"n_materials": 12, "n_dft_failed": 1, "gpaw_vs_ecalj_lda_gap_mae": 0.05}
     metrics = run_evaluate(
-        features, model_path, _structures(), params, metrics_path, predictions_path, extra
+        features, model_path, _structures(), _cfg(params, "evaluate"), metrics_path, predictions_path,
+        extra,
     )
     on_disk = json.loads(metrics_path.read_text())
     assert metrics_path.read_text().endswith("}\n")
@@ -189,7 +198,7 @@ def test_trainer_never_touches_the_surrounding_repository(
     features = tmp_path / "features.pt"
     write_synthetic_features(features)
     params = _params(max_epochs=1)
-    run_train(features, params, tmp_path / "model", tmp_path / "dvclive")
+    run_train(features, _cfg(params), tmp_path / "model", tmp_path / "dvclive")
     assert sorted(p.relative_to(repo) for p in repo.rglob("*")) == before
     assert (tmp_path / "dvclive" / "plots" / "metrics" / "train" / "loss.tsv").is_file()
 
@@ -198,8 +207,8 @@ def test_training_is_reproducible(tmp_path: Path) -> None:
     features = tmp_path / "features.pt"
     write_synthetic_features(features)
     params = _params(max_epochs=1, val_fraction=0.0, patience=None)
-    a = read_model_file(run_train(features, params, tmp_path / "a", tmp_path / "live_a"))
-    b = read_model_file(run_train(features, params, tmp_path / "b", tmp_path / "live_b"))
+    a = read_model_file(run_train(features, _cfg(params), tmp_path / "a", tmp_path / "live_a"))
+    b = read_model_file(run_train(features, _cfg(params), tmp_path / "b", tmp_path / "live_b"))
     assert a.metadata["training"]["monitor"] == "train_loss"
     for key, tensor in a.state_dict.items():
         assert torch.equal(tensor, b.state_dict[key]), key
@@ -220,7 +229,7 @@ def test_checkpoint_is_the_best_epoch_of_the_monitored_metric(tmp_path: Path, mo
     features = tmp_path / "features.pt"
     write_synthetic_features(features)
     overrides = {"max_epochs": 4} | ({} if monitor is None else {"monitor": monitor})
-    saved = read_model_file(run_train(features, _params(**overrides), tmp_path / "m", tmp_path / "live"))
+    saved = read_model_file(run_train(features, _cfg(_params(**overrides)), tmp_path / "m", tmp_path / "live"))
     with (tmp_path / "live" / "plots" / "metrics" / "val" / f"{curve}.tsv").open() as fh:
         values = [float(r[curve]) for r in csv.DictReader(fh, delimiter="\t")]
     assert saved.metadata["training"]["monitor"] == (monitor or "val_mae")
@@ -231,7 +240,7 @@ def test_checkpoint_is_the_best_epoch_of_the_monitored_metric(tmp_path: Path, mo
 def test_ensemble_members_train_with_consecutive_seeds(tmp_path: Path) -> None:
     features = tmp_path / "features.pt"
     write_synthetic_features(features)
-    pair = read_model_file(run_train(features, _params(max_epochs=1, ensemble=2), tmp_path / "p", tmp_path / "lp"))
+    pair = read_model_file(run_train(features, _cfg(_params(max_epochs=1, ensemble=2)), tmp_path / "p", tmp_path / "lp"))
     assert pair.config["n_members"] == 2
     assert pair.metadata["training"]["seeds"] == [0, 1]
     assert len(pair.metadata["training"]["epochs_run"]) == 2
@@ -239,7 +248,7 @@ def test_ensemble_members_train_with_consecutive_seeds(tmp_path: Path) -> None:
     weights = {k: v for k, v in pair.state_dict.items() if k.endswith("fc.weight")}
     assert not torch.equal(weights["members.0.fc.weight"], weights["members.1.fc.weight"])
     # Member 0 of an ensemble is the single network the same seed trains.
-    single = read_model_file(run_train(features, _params(max_epochs=1), tmp_path / "s", tmp_path / "ls"))
+    single = read_model_file(run_train(features, _cfg(_params(max_epochs=1)), tmp_path / "s", tmp_path / "ls"))
     for key, tensor in single.state_dict.items():
         assert torch.equal(tensor, pair.state_dict[key]), key
 
@@ -250,7 +259,7 @@ def test_train_stage_killed_in_a_member_resumes_to_the_unbroken_ensemble(
     features = tmp_path / "features.pt"
     write_synthetic_features(features)
     params = _params(max_epochs=3, ensemble=2)
-    unbroken = read_model_file(run_train(features, params, tmp_path / "u", tmp_path / "lu"))
+    unbroken = read_model_file(run_train(features, _cfg(params), tmp_path / "u", tmp_path / "lu"))
 
     class KilledInSecondEpoch(lightning.Callback):
         def on_train_epoch_start(self, trainer, pl_module) -> None:
@@ -267,7 +276,7 @@ def test_train_stage_killed_in_a_member_resumes_to_the_unbroken_ensemble(
     monkeypatch.setattr(dosnp_train, "fit_module", fit_with_kill)
     fits = tmp_path / "fits"
     with pytest.raises(RuntimeError, match="simulated kill"):
-        run_train(features, params, tmp_path / "k", tmp_path / "lk", resume_root=fits)
+        run_train(features, _cfg(params), tmp_path / "k", tmp_path / "lk", resume_root=fits)
     (run_dir,) = fits.iterdir()
     assert (run_dir / "member0" / training.FIT_RESULT_FILE).is_file()
     assert (run_dir / "member1" / "checkpoints" / "last.ckpt").is_file()
@@ -275,7 +284,7 @@ def test_train_stage_killed_in_a_member_resumes_to_the_unbroken_ensemble(
     # The re-run reuses member 0 (no fit at all) and resumes member 1 in its second epoch.
     original_fit = lightning.Trainer.fit
     monkeypatch.setattr(lightning.Trainer, "fit", _fit_only_when_resuming(original_fit))
-    resumed = read_model_file(run_train(features, params, tmp_path / "r", tmp_path / "lr", resume_root=fits))
+    resumed = read_model_file(run_train(features, _cfg(params), tmp_path / "r", tmp_path / "lr", resume_root=fits))
     for key, tensor in unbroken.state_dict.items():
         assert torch.equal(tensor, resumed.state_dict[key]), key
     assert resumed.metadata["training"]["epochs_run"] == unbroken.metadata["training"]["epochs_run"]
@@ -284,7 +293,7 @@ def test_train_stage_killed_in_a_member_resumes_to_the_unbroken_ensemble(
             assert [int(r["step"]) for r in csv.DictReader(fh, delimiter="\t")] == [1, 2, 3]
     # Other parameters are another run: nothing is reused from this one.
     monkeypatch.setattr(lightning.Trainer, "fit", original_fit)
-    run_train(features, _params(max_epochs=3, ensemble=2, lr=2e-3), tmp_path / "o", tmp_path / "lo",
+    run_train(features, _cfg(_params(max_epochs=3, ensemble=2, lr=2e-3)), tmp_path / "o", tmp_path / "lo",
               resume_root=fits)
     assert len(list(fits.iterdir())) == 2
 
@@ -300,19 +309,15 @@ def _fit_only_when_resuming(fit):
     return guarded
 
 
-@pytest.mark.parametrize("bad", [0, -1, 1.5, True, "3"])
-def test_bad_ensemble_size_is_rejected(tmp_path: Path, bad: object) -> None:
-    features = tmp_path / "features.pt"
-    write_synthetic_features(features)
-    with pytest.raises(ValueError, match="dosnp.train.ensemble"):
-        run_train(features, _params(ensemble=bad), tmp_path / "m", tmp_path / "live")
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True, "three"])
+def test_bad_ensemble_size_is_rejected(bad: object) -> None:
+    with pytest.raises(ConfigError, match=r"^params.yaml dosnp.train.ensemble: "):
+        _cfg(_params(ensemble=bad))
 
 
-def test_unknown_monitor_is_rejected(tmp_path: Path) -> None:
-    features = tmp_path / "features.pt"
-    write_synthetic_features(features)
-    with pytest.raises(ValueError, match="dosnp.train.monitor"):
-        run_train(features, _params(monitor="val_r2"), tmp_path / "m", tmp_path / "live")
+def test_unknown_monitor_is_rejected() -> None:
+    with pytest.raises(ConfigError, match=r"^params.yaml dosnp.train.monitor: .*'val_r2'"):
+        _cfg(_params(monitor="val_r2"))
 
 
 def test_unreadable_features_files_name_the_path(tmp_path: Path) -> None:

@@ -217,6 +217,53 @@ def seed_verify(
     )
 
 
+@app.command("papers")
+def papers(root: RootOption = None) -> None:
+    """List the registered papers: name, title, stages, notebook and targets."""
+    from esrepro.registry import run_papers
+
+    raise typer.Exit(run_papers(root))
+
+
+pipeline_app = typer.Typer(
+    help="dvc.yaml, generated from the paper registry.", no_args_is_help=True
+)
+app.add_typer(pipeline_app, name="pipeline")
+
+
+@pipeline_app.command("write")
+def pipeline_write(root: RootOption = None) -> None:
+    """Write dvc.yaml from the registry (every stage's inputs, code, params and outputs)."""
+    from esrepro.pipeline import run_pipeline_write
+
+    raise typer.Exit(run_pipeline_write(root))
+
+
+@pipeline_app.command("check")
+def pipeline_check(root: RootOption = None) -> None:
+    """Fail (exit 1) when dvc.yaml differs from what `esrepro pipeline write` would write, or a
+    stage's declared params do not match what its config reads from params.yaml."""
+    from esrepro.pipeline import run_pipeline_check
+
+    raise typer.Exit(run_pipeline_check(root))
+
+
+stage_app = typer.Typer(help="Run one stage of a paper (what DVC runs).", no_args_is_help=True)
+app.add_typer(stage_app, name="stage")
+
+
+@stage_app.command("run")
+def stage_run(
+    paper: Annotated[str, typer.Argument(help="Paper, e.g. dosnp (see `esrepro papers`).")],
+    stage: Annotated[str, typer.Argument(help="Stage of the paper, e.g. featurize.")],
+) -> None:
+    """Run STAGE of PAPER with params.yaml, as `python stages/run.py PAPER STAGE` does
+    (outside DVC: nothing records or caches its outputs)."""
+    from esrepro.stage_cli import main as run_stage_main
+
+    raise typer.Exit(run_stage_main([paper, stage]))
+
+
 def main() -> None:
     """Entry point of the ``esrepro`` console script."""
     app()

@@ -1,18 +1,25 @@
-"""Parameters and paths: every stage reads `params.yaml` at the repository root."""
+"""Parameters and paths: every stage reads `params.yaml` at the repository root.
+
+Also the readers of the groups several papers share (``fetch.mirror``, ``model.pooling``,
+``dft``) for the typed stage configs of :mod:`esrepro.typed_config`.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
-from esrepro.checks import expect_int
+from esrepro.checks import expect_str
+from esrepro.errors import ConfigError
 from esrepro.fetch import MIRROR_ENV
+from esrepro.typed_config import ParamsSource, convert, param, to_plain
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +46,14 @@ def load_params(path: str | Path | None = None) -> dict[str, Any]:
     """Read params.yaml (default: at the repository root); a missing file is a clear error."""
     path = Path(path) if path else repo_root() / "params.yaml"
     if not path.is_file():
-        raise FileNotFoundError(f"params file not found: {path}")
-    with open(path) as fh:
-        params = yaml.safe_load(fh)
+        raise ConfigError(f"params file not found: {path}")
+    try:
+        with open(path) as fh:
+            params = yaml.safe_load(fh)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
     if not isinstance(params, dict):
-        raise ValueError(f"{path} must hold a mapping of parameter groups")
+        raise ConfigError(f"{path} must hold a mapping of parameter groups")
     return params
 
 
@@ -53,10 +63,13 @@ def mirror_dir(params: dict[str, Any]) -> Path | None:
     A configured mirror that does not exist counts as none (then the real URLs are downloaded),
     so the same params work beside `../shared` and on a machine with internet access.
     """
+    return _mirror((params.get("fetch") or {}).get("mirror"))
+
+
+def _mirror(configured: Any) -> Path | None:
     env = os.environ.get(MIRROR_ENV)
     if env is not None:
         return Path(env).expanduser() if env else None
-    configured = (params.get("fetch") or {}).get("mirror")
     if not configured:
         return None
     path = resolve_path(configured)
@@ -72,11 +85,86 @@ def _warn_missing_mirror(path: Path) -> None:
     log.warning("params fetch.mirror %s does not exist: downloading the real URLs instead", path)
 
 
-def count_param(section: Mapping[str, Any], key: str, where: str) -> int:
-    """A count param where 0 (or null/missing) means "no limit", e.g. `dosnp.n_materials`.
+#: Where the DOSnp table's structures come from: the pinned ecalj_auto POSCARs (spglib-refined
+#: Materials Project structures, what ecalj computed) or the Materials Project (mp-api, a key).
+StructureSource = Literal["ecalj", "mp"]
 
-    Anything but an integer >= 0 is a ``ValueError`` naming ``params.yaml <where>.<key>``:
-    a negative value would otherwise slice rows off the end (``rows[:-1]``) without a word.
+
+@dataclass(frozen=True)
+class Selection:
+    """A seeded subset of the DOSnp table (:func:`esrepro.selection.select_materials`):
+    ``n_materials`` (0 = all) with ``nsites <= max_sites`` (0 = no limit), in the seeded order
+    of ``subset_seed``. Read from a paper's own group (``dosnp.n_materials``, ...)."""
+
+    n_materials: int = param(minimum=0)
+    max_sites: int = param(minimum=0)
+    subset_seed: int = param()
+
+
+def table_commit_param(at: str | None = None) -> Any:
+    """A config field holding the DOSnp table's git commit (``dosnp.table_commit``)."""
+
+    def check(value: Any, label: str) -> str:
+        # An unquoted all-digit commit prefix in params.yaml arrives as an int.
+        if isinstance(value, int) and not isinstance(value, bool):
+            return str(value)
+        return expect_str(value, label)
+
+    return param(at=at, check=check)
+
+
+#: Pooling modes of ``model.pooling`` (the modes of :data:`esrepro.pooling.POOLING_MODES`; a
+#: test keeps the two equal). Spelled out here so reading params does not import torch.
+Pooling = Literal["mean+max", "mean", "max", "sum"]
+
+
+def pooling_param(paper: str) -> Any:
+    """A config field holding ``paper``'s pooling mode from the shared ``model.pooling``.
+
+    ``model.pooling`` is one mode for every paper (what ``dvc exp run -S model.pooling=max``
+    writes) or a mapping ``{paper: mode}`` holding each paper's published default.
     """
-    value = section.get(key)
-    return 0 if value is None else expect_int(value, f"params.yaml {where}.{key}", minimum=0)
+
+    def read(source: ParamsSource, path: str) -> str:
+        setting = source.lookup(path)
+        if isinstance(setting, Mapping):
+            if paper not in setting:
+                raise ConfigError(
+                    f"{source.label(path)}: no entry for {paper!r} (has {sorted(setting)})"
+                )
+            return convert(Pooling, setting[paper], source.label(f"{path}.{paper}"))
+        return convert(Pooling, setting, source.label(path))
+
+    return param(at="model.pooling", read=read)
+
+
+def mirror_param() -> Any:
+    """A config field holding the mirror directory of ``fetch.mirror`` (or None), resolved as
+    :func:`mirror_dir` resolves it (``$ESREPRO_MIRROR`` first)."""
+
+    def read(source: ParamsSource, path: str) -> Path | None:
+        configured = source.lookup(path)
+        if configured is not None and not isinstance(configured, str):
+            raise ConfigError(f"{source.label(path)}: expected a directory or null, got {configured!r}")
+        return _mirror(configured)
+
+    return param(at="fetch.mirror", read=read)
+
+
+@dataclass(frozen=True)
+class DFTParams:
+    """The shared ``dft`` group as a DFT stage reads it.
+
+    ``settings`` and ``farm`` stay mappings here: :func:`esrepro.dft.stage.run_dft_stage`
+    parses them (``DFTSettings.from_params``, ``FarmOptions.from_params``) before any work, and
+    the stage runner checks them for every stage (:func:`esrepro.stage_cli.check_shared_groups`).
+    """
+
+    cache: str
+    seed_caches: tuple[str, ...]
+    settings: Mapping[str, Any]
+    farm: Mapping[str, Any]
+
+    def as_params(self) -> dict[str, Any]:
+        """The plain ``dft`` mapping :func:`esrepro.dft.stage.run_dft_stage` takes."""
+        return to_plain(self)

@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 from ase import Atoms
 
-from esrepro.config import mirror_dir, resolve_path
+from esrepro.config import resolve_path
+from esrepro.errors import ConfigError
 from esrepro.fetch import fetch_url
 from esrepro.sources import dataset_sources
 from esrepro.structures import check_cell, check_structure, read_structure
@@ -144,27 +145,26 @@ def _check_finite_dos(dos: np.ndarray, what: str = "edos_up") -> None:
         )
 
 
-def fetch_edos_pdos(jarvis: Mapping[str, Any], params: Mapping[str, Any], dest: str | Path) -> Path:
-    """Download the ``edos_pdos`` zip (pinned by ``jarvis["sha256"]``) to ``dest``.
+def fetch_edos_pdos(url: str, sha256: str | None, mirror: Path | None, dest: str | Path) -> Path:
+    """Download the ``edos_pdos`` zip at ``url`` (pinned by ``sha256``) to ``dest``, from
+    ``mirror`` when one is given.
 
     jarvis-tools publishes no checksum, so the pin is a param: a missing one is an error that
     says how to set it, never an unverified download.
     """
-    sha = jarvis.get("sha256")
-    url = jarvis.get("url") or EDOS_PDOS_URL
-    if not sha:
-        raise ValueError(
+    if not sha256:
+        raise ConfigError(
             f"params.yaml alignn_dos.jarvis.sha256 is not set: pin the sha256 of {url} "
             "(download it once, run `sha256sum` on it, and write the value there)"
         )
-    return fetch_url(url, str(sha), resolve_path(dest), mirror=mirror_dir(dict(params)))
+    return fetch_url(url, sha256, resolve_path(dest), mirror=mirror)
 
 
-def fetch_alignn_samples(params: Mapping[str, Any], dest_dir: str | Path) -> list[dict[str, Any]]:
+def fetch_alignn_samples(mirror: Path | None, dest_dir: str | Path) -> list[dict[str, Any]]:
     """The 50 JARVIS spectra of ALIGNN's ``examples/sample_data_multi_prop`` (pinned), as records
-    like :func:`read_edos_pdos`'s; files are placed under ``dest_dir``."""
+    like :func:`read_edos_pdos`'s; files are placed under ``dest_dir`` (from ``mirror`` when one
+    is given)."""
     dest_dir = resolve_path(dest_dir)
-    mirror = mirror_dir(dict(params))
     for source in dataset_sources("alignn_sample_data_multi_prop"):
         fetch_url(source.url, source.sha256, dest_dir / source.filename, mirror=mirror)
     return read_alignn_samples(dest_dir / "id_prop.csv")

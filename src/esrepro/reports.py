@@ -122,3 +122,16 @@ def render_notebook(
     tmp.write_text(body, encoding="utf-8")
     tmp.replace(html_path)
     return html_path
+
+
+def render_report(
+    notebook: Path, html: Path, executed: Path, parameters: dict[str, Any]
+) -> Path:
+    """A report stage's rendering: ``notebook`` executed into ``executed`` and ``html``.
+
+    :func:`render_notebook` names the executed copy after the page (``<html stem>.ipynb``
+    beside it), so a stage declaring another path would never produce it: refused here.
+    """
+    if Path(executed) != Path(html).with_suffix(".ipynb"):
+        raise ValueError(f"the executed notebook is written to {Path(html).with_suffix('.ipynb')}, not {executed}")
+    return render_notebook(notebook, Path(html).parent, parameters, html_name=Path(html).name)

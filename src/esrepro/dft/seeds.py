@@ -570,14 +570,14 @@ def _fmt_bytes(n: float) -> str:
 def dosnp_table_keys(params: Mapping[str, Any]) -> tuple[list[str], list[str], Any]:
     """The DOSnp table in the seeded order of the paper-scale selection: (material ids, cache
     keys under params `dft.settings`, the settings). Fetches the table and POSCARs (mirror)."""
+    from esrepro.config import mirror_dir
     from esrepro.dft.settings import DFTSettings, cache_key
-    from esrepro.papers.dosnp.inputs import fetch_structures, fetch_table
-    from esrepro.papers.dosnp.pipeline import seeded_order
+    from esrepro.selection import fetch_structures, fetch_table, seeded_order
 
-    table = fetch_table(dict(params))
+    table = fetch_table(params["dosnp"]["table_commit"], mirror_dir(dict(params)))
     seed = int((params.get("dosnp") or {}).get("subset_seed", 0))
     ids = seeded_order([f"mp-{i}" for i in table["material_id"]], seed)
-    structures = fetch_structures(ids, dict(params))
+    structures = fetch_structures(ids, mirror_dir(dict(params)))
     settings = DFTSettings.from_params(params["dft"]["settings"])
     return ids, [cache_key(structures[i], settings) for i in ids], settings
 

@@ -73,14 +73,18 @@ def read_dvc_lock(root: Path) -> dict[str, Any] | None:
 def paper_stages(lock: Mapping[str, Any] | None, paper: str) -> dict[str, Any]:
     """The dvc.lock entries of ``paper``'s stages, as a snapshot records them.
 
-    A paper's stages are those named after it or writing under ``reports/<paper>/`` (the
-    latter keeps the entry holding metrics.json even if the stage is named differently).
+    A paper's stages are those its registry entry declares, or writing under
+    ``reports/<paper>/`` (the latter keeps the entry holding metrics.json even if the stage is
+    named differently).
     """
+    from esrepro.registry import get_paper, paper_names
+
+    declared = set(get_paper(paper).dvc_stage_names()) if paper in paper_names() else set()
     prefix = f"reports/{paper}/"
     return {
         stage: entry
         for stage, entry in lock_stages(lock).items()
-        if stage.startswith(paper)
+        if stage in declared
         or any(
             isinstance(o, Mapping) and norm_path(o.get("path", "")).startswith(prefix)
             for o in entry.get("outs") or []

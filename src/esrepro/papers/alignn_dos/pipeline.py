@@ -1,4 +1,4 @@
-"""The ALIGNN-DOS pipeline, one function per DVC stage (`stages/alignn_dos.py` calls these).
+"""The ALIGNN-DOS pipeline, one function per DVC stage (declared in ``...alignn_dos.paper``).
 
     fetch -> dft -> featurize -> autoencoder -> train -> evaluate -> report
 
@@ -7,6 +7,10 @@ for the DOSnp structure set (the same content-addressed cache as DOSnp, so a str
 papers use costs one SCF); or ``jarvis``, the 55k JARVIS-DFT ``edos_pdos`` spectra (the paper's
 data; needs network access and a sha256 pin). Either way, ALIGNN's own repository's 50 real
 JARVIS spectra are an external test set.
+
+Each function takes its stage's typed config (``esrepro.papers.alignn_dos.config``) and the
+paths the registry entry declares; imports a single stage needs stay inside its function, so
+each stage's code dependencies (``dvc.yaml``) are what it actually runs.
 """
 
 from __future__ import annotations
@@ -17,65 +21,42 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 
-from esrepro.config import count_param, resolve_path
-from esrepro.dft.product import DFTProduct
-from esrepro.dft.stage import run_dft_stage
-from esrepro.jarvis import fetch_alignn_samples, fetch_edos_pdos, read_edos_pdos
-from esrepro.papers.alignn_dos.data import graph_record
-from esrepro.papers.dosnp.inputs import fetch_structure_files, fetch_table
-from esrepro.papers.dosnp.pipeline import select_materials
-from esrepro.spectra import dos_per_electron, energy_grid
-from esrepro.splits import train_val_test_labels
-from esrepro.structures import formula, read_structure
+from esrepro.papers.alignn_dos.config import (
+    AutoencoderConfig,
+    DFTConfig,
+    EvaluateConfig,
+    FeaturizeConfig,
+    FetchConfig,
+    TrainConfig,
+)
 
 log = logging.getLogger(__name__)
 
-RAW = Path("data/alignn_dos/raw")
-DFT = Path("data/alignn_dos/dft")
-FEATURES = Path("data/alignn_dos/features")
-AUTOENCODER = Path("data/alignn_dos/autoencoder")
-MODEL = Path("data/alignn_dos/model")
-FITS = Path("data/alignn_dos/fits")  # checkpoints of resumable fits (not a DVC output)
-REPORTS = Path("reports/alignn_dos")
-SOURCES = ("gpaw", "jarvis")
 
-
-def _source(cfg: dict[str, Any]) -> str:
-    source = cfg.get("source", "gpaw")
-    if source not in SOURCES:
-        raise ValueError(f"params.yaml alignn_dos.source must be one of {SOURCES}, got {source!r}")
-    return source
-
-
-def _subset(ids: list[str], cfg: dict[str, Any]) -> list[str]:
-    n = count_param(cfg, "n_materials", "alignn_dos")
-    return ids[:n] if n else ids
-
-
-def stage_fetch(params: dict[str, Any]) -> None:
+def stage_fetch(cfg: FetchConfig, *, raw: Path, downloads: Path) -> None:
     """Structures of the training set (and the JARVIS targets when the source is jarvis), plus
-    the 50 external JARVIS spectra, into data/alignn_dos/raw."""
-    cfg = params["alignn_dos"]
-    max_sites = count_param(cfg, "max_sites", "alignn_dos")  # checked before any download
-    n_materials = count_param(cfg, "n_materials", "alignn_dos")
-    raw = resolve_path(RAW)
-    fetch_alignn_samples(params, raw / "external")
+    the 50 external JARVIS spectra, into ``raw``; ``downloads`` keeps the JARVIS zip."""
+    from esrepro.jarvis import fetch_alignn_samples, fetch_edos_pdos, read_edos_pdos
+    from esrepro.selection import fetch_structure_files, fetch_table, select_materials
+    from esrepro.structures import formula
+
+    fetch_alignn_samples(cfg.mirror, raw / "external")
     structures = raw / "structures"
     structures.mkdir(parents=True, exist_ok=True)
-    if _source(cfg) == "gpaw":
+    if cfg.source == "gpaw":
         # The DOSnp table's structures, selected exactly as DOSnp selects them, so the default
         # profiles of both papers share every DFT product.
-        table = fetch_table(params)
-        selected = select_materials(table, cfg, where="alignn_dos")
-        fetch_structure_files(selected["mp_id"], params, structures)
+        table = fetch_table(cfg.table_commit, cfg.mirror)
+        selected = select_materials(table, cfg.selection)
+        fetch_structure_files(selected["mp_id"], cfg.mirror, structures)
         selected = selected.rename(columns={"mp_id": "material_id", "material_id": "mp_number"})
         selected[["material_id", "formula", "nsites"]].to_csv(raw / "selected.csv", index=False)
     else:
-        path = fetch_edos_pdos(cfg["jarvis"], params, resolve_path("data/downloads/jarvis") / "edos_pdos.zip")
+        path = fetch_edos_pdos(cfg.jarvis.url, cfg.jarvis.sha256, cfg.mirror, downloads / "edos_pdos.zip")
         records = read_edos_pdos(path)
-        order = np.random.default_rng(int(cfg.get("subset_seed", 0))).permutation(len(records))
+        order = np.random.default_rng(cfg.selection.subset_seed).permutation(len(records))
+        max_sites, n_materials = cfg.selection.max_sites, cfg.selection.n_materials
         rows, targets = [], []
         for i in order:
             rec = records[int(i)]
@@ -91,148 +72,151 @@ def stage_fetch(params: dict[str, Any]) -> None:
     log.info("fetched %d training structures", len(pd.read_csv(raw / "selected.csv")))
 
 
-def load_selected() -> tuple[pd.DataFrame, dict[str, Any]]:
-    raw = resolve_path(RAW)
+def load_selected(raw: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
+    from esrepro.structures import read_structure
+
     selected = pd.read_csv(raw / "selected.csv")
     return selected, {m: read_structure(raw / "structures" / f"{m}.vasp") for m in selected["material_id"]}
 
 
-def stage_dft(params: dict[str, Any]) -> None:
+def stage_dft(cfg: DFTConfig, *, raw: Path, dft: Path) -> None:
     """GPAW products of every training structure (cache first); a summary with failure reasons.
 
     With ``source: jarvis`` the targets are JARVIS's own spectra and no DFT runs.
     """
-    selected, structures = load_selected()
-    out = resolve_path(DFT)
-    out.mkdir(parents=True, exist_ok=True)
-    if _source(params["alignn_dos"]) == "jarvis":
+    from esrepro.dft.stage import run_dft_stage
+
+    selected, structures = load_selected(raw)
+    dft.mkdir(parents=True, exist_ok=True)
+    if cfg.source == "jarvis":
         summary = selected.assign(status="jarvis", reason="", cache_key="")
     else:
-        records = {r.material_id: r for r in run_dft_stage(structures, params["dft"], out)}
+        records = {r.material_id: r for r in run_dft_stage(structures, cfg.as_params(), dft)}
         summary = selected.assign(
             status=[records[m].status for m in selected["material_id"]],
             reason=[records[m].reason for m in selected["material_id"]],
             cache_key=[records[m].cache_key for m in selected["material_id"]],
         )
-    summary.to_csv(out / "summary.csv", index=False)
+    summary.to_csv(dft / "summary.csv", index=False)
 
 
-def stage_featurize(params: dict[str, Any]) -> None:
+def stage_featurize(cfg: FeaturizeConfig, *, raw: Path, dft: Path, features: Path) -> None:
     """Graphs (16-NN crystal graph + line graph), DOS targets and the 70/10/20 split.
 
     A product whose bands do not cover the DOS grid is left out with its reason in
     ``excluded.csv``, never silently.
     """
-    cfg = params["alignn_dos"]
-    dcfg, gcfg = cfg["dos"], cfg["graph"]
-    grid = energy_grid(float(dcfg["emin_ev"]), float(dcfg["emin_ev"]) + float(dcfg["spacing_ev"]) * (int(dcfg["n_bins"]) - 1),
-                       int(dcfg["n_bins"]))
-    selected, structures = load_selected()
-    summary = pd.read_csv(resolve_path(DFT) / "summary.csv", keep_default_na=False)
-    source = _source(cfg)
-    jarvis_dos = np.load(resolve_path(RAW) / "jarvis_dos.npy") if source == "jarvis" else None
+    import torch
+
+    from esrepro.dft.product import DFTProduct
+    from esrepro.jarvis import read_alignn_samples
+    from esrepro.papers.alignn_dos.data import graph_record
+    from esrepro.spectra import dos_per_electron, energy_grid
+    from esrepro.splits import train_val_test_labels
+    from esrepro.structures import formula
+
+    dcfg, gcfg = cfg.dos, cfg.graph
+    grid = energy_grid(dcfg.emin_ev, dcfg.emin_ev + dcfg.spacing_ev * (dcfg.n_bins - 1), dcfg.n_bins)
+    selected, structures = load_selected(raw)
+    summary = pd.read_csv(dft / "summary.csv", keep_default_na=False)
+    jarvis_dos = np.load(raw / "jarvis_dos.npy") if cfg.source == "jarvis" else None
     ids, formulas, graphs, targets, excluded = [], [], [], [], []
     for row_index, row in summary.iterrows():
         material_id = row["material_id"]
         if row["status"] == "failed":
             excluded.append({"material_id": material_id, "reason": f"DFT failed: {row['reason']}"})
             continue
-        if source == "jarvis":
+        if jarvis_dos is not None:
             dos = jarvis_dos[row_index]
         else:
-            product = DFTProduct.load(resolve_path(DFT) / "products" / f"{material_id}.npz")
+            product = DFTProduct.load(dft / "products" / f"{material_id}.npz")
             try:
-                dos = dos_per_electron(product, grid, float(dcfg["sigma_ev"]), str(dcfg["reference"]), per_spin=True)
+                dos = dos_per_electron(product, grid, dcfg.sigma_ev, dcfg.reference, per_spin=True)
             except ValueError as err:
                 excluded.append({"material_id": material_id, "reason": str(err)})
                 continue
         atoms = structures[material_id]
         ids.append(material_id)
         formulas.append(formula(atoms))
-        graphs.append(graph_record(atoms, k=int(gcfg["k"]), cutoff=float(gcfg["cutoff"])))
+        graphs.append(graph_record(atoms, k=gcfg.k, cutoff=gcfg.cutoff))
         targets.append(np.asarray(dos, dtype=np.float32))
-    split = cfg["split"]
-    external = fetch_alignn_samples(params, resolve_path(RAW) / "external")
-    features = {
+    split = cfg.split
+    external = read_alignn_samples(raw / "external" / "id_prop.csv")
+    dataset = {
         "material_ids": ids,
         "formulas": formulas,
         "graphs": graphs,
         "dos": torch.from_numpy(np.stack(targets)) if targets else torch.zeros((0, len(grid))),
         "energies": torch.from_numpy(grid),
-        "split": train_val_test_labels(ids, float(split["val_fraction"]), float(split["test_fraction"]), int(split["seed"])),
+        "split": train_val_test_labels(ids, split.val_fraction, split.test_fraction, split.seed),
         "external": {
             "ids": [r["jid"] for r in external],
             "formulas": [formula(r["atoms"]) for r in external],
-            "graphs": [graph_record(r["atoms"], k=int(gcfg["k"]), cutoff=float(gcfg["cutoff"])) for r in external],
+            "graphs": [graph_record(r["atoms"], k=gcfg.k, cutoff=gcfg.cutoff) for r in external],
             "dos": torch.from_numpy(np.stack([r["edos_up"] for r in external]).astype(np.float32)),
         },
         "meta": {
-            "source": source,
+            "source": cfg.source,
             "units": "states/eV/valence electron in one spin channel (JARVIS edos_up convention)",
-            "energy_reference": str(dcfg["reference"]),
-            "sigma_ev": float(dcfg["sigma_ev"]),
+            "energy_reference": dcfg.reference,
+            "sigma_ev": dcfg.sigma_ev,
         },
     }
-    out = resolve_path(FEATURES)
-    out.mkdir(parents=True, exist_ok=True)
-    torch.save(features, out / "dataset.pt")
-    pd.DataFrame(excluded, columns=["material_id", "reason"]).to_csv(out / "excluded.csv", index=False)
+    features.mkdir(parents=True, exist_ok=True)
+    torch.save(dataset, features / "dataset.pt")
+    pd.DataFrame(excluded, columns=["material_id", "reason"]).to_csv(features / "excluded.csv", index=False)
     log.info("featurized %d structures (%d excluded) and %d external spectra", len(ids), len(excluded), len(external))
 
 
-def stage_autoencoder(params: dict[str, Any]) -> None:
+def stage_autoencoder(
+    cfg: AutoencoderConfig, *, features: Path, autoencoder: Path, training: Path, fits: Path
+) -> None:
+    """One DOS autoencoder per latent size (``autoencoder/ae_<L>.pt``), curves in ``training``."""
     from esrepro.papers.alignn_dos.train import run_autoencoders
 
-    run_autoencoders(resolve_path(FEATURES) / "dataset.pt", params, resolve_path(AUTOENCODER),
-                     resolve_path(REPORTS) / "training" / "autoencoders", resume_root=resolve_path(FITS))
+    run_autoencoders(features / "dataset.pt", cfg.autoencoder, autoencoder, training, resume_root=fits)
 
 
-def stage_train(params: dict[str, Any]) -> None:
+def stage_train(
+    cfg: TrainConfig, *, features: Path, autoencoder: Path, model: Path, training: Path, fits: Path
+) -> None:
+    """D-ALIGNN and every AE-ALIGNN (``model/<key>.pt``), curves in ``training``."""
     from esrepro.papers.alignn_dos.train import run_train
 
-    run_train(resolve_path(FEATURES) / "dataset.pt", resolve_path(AUTOENCODER), params, resolve_path(MODEL),
-              resolve_path(REPORTS) / "training" / "models", resume_root=resolve_path(FITS))
+    run_train(features / "dataset.pt", autoencoder, cfg, model, training, resume_root=fits)
 
 
-def stage_evaluate(params: dict[str, Any]) -> None:
+def stage_evaluate(
+    cfg: EvaluateConfig, *, dft_summary: Path, features: Path, autoencoder: Path, model: Path,
+    metrics: Path, predictions: Path,
+) -> None:
+    """Metrics of every model (and the mean-spectrum baseline) on the splits and JARVIS's 50."""
     from esrepro.papers.alignn_dos.train import run_evaluate
 
-    summary = pd.read_csv(resolve_path(DFT) / "summary.csv", keep_default_na=False)
-    excluded = pd.read_csv(resolve_path(FEATURES) / "excluded.csv")
+    summary = pd.read_csv(dft_summary, keep_default_na=False)
+    excluded = pd.read_csv(features / "excluded.csv")
     extra = {
-        "source": _source(params["alignn_dos"]),
+        "source": cfg.source,
         "n_materials": int(len(summary)),
         "n_dft_failed": int((summary["status"] == "failed").sum()),
         "n_excluded": int(len(excluded)),
     }
-    reports = resolve_path(REPORTS)
-    run_evaluate(resolve_path(FEATURES) / "dataset.pt", resolve_path(AUTOENCODER), resolve_path(MODEL), params,
-                 reports / "metrics.json", reports / "predictions.npz", extra)
+    run_evaluate(features / "dataset.pt", autoencoder, model, cfg, metrics, predictions, extra)
 
 
-def stage_report(params: dict[str, Any]) -> None:
-    from esrepro.reports import render_notebook
+def stage_report(
+    *, notebook: Path, predictions: Path, metrics: Path, training: Path, html: Path,
+    executed: Path, figures: Path,
+) -> None:
+    """The paper's figures and tables: ``notebook`` executed into ``executed`` and ``html``."""
+    from esrepro.reports import render_report
 
-    reports = resolve_path(REPORTS)
-    render_notebook(
-        resolve_path("src/esrepro/notebooks/alignn_dos.ipynb"),
-        reports,
+    render_report(
+        notebook, html, executed,
         {
-            "predictions_npz": str(reports / "predictions.npz"),
-            "metrics_json": str(reports / "metrics.json"),
-            "figures_dir": str(reports / "figures"),
-            "dvclive_dir": str(reports / "training" / "models"),
+            "predictions_npz": predictions,
+            "metrics_json": metrics,
+            "figures_dir": figures,
+            "dvclive_dir": training / "models",
         },
-        html_name="alignn_dos.html",
     )
-
-
-STAGES = {
-    "fetch": stage_fetch,
-    "dft": stage_dft,
-    "featurize": stage_featurize,
-    "autoencoder": stage_autoencoder,
-    "train": stage_train,
-    "evaluate": stage_evaluate,
-    "report": stage_report,
-}

@@ -24,10 +24,16 @@ from torch_geometric.data import Batch
 from esrepro.fetch import sha256_of
 from esrepro.metrics import paired_difference, per_spectrum_errors, spectrum_metrics, write_json
 from esrepro.papers.alignn_dos.autoencoder import DOSAutoencoder
+from esrepro.papers.alignn_dos.config import (
+    AutoencoderParams,
+    EvaluateConfig,
+    TrainConfig,
+    TrainParams,
+)
 from esrepro.papers.alignn_dos.data import collate_records, graph_loader
 from esrepro.papers.alignn_dos.model import ALIGNN
-from esrepro.pooling import pooling_for
 from esrepro.training import fit_module, load_network, run_key, save_model, state_dict_digest
+from esrepro.typed_config import to_plain
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +104,7 @@ class ALIGNNModule(lightning.LightningModule):
         self.decoder = decoder
         if decoder is not None:
             decoder.requires_grad_(False)
-        if mean_target is not None and alignn.get("link", "identity") == "identity":
+        if mean_target is not None and alignn["link"] == "identity":
             # Start at the mean-spectrum baseline and learn deviations from it (as DOSnp starts
             # from the mean gap correction).
             with torch.no_grad():
@@ -128,13 +134,13 @@ class ALIGNNModule(lightning.LightningModule):
 # --------------------------------------------------------------------------- stages
 
 
-def _fit_kwargs(tcfg: Mapping[str, Any]) -> dict[str, Any]:
+def _fit_kwargs(tcfg: AutoencoderParams | TrainParams) -> dict[str, Any]:
     return {
-        "max_epochs": int(tcfg["max_epochs"]),
-        "accelerator": str(tcfg.get("accelerator", "auto")),
-        "devices": tcfg.get("devices", 1),
-        "seed": int(tcfg["seed"]),
-        "patience": tcfg.get("patience"),
+        "max_epochs": tcfg.max_epochs,
+        "accelerator": tcfg.accelerator,
+        "devices": tcfg.devices,
+        "seed": tcfg.seed,
+        "patience": tcfg.patience,
     }
 
 
@@ -157,7 +163,7 @@ def _features_digest(features_path: Path, resume_root: Path | None) -> str | Non
 
 
 def run_autoencoders(
-    features_path: Path, params: Mapping[str, Any], out_dir: Path, dvclive_root: Path,
+    features_path: Path, cfg: AutoencoderParams, out_dir: Path, dvclive_root: Path,
     resume_root: Path | None = None,
 ) -> dict[int, Path]:
     """Train one autoencoder per latent size on the training spectra; ``out_dir/ae_<L>.pt``.
@@ -166,7 +172,6 @@ def run_autoencoders(
     code), so an interrupted stage resumes and finished latent sizes are not trained again.
     """
     feats = torch.load(features_path, weights_only=True)
-    cfg = params["alignn_dos"]["autoencoder"]
     dos = feats["dos"].float()
     train, val = rows_of(feats["split"], "train"), rows_of(feats["split"], "val")
     if not train:
@@ -174,21 +179,22 @@ def run_autoencoders(
     out_dir.mkdir(parents=True, exist_ok=True)
     features = _features_digest(features_path, resume_root)
     paths = {}
-    for latent in [int(n) for n in cfg["latents"]]:
-        loader = DataLoader(TensorDataset(dos[train]), batch_size=int(cfg["batch_size"]), shuffle=True,
-                            generator=torch.Generator().manual_seed(int(cfg["seed"])))
-        val_loader = DataLoader(TensorDataset(dos[val]), batch_size=int(cfg["batch_size"])) if val else None
+    plain = to_plain(cfg)
+    for latent in cfg.latents:
+        loader = DataLoader(TensorDataset(dos[train]), batch_size=cfg.batch_size, shuffle=True,
+                            generator=torch.Generator().manual_seed(cfg.seed))
+        val_loader = DataLoader(TensorDataset(dos[val]), batch_size=cfg.batch_size) if val else None
         module, fit = fit_module(
-            lambda latent=latent: AutoencoderModule(dos.shape[1], latent, cfg["widths"], float(cfg["lr"]),
-                                                    float(cfg["weight_decay"]), dos[train].mean(0)),
+            lambda latent=latent: AutoencoderModule(dos.shape[1], latent, list(cfg.widths), cfg.lr,
+                                                    cfg.weight_decay, dos[train].mean(0)),
             loader, val_loader, dvclive_dir=dvclive_root / f"latent_{latent}", **_fit_kwargs(cfg),
             resume_dir=_resume_dir(resume_root, f"ae_{latent}",
-                                   {"autoencoder": dict(cfg), "latent": latent, "features": features}),
+                                   {"autoencoder": plain, "latent": latent, "features": features}),
         )
         net: DOSAutoencoder = module.net
         paths[latent] = save_model(
             out_dir / f"ae_{latent}.pt", net,
-            {"paper": "alignn_dos", "model": f"autoencoder_{latent}", "training": {**dict(cfg), **fit.__dict__},
+            {"paper": "alignn_dos", "model": f"autoencoder_{latent}", "training": {**plain, **fit.__dict__},
              "n_train": len(train), "n_val": len(val)},
         )
         log.info("autoencoder latent %d: %s %s after %d epochs", latent, fit.monitor, fit.best_score, fit.epochs_run)
@@ -201,14 +207,13 @@ def load_autoencoder(autoencoder_dir: Path, model_key: str) -> DOSAutoencoder:
     return load_network(autoencoder_dir / f"ae_{latent}.pt", DOSAutoencoder)[0]
 
 
-def alignn_config(params: Mapping[str, Any], output_features: int) -> dict[str, Any]:
+def alignn_config(cfg: TrainConfig, output_features: int) -> dict[str, Any]:
     """ALIGNN constructor arguments from ``alignn_dos.model`` and the shared ``model.pooling``."""
-    return {**dict(params["alignn_dos"]["model"]), "output_features": int(output_features),
-            "pooling": pooling_for(params, "alignn_dos")}
+    return {**to_plain(cfg.model), "output_features": int(output_features), "pooling": cfg.pooling}
 
 
 def run_train(
-    features_path: Path, autoencoder_dir: Path, params: Mapping[str, Any], out_dir: Path, dvclive_root: Path,
+    features_path: Path, autoencoder_dir: Path, cfg: TrainConfig, out_dir: Path, dvclive_root: Path,
     resume_root: Path | None = None,
 ) -> dict[str, Path]:
     """Train D-ALIGNN and one AE-ALIGNN per latent size; ``out_dir/<model key>.pt``.
@@ -218,30 +223,31 @@ def run_train(
     finished models are not trained again.
     """
     feats = torch.load(features_path, weights_only=True)
-    tcfg = params["alignn_dos"]["train"]
+    tcfg = cfg.train
+    plain = to_plain(tcfg)
     records, dos = feats["graphs"], feats["dos"].float()
     train, val = rows_of(feats["split"], "train"), rows_of(feats["split"], "val")
     if not train:
         raise ValueError(f"{features_path}: no structures in the 'train' split")
     out_dir.mkdir(parents=True, exist_ok=True)
     features = _features_digest(features_path, resume_root)
-    batch_size = int(tcfg["batch_size"])
+    batch_size = tcfg.batch_size
     paths = {}
-    for key in model_keys(params["alignn_dos"]["autoencoder"]["latents"]):
+    for key in model_keys(cfg.latents):
         decoder, target, ae_weights = None, dos, None
         if key != "d_alignn":
             ae = load_autoencoder(autoencoder_dir, key)
             decoder, ae_weights = ae.decoder, state_dict_digest(ae.state_dict())
             with torch.no_grad():
                 target = ae.encode(dos)
-        loader = graph_loader(records, target, train, batch_size, seed=int(tcfg["seed"]))
+        loader = graph_loader(records, target, train, batch_size, seed=tcfg.seed)
         val_loader = graph_loader(records, target, val, batch_size) if val else None
-        config = alignn_config(params, target.shape[1])
+        config = alignn_config(cfg, target.shape[1])
         module, fit = fit_module(
             lambda config=config, decoder=decoder, target=target: ALIGNNModule(
-                config, float(tcfg["lr"]), float(tcfg["weight_decay"]), decoder, target[train].mean(0)),
+                config, tcfg.lr, tcfg.weight_decay, decoder, target[train].mean(0)),
             loader, val_loader, dvclive_dir=dvclive_root / key, **_fit_kwargs(tcfg),
-            resume_dir=_resume_dir(resume_root, key, {"train": dict(tcfg), "model": config,
+            resume_dir=_resume_dir(resume_root, key, {"train": plain, "model": config,
                                                       "autoencoder_weights": ae_weights, "features": features}),
         )
         model: ALIGNN = module.model
@@ -249,7 +255,7 @@ def run_train(
             out_dir / f"{key}.pt", model,
             {"paper": "alignn_dos", "model": key,
              "target": "DOS per valence electron (300 bins)" if decoder is None else f"autoencoder code ({key})",
-             "training": {**dict(tcfg), **fit.__dict__}, "n_train": len(train), "n_val": len(val),
+             "training": {**plain, **fit.__dict__}, "n_train": len(train), "n_val": len(val),
              "features_meta": feats.get("meta", {})},
         )
         log.info("%s: %s %s after %d epochs on %s", key, fit.monitor, fit.best_score, fit.epochs_run, fit.device)
@@ -269,7 +275,7 @@ def predict_dos(model: ALIGNN, records: Sequence[dict[str, Any]], decoder: nn.Mo
 
 
 def run_evaluate(
-    features_path: Path, autoencoder_dir: Path, model_dir: Path, params: Mapping[str, Any],
+    features_path: Path, autoencoder_dir: Path, model_dir: Path, cfg: EvaluateConfig,
     metrics_path: Path, predictions_path: Path, extra: Mapping[str, Any],
 ) -> dict[str, Any]:
     """Metrics of every model on train/val/test and on the external JARVIS spectra.
@@ -278,7 +284,7 @@ def run_evaluate(
     input; train/val predictions are left out to keep the committed file small).
     """
     feats = torch.load(features_path, weights_only=True)
-    latents = [int(n) for n in params["alignn_dos"]["autoencoder"]["latents"]]
+    latents = cfg.latents
     dos = feats["dos"].numpy().astype(np.float64)
     split = list(feats["split"])
     ext = feats["external"]
@@ -323,7 +329,7 @@ def run_evaluate(
         "formulas": np.array([feats["formulas"][i] for i in test] + list(ext["formulas"]), dtype=str),
         "split": np.array(["test"] * len(test) + ["external"] * n_ext, dtype=str),
         "target": np.concatenate([dos[test], ext_dos]).astype(np.float32),
-        "gap_threshold": np.float64(params["alignn_dos"]["dos"]["gap_threshold"]),
+        "gap_threshold": np.float64(cfg.gap_threshold),
     }
     for key in preds:
         arrays[f"pred_{key}"] = np.concatenate([preds[key][test], ext_preds[key]]).astype(np.float32)

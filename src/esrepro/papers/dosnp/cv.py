@@ -26,12 +26,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from esrepro.errors import ConfigError
 from esrepro.metrics import (
     paired_abs_error_difference,
     regression_metrics,
     write_csv,
     write_json,
 )
+from esrepro.papers.dosnp.config import CVConfig
 from esrepro.papers.dosnp.data import load_features
 from esrepro.papers.dosnp.train import (
     _as_list,
@@ -43,6 +45,7 @@ from esrepro.papers.dosnp.train import (
     train_dosnp,
 )
 from esrepro.splits import kfold_labels
+from esrepro.typed_config import to_plain
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +59,7 @@ PREDICTION_COLUMNS: tuple[str, ...] = (
 def run_cross_validation(
     features_path: Path,
     structures: Mapping[str, Any],
-    params: Mapping[str, Any],
+    cfg: CVConfig,
     metrics_path: Path,
     predictions_path: Path,
     scratch_dir: Path,
@@ -64,14 +67,12 @@ def run_cross_validation(
 ) -> dict[str, Any]:
     """Out-of-fold predictions of DOSnp, LRLIDG and the linear map for every material.
 
-    ``params["dosnp"]["cv"]`` holds ``folds`` (k; 0 switches cross-validation off and writes
-    ``{"folds": 0}``) and ``seed``. Writes the out-of-fold predictions (CSV) and metrics: per
+    ``cfg.cv`` holds ``folds`` (k; 0 switches cross-validation off and writes ``{"folds": 0}``)
+    and ``seed``; DOSnp is fitted as the train stage fits it (``cfg.fit``). Writes the out-of-fold predictions (CSV) and metrics: per
     model the pooled MAE/RMSE/R² over all materials, each fold's MAE, and the paired
     differences of absolute error of DOSnp against each baseline (negative: DOSnp better).
     """
-    cfg = params["dosnp"].get("cv") or {}
-    folds = int(cfg.get("folds") or 0)
-    seed = int(cfg.get("seed", 0))
+    folds, seed = cfg.cv.folds, cfg.cv.seed
     if folds == 0:
         log.info("dosnp.cv.folds is 0: cross-validation switched off")
         write_json(metrics_path, {"folds": 0})
@@ -81,7 +82,7 @@ def run_cross_validation(
     feats = load_features(features_path)
     ids = [str(i) for i in feats["material_ids"]]
     if folds < 2 or folds > len(ids):
-        raise ValueError(
+        raise ConfigError(
             f"params.yaml dosnp.cv.folds must be 0 (off) or in [2, {len(ids)}] for "
             f"{len(ids)} materials; got {folds}"
         )
@@ -90,10 +91,11 @@ def run_cross_validation(
     qsgw = np.asarray(_as_list(feats["qsgw_gap"]), dtype=np.float64)
     fe = aligned_formation_energies(ids, formation_energies)
     fold_of = np.asarray(kfold_labels(ids, folds, seed))
-    batch_size = int(params["dosnp"]["train"].get("batch_size", 64))
+    batch_size = cfg.fit.train.batch_size
 
     scratch = Path(scratch_dir) / dosnp_run_key(
-        Path(features_path), params, extra_sources=[Path(__file__)], folds=folds, cv_seed=seed
+        Path(features_path), cfg.fit, extra_sources=[Path(__file__)], folds=folds, cv_seed=seed,
+        lrlidg=to_plain(cfg.lrlidg),
     )
     scratch.mkdir(parents=True, exist_ok=True)
     pred = {m: np.full(len(ids), np.nan) for m in MODELS}
@@ -110,10 +112,10 @@ def run_cross_validation(
         train_mask = fold_of != k
         with tempfile.TemporaryDirectory(prefix="esrepro-cv-") as curves:
             model, fit = train_dosnp(
-                feats, np.flatnonzero(train_mask), params, Path(curves), resume_dir=scratch / f"fold{k}-fits"
+                feats, np.flatnonzero(train_mask), cfg.fit, Path(curves), resume_dir=scratch / f"fold{k}-fits"
             )
         fold_pred = {"dosnp": predict_gaps(model, feats, held_out, batch_size=batch_size)}
-        linear, lrlidg = fit_baselines(atoms, lda, qsgw, train_mask, params, fe)
+        linear, lrlidg = fit_baselines(atoms, lda, qsgw, train_mask, cfg.lrlidg, fe)
         fold_pred["linear"] = linear.predict(lda[held_out])
         fold_pred["lrlidg"] = lrlidg.predict(
             [atoms[i] for i in held_out], lda[held_out],

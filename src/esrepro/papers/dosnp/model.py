@@ -79,11 +79,12 @@ class DOSnp(nn.Module):
 
     def __init__(
         self,
-        pooling: str = "mean+max",
-        dropout: float = 0.3,
-        hidden: int = 100,
+        *,
+        pooling: str,
+        dropout: float,
+        hidden: int,
+        input_scale: float,
         n_outputs: int = 1,
-        input_scale: float = 1.0,
     ) -> None:
         super().__init__()
         if pooling not in POOLING_MODES:
@@ -139,14 +140,15 @@ class DOSnpLightning(lightning.LightningModule):
 
     def __init__(
         self,
-        pooling: str = "mean+max",
-        dropout: float = 0.3,
-        hidden: int = 100,
-        input_scale: float = 1.0,
-        lr: float = 1e-3,
-        weight_decay: float = 1e-2,
-        loss: str = "mse",
-        initial_residual: float = 0.0,
+        *,
+        pooling: str,
+        dropout: float,
+        hidden: int,
+        input_scale: float,
+        lr: float,
+        weight_decay: float,
+        loss: str,
+        initial_residual: float,
     ) -> None:
         super().__init__()
         if loss not in ("mse", "l1"):

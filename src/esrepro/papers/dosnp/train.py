@@ -1,15 +1,7 @@
 """Train and evaluate DOSnp and its baselines (entry points of the DOSnp DVC stages).
 
-Parameters are read from the ``params.yaml`` layout::
-
-    model:
-      pooling: {dosnp: mean+max, ...}   # or one mode for every paper (esrepro.pooling.pooling_for)
-    dosnp:
-      model: {dropout, hidden, input_scale}
-      train: {seed, max_epochs, batch_size, lr, weight_decay, patience, val_fraction, loss,
-              accelerator, devices}
-      split: {test_fraction, seed}
-      lrlidg: {rank_tol}
+Every function takes the typed configs of ``esrepro.papers.dosnp.config`` (parsed from the
+``dosnp`` params group when the stage starts), never raw params.
 """
 
 from __future__ import annotations
@@ -26,12 +18,13 @@ from torch.utils.data import DataLoader
 
 from esrepro.metrics import regression_metrics, write_csv, write_json
 from esrepro.papers.dosnp.baselines import LRLIDG, LinearGapModel, fit_linear
+from esrepro.papers.dosnp.config import EvaluateConfig, LRLIDGParams, TrainConfig
 from esrepro.papers.dosnp.data import PDOSGraphDataset, collate_pdos, load_features
 from esrepro.papers.dosnp.model import DOSnp, DOSnpEnsemble, DOSnpLightning, load_dosnp
 from esrepro.plain_json import plain_json
-from esrepro.pooling import pooling_for
 from esrepro.splits import random_split_labels
 from esrepro.training import fit_module, run_key, save_model
+from esrepro.typed_config import to_plain
 
 log = logging.getLogger(__name__)
 
@@ -54,48 +47,21 @@ def _as_list(x: Any) -> list[Any]:
     return x.tolist() if hasattr(x, "tolist") else list(x)
 
 
-def _split_labels(feats: Mapping[str, Any], params: Mapping[str, Any]) -> list[str]:
-    """The split stored by the featurize stage, or (if absent) the params' random split."""
-    if feats.get("split") is not None:
-        return [str(s) for s in feats["split"]]
-    split = params["dosnp"]["split"]
-    return random_split_labels(feats["material_ids"], split["test_fraction"], split["seed"])
-
-
-#: Validation metrics that may select DOSnp's checkpoint (both logged every epoch).
-MONITORS: tuple[str, ...] = ("val_mae", "val_loss")
-
-
-def _monitor(tcfg: Mapping[str, Any]) -> str:
-    # MSE on a small validation set is ruled by its one or two largest QSGW corrections, so it
-    # stops on a near-constant model while the MAE (the reported metric) is still falling.
-    monitor = str(tcfg.get("monitor", "val_mae"))
-    if monitor not in MONITORS:
-        raise ValueError(f"params.yaml dosnp.train.monitor must be one of {MONITORS}, got {monitor!r}")
-    return monitor
-
-
-def _ensemble_size(tcfg: Mapping[str, Any]) -> int:
-    n = tcfg.get("ensemble", 1)
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"params.yaml dosnp.train.ensemble must be an integer >= 1, got {n!r}")
-    return n
+def _split_labels(feats: Mapping[str, Any]) -> list[str]:
+    """The split the featurize stage stored (``validate_features`` requires it)."""
+    return [str(s) for s in feats["split"]]
 
 
 def dosnp_run_key(
-    features_path: Path, params: Mapping[str, Any], extra_sources: Sequence[Path] = (), **extra: Any
+    features_path: Path, cfg: TrainConfig, extra_sources: Sequence[Path] = (), **extra: Any
 ) -> str:
-    """Key of a DOSnp training run: the features file, every parameter that shapes the fit,
-    ``extra`` values (e.g. the folds) and the code, DOSnp's own plus ``extra_sources``
-    (:func:`esrepro.training.run_key`)."""
+    """Key of a DOSnp training run: the features file (which holds the split), every parameter
+    that shapes the fit, ``extra`` values (e.g. the folds) and the code, DOSnp's own plus
+    ``extra_sources`` (:func:`esrepro.training.run_key`)."""
     from esrepro import pooling, splits, training
     from esrepro.papers.dosnp import baselines, data, model
 
-    parts = {
-        "pooling": params.get("model", {}).get("pooling"),
-        "dosnp": {k: params["dosnp"].get(k) for k in ("model", "train", "split", "lrlidg")},
-        **extra,
-    }
+    parts = {"fit": to_plain(cfg), **extra}
     sources = (pooling, splits, training, baselines, data, model, Path(__file__), *extra_sources)
     return run_key(parts, files=[features_path], sources=sources)
 
@@ -103,7 +69,7 @@ def dosnp_run_key(
 def train_dosnp(
     feats: Mapping[str, Any],
     train_rows: Sequence[int],
-    params: Mapping[str, Any],
+    cfg: TrainConfig,
     dvclive_dir: Path,
     resume_dir: Path | None = None,
 ) -> tuple[DOSnpEnsemble, dict[str, Any]]:
@@ -126,23 +92,20 @@ def train_dosnp(
     train_rows = [int(r) for r in train_rows]
     if not train_rows:
         raise ValueError("no materials to train DOSnp on")
-    pooling = pooling_for(params, "dosnp")
-    mcfg = params["dosnp"]["model"]
-    tcfg = params["dosnp"]["train"]
-    seed = int(tcfg["seed"])
-    n_members = _ensemble_size(tcfg)
+    mcfg, tcfg = cfg.model, cfg.train
+    seed = tcfg.seed
+    n_members = tcfg.ensemble
 
     ids = [feats["material_ids"][i] for i in train_rows]
-    val_fraction = float(tcfg.get("val_fraction", 0.0))
-    if val_fraction > 0 and len(train_rows) >= 2:
-        val_labels = random_split_labels(ids, val_fraction, seed)
+    if tcfg.val_fraction > 0 and len(train_rows) >= 2:
+        val_labels = random_split_labels(ids, tcfg.val_fraction, seed)
     else:
         val_labels = ["train"] * len(train_rows)
     fit_rows = [r for r, v in zip(train_rows, val_labels, strict=True) if v == "train"]
     val_rows = [r for r, v in zip(train_rows, val_labels, strict=True) if v == "test"]
-    monitor = _monitor(tcfg) if val_rows else "train_loss"
+    monitor = tcfg.monitor if val_rows else "train_loss"
 
-    batch_size = int(tcfg["batch_size"])
+    batch_size = tcfg.batch_size
     val_loader = (
         DataLoader(
             PDOSGraphDataset(feats, val_rows),
@@ -170,23 +133,23 @@ def train_dosnp(
         )
         module, fit = fit_module(
             lambda: DOSnpLightning(
-                pooling=pooling,
-                dropout=float(mcfg["dropout"]),
-                hidden=int(mcfg["hidden"]),
-                input_scale=float(mcfg["input_scale"]),
-                lr=float(tcfg["lr"]),
-                weight_decay=float(tcfg["weight_decay"]),
-                loss=str(tcfg.get("loss", "mse")),
+                pooling=cfg.pooling,
+                dropout=mcfg.dropout,
+                hidden=mcfg.hidden,
+                input_scale=mcfg.input_scale,
+                lr=tcfg.lr,
+                weight_decay=tcfg.weight_decay,
+                loss=tcfg.loss,
                 initial_residual=initial_residual,
             ),
             train_loader,
             val_loader,
-            max_epochs=int(tcfg["max_epochs"]),
-            accelerator=str(tcfg.get("accelerator", "auto")),
-            devices=tcfg.get("devices", 1),
+            max_epochs=tcfg.max_epochs,
+            accelerator=tcfg.accelerator,
+            devices=tcfg.devices,
             seed=member_seed,
             dvclive_dir=Path(dvclive_dir) if k == 0 else Path(dvclive_dir) / "members" / str(k),
-            patience=tcfg.get("patience"),
+            patience=tcfg.patience,
             monitor=monitor,
             resume_dir=None if resume_dir is None else Path(resume_dir) / f"member{k}",
         )
@@ -210,7 +173,7 @@ def train_dosnp(
 
 def run_train(
     features_path: Path,
-    params: Mapping[str, Any],
+    cfg: TrainConfig,
     out_dir: Path,
     dvclive_dir: Path,
     resume_root: Path | None = None,
@@ -221,24 +184,22 @@ def run_train(
     interrupted stage resumes there.
     """
     feats = load_features(features_path)
-    tcfg = params["dosnp"]["train"]
-    labels = _split_labels(feats, params)
+    labels = _split_labels(feats)
     train_rows = [i for i, s in enumerate(labels) if s == "train"]
     if not train_rows:
         raise ValueError(f"{features_path}: no materials in the 'train' split")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    resume_dir = None if resume_root is None else Path(resume_root) / dosnp_run_key(Path(features_path), params)
-    model, fit = train_dosnp(feats, train_rows, params, Path(dvclive_dir), resume_dir)
+    resume_dir = None if resume_root is None else Path(resume_root) / dosnp_run_key(Path(features_path), cfg)
+    model, fit = train_dosnp(feats, train_rows, cfg, Path(dvclive_dir), resume_dir)
     fit_rows, val_rows = fit["fit_rows"], fit["val_rows"]
     metadata = {
         "paper": "dosnp",
         "target": "E_g^QSGW - E_g^LDA (eV); prediction = lda_gap_table + output",
         "training": {
-            **plain_json(dict(tcfg)),
+            **to_plain(cfg.train),
             **{k: fit[k] for k in ("monitor", "ensemble", "seeds", "best_score", "epochs_run", "device")},
         },
-        "split": plain_json(dict(params["dosnp"].get("split", {}))),
         "data": {
             "features_file": Path(features_path).name,
             "n_materials": len(labels),
@@ -258,7 +219,7 @@ def run_train(
 
 @torch.no_grad()
 def predict_gaps(
-    model: DOSnp | DOSnpEnsemble, feats: Mapping[str, Any], rows: Sequence[int] | None = None, batch_size: int = 64
+    model: DOSnp | DOSnpEnsemble, feats: Mapping[str, Any], rows: Sequence[int] | None, *, batch_size: int
 ) -> np.ndarray:
     """Predicted QSGW gaps (eV) of the given material rows: table LDA gap + DOSnp residual."""
     model.eval()
@@ -299,7 +260,7 @@ def fit_baselines(
     lda: np.ndarray,
     qsgw: np.ndarray,
     train: np.ndarray,
-    params: Mapping[str, Any],
+    lrlidg_cfg: LRLIDGParams,
     formation_energies: np.ndarray | None = None,
 ) -> tuple[LinearGapModel, LRLIDG]:
     """Fit the linear LDA->QSGW map and LRLIDG on the rows where the boolean mask ``train`` holds.
@@ -308,10 +269,9 @@ def fit_baselines(
     """
     train = np.asarray(train, dtype=bool)
     linear = fit_linear(lda[train], qsgw[train])
-    lrlidg_cfg = params["dosnp"].get("lrlidg", {})
     lrlidg = LRLIDG(
-        rank_tol=float(lrlidg_cfg.get("rank_tol", 1e-8)),
-        max_descriptors_per_sample=float(lrlidg_cfg.get("max_descriptors_per_sample", 0.2)),
+        rank_tol=lrlidg_cfg.rank_tol,
+        max_descriptors_per_sample=lrlidg_cfg.max_descriptors_per_sample,
     )
     lrlidg.fit(
         [a for a, t in zip(atoms, train, strict=True) if t], lda[train], qsgw[train],
@@ -324,7 +284,7 @@ def run_evaluate(
     features_path: Path,
     model_path: Path,
     structures: Mapping[str, Any],
-    params: Mapping[str, Any],
+    cfg: EvaluateConfig,
     metrics_path: Path,
     predictions_path: Path,
     extra: Mapping[str, Any],
@@ -339,18 +299,17 @@ def run_evaluate(
     """
     feats = load_features(features_path)
     ids = [str(i) for i in feats["material_ids"]]
-    labels = _split_labels(feats, params)
+    labels = _split_labels(feats)
     train = np.array([s == "train" for s in labels])
     lda = np.asarray(_as_list(feats["lda_gap_table"]), dtype=np.float64)
     qsgw = np.asarray(_as_list(feats["qsgw_gap"]), dtype=np.float64)
 
     model, _ = load_dosnp(model_path)
-    batch_size = int(params["dosnp"]["train"].get("batch_size", 64))
-    pred_dosnp = predict_gaps(model, feats, batch_size=batch_size)
+    pred_dosnp = predict_gaps(model, feats, None, batch_size=cfg.batch_size)
 
     atoms = structures_of(ids, structures)
     fe = aligned_formation_energies(ids, formation_energies)
-    linear, lrlidg = fit_baselines(atoms, lda, qsgw, train, params, fe)
+    linear, lrlidg = fit_baselines(atoms, lda, qsgw, train, cfg.lrlidg, fe)
     pred_linear = linear.predict(lda)
     pred_lrlidg = lrlidg.predict(atoms, lda, formation_energies=fe)
 

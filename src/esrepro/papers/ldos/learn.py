@@ -8,6 +8,7 @@ the held-out structures. Structural DOS prediction = sum of the predicted atom L
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from collections.abc import Mapping, Sequence
@@ -18,6 +19,7 @@ import numpy as np
 
 from esrepro.dos_properties import derived_properties, fermi_dirac, normalized_scalar_loss
 from esrepro.metrics import write_json
+from esrepro.papers.ldos.config import LearnConfig, LearnParams, PropertiesParams
 from esrepro.papers.ldos.krr import LDOSKernelRidge, SplitDOSKernelRidge, select_hyperparameters
 
 log = logging.getLogger(__name__)
@@ -94,23 +96,23 @@ def _summary(values: np.ndarray) -> dict[str, float]:
     return {"min": float(values.min()), "max": float(values.max()), "mean": float(values.mean())}
 
 
-def _grid(cfg: Mapping[str, Any]) -> dict[str, list[Any]]:
-    return {"lam": [float(x) for x in cfg["lam"]], "zeta": [int(z) for z in cfg["zeta"]]}
+def _grid(cfg: LearnParams) -> dict[str, list[Any]]:
+    return {"lam": list(cfg.lam), "zeta": list(cfg.zeta)}
 
 
-def _fit_both(feats: Mapping[str, Any], train: Sequence[int], cfg: Mapping[str, Any], descriptors=None) -> dict[str, Any]:
+def _fit_both(feats: Mapping[str, Any], train: Sequence[int], cfg: LearnParams, descriptors=None) -> dict[str, Any]:
     """CV-selected LDOS-on-LDOS and DOS-split models on the ``train`` structures."""
     d = _take(descriptors if descriptors is not None else feats["descriptors"], train)
     species = _take(feats["atom_species"], train)
     ldos = _take(feats["ldos"], train)
     dos = np.stack([g.sum(axis=0) for g in ldos])
-    folds = max(2, min(int(cfg["folds"]), len(train)))
-    kw = {"n_sparse": int(cfg["n_sparse"]) or None, "seed": int(cfg["seed"])}
+    folds = max(2, min(cfg.folds, len(train)))
+    kw = {"n_sparse": cfg.n_sparse or None, "seed": cfg.seed}
     grid = _grid(cfg)
     ldos_cv = select_hyperparameters(LDOSKernelRidge(**kw), grid, d, ldos, feats["energies"], species=species,
-                                     folds=folds, seed=int(cfg["seed"]))
+                                     folds=folds, seed=cfg.seed)
     dos_cv = select_hyperparameters(SplitDOSKernelRidge(**kw), grid, d, dos, feats["energies"], species=species,
-                                    folds=folds, seed=int(cfg["seed"]))
+                                    folds=folds, seed=cfg.seed)
     return {"ldos": ldos_cv, "dos": dos_cv}
 
 
@@ -132,29 +134,31 @@ def _test_losses(models: Mapping[str, Any], feats: Mapping[str, Any], test: Sequ
     return out
 
 
-def learn_set(feats: Mapping[str, Any], cfg: Mapping[str, Any]) -> dict[str, Any]:
+def learn_set(feats: Mapping[str, Any], cfg: LearnConfig) -> dict[str, Any]:
     """Fit both strategies on the training split, then the r_cut scan and the learning curves
     (test losses against cutoff and against training-set size), all with CV-selected settings."""
     from esrepro.papers.ldos.descriptors import soap_descriptors
 
-    lcfg = cfg["learn"]
+    lcfg = cfg.learn
     train, test = _rows(feats["split"], "train"), _rows(feats["split"], "test")
     fitted = _fit_both(feats, train, lcfg)
     models = {name: cv.model for name, cv in fitted.items()}
     cv_tables = {name: {"best_params": cv.best_params, "best_loss": cv.best_loss,
                         "table": [{k: v for k, v in row.items() if k != "fold_losses"} for row in cv.table]}
                  for name, cv in fitted.items()}
-    soap = cfg["soap"]
+    soap = cfg.soap
     scan = []
-    for r_cut in [float(r) for r in soap["r_cut_scan"]]:
-        d = soap_descriptors(feats["atoms"], feats["species"], r_cut, int(soap["n_max"]), int(soap["l_max"]), float(soap["sigma"]))
-        best = {"lam": [fitted["ldos"].best_params["lam"]], "zeta": [fitted["ldos"].best_params["zeta"]]}
-        refit = _fit_both(feats, train, {**lcfg, **best}, descriptors=d)
+    for r_cut in cfg.r_cut_scan:
+        d = soap_descriptors(feats["atoms"], feats["species"], r_cut, soap.n_max, soap.l_max, soap.sigma)
+        best = dataclasses.replace(
+            lcfg, lam=(fitted["ldos"].best_params["lam"],), zeta=(fitted["ldos"].best_params["zeta"],)
+        )
+        refit = _fit_both(feats, train, best, descriptors=d)
         scan.append({"r_cut": r_cut, **_test_losses({k: cv.model for k, cv in refit.items()}, feats, test, d)})
     curve = []
-    order = _covering_order(train, feats["atom_species"], int(lcfg["seed"]))
+    order = _covering_order(train, feats["atom_species"], lcfg.seed)
     n_cover = len({x for r in train for x in feats["atom_species"][r]})
-    for fraction in [float(f) for f in lcfg["curve_fractions"]]:
+    for fraction in lcfg.curve_fractions:
         n = max(2, n_cover, int(round(fraction * len(order))))
         sub = sorted(order[:n])
         refit = _fit_both(feats, sub, lcfg)
@@ -212,14 +216,13 @@ def smearing_comparison(feats: Mapping[str, Any], main: Mapping[str, Any],
     return out
 
 
-def evaluate_sets(sets: Mapping[str, tuple[Mapping[str, Any], Mapping[str, Any]]], cfg: Mapping[str, Any],
+def evaluate_sets(sets: Mapping[str, tuple[Mapping[str, Any], Mapping[str, Any]]], properties: PropertiesParams,
                   metrics_path: Path, predictions_path: Path,
                   compare_sigma: Mapping[str, Mapping[float, Mapping[str, Any]]] | None = None) -> dict[str, Any]:
     """``metrics.json`` (schema of issue 4, plus ``smearing``: see :func:`smearing_comparison`)
     and the test predictions for the report. ``compare_sigma``: per set, the models learned at
     each extra smearing width (``learn_set``'s ``compare_sigma``)."""
-    pcfg = cfg["properties"]
-    kT, T = float(pcfg["kT_ev"]), float(pcfg["T_k"])
+    kT, T = properties.kT_ev, properties.T_k
     metrics: dict[str, Any] = {"sets": {}, "derived": {}}
     arrays: dict[str, np.ndarray] = {}
     for set_name, (feats, models) in sets.items():
