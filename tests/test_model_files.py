@@ -23,7 +23,9 @@ from esrepro.training import (
 
 MODELS = {
     "dosnp": lambda: DOSnp(pooling="mean", dropout=0.1, hidden=7, input_scale=0.5),
-    "dosnp_ensemble": lambda: DOSnpEnsemble(DOSnp(hidden=5).hparams_dict(), 2),
+    "dosnp_ensemble": lambda: DOSnpEnsemble(
+        DOSnp(pooling="mean+max", dropout=0.0, hidden=5, input_scale=1.0).hparams_dict(), 2
+    ),
     "alignn": lambda: ALIGNN(
         output_features=12, alignn_layers=1, gcn_layers=1, edge_input_features=8,
         triplet_input_features=4, embedding_features=8, hidden_features=8, fc_layers=2,
