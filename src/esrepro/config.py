@@ -19,7 +19,8 @@ import yaml
 from esrepro.checks import expect_str
 from esrepro.errors import ConfigError
 from esrepro.fetch import MIRROR_ENV
-from esrepro.typed_config import ParamsSource, convert, param, to_plain
+from esrepro.plain_json import plain_json
+from esrepro.typed_config import ParamsSource, convert, param
 
 log = logging.getLogger(__name__)
 
@@ -167,4 +168,4 @@ class DFTParams:
 
     def as_params(self) -> dict[str, Any]:
         """The plain ``dft`` mapping :func:`esrepro.dft.stage.run_dft_stage` takes."""
-        return to_plain(self)
+        return plain_json(self)

@@ -32,8 +32,8 @@ from esrepro.papers.alignn_dos.config import (
 )
 from esrepro.papers.alignn_dos.data import collate_records, graph_loader
 from esrepro.papers.alignn_dos.model import ALIGNN
+from esrepro.plain_json import plain_json
 from esrepro.training import fit_module, load_network, run_key, save_model, state_dict_digest
-from esrepro.typed_config import to_plain
 
 log = logging.getLogger(__name__)
 
@@ -179,7 +179,7 @@ def run_autoencoders(
     out_dir.mkdir(parents=True, exist_ok=True)
     features = _features_digest(features_path, resume_root)
     paths = {}
-    plain = to_plain(cfg)
+    plain = plain_json(cfg)
     for latent in cfg.latents:
         loader = DataLoader(TensorDataset(dos[train]), batch_size=cfg.batch_size, shuffle=True,
                             generator=torch.Generator().manual_seed(cfg.seed))
@@ -209,7 +209,7 @@ def load_autoencoder(autoencoder_dir: Path, model_key: str) -> DOSAutoencoder:
 
 def alignn_config(cfg: TrainConfig, output_features: int) -> dict[str, Any]:
     """ALIGNN constructor arguments from ``alignn_dos.model`` and the shared ``model.pooling``."""
-    return {**to_plain(cfg.model), "output_features": int(output_features), "pooling": cfg.pooling}
+    return {**plain_json(cfg.model), "output_features": int(output_features), "pooling": cfg.pooling}
 
 
 def run_train(
@@ -224,7 +224,7 @@ def run_train(
     """
     feats = torch.load(features_path, weights_only=True)
     tcfg = cfg.train
-    plain = to_plain(tcfg)
+    plain = plain_json(tcfg)
     records, dos = feats["graphs"], feats["dos"].float()
     train, val = rows_of(feats["split"], "train"), rows_of(feats["split"], "val")
     if not train:

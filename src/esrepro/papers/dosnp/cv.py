@@ -44,8 +44,8 @@ from esrepro.papers.dosnp.train import (
     structures_of,
     train_dosnp,
 )
+from esrepro.plain_json import plain_json
 from esrepro.splits import kfold_labels
-from esrepro.typed_config import to_plain
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ def run_cross_validation(
 
     scratch = Path(scratch_dir) / dosnp_run_key(
         Path(features_path), cfg.fit, extra_sources=[Path(__file__)], folds=folds, cv_seed=seed,
-        lrlidg=to_plain(cfg.lrlidg),
+        lrlidg=plain_json(cfg.lrlidg),
     )
     scratch.mkdir(parents=True, exist_ok=True)
     pred = {m: np.full(len(ids), np.nan) for m in MODELS}

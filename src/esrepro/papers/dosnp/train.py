@@ -24,7 +24,6 @@ from esrepro.papers.dosnp.model import DOSnp, DOSnpEnsemble, DOSnpLightning, loa
 from esrepro.plain_json import plain_json
 from esrepro.splits import random_split_labels
 from esrepro.training import fit_module, run_key, save_model
-from esrepro.typed_config import to_plain
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +60,7 @@ def dosnp_run_key(
     from esrepro import pooling, splits, training
     from esrepro.papers.dosnp import baselines, data, model
 
-    parts = {"fit": to_plain(cfg), **extra}
+    parts = {"fit": plain_json(cfg), **extra}
     sources = (pooling, splits, training, baselines, data, model, Path(__file__), *extra_sources)
     return run_key(parts, files=[features_path], sources=sources)
 
@@ -197,7 +196,7 @@ def run_train(
         "paper": "dosnp",
         "target": "E_g^QSGW - E_g^LDA (eV); prediction = lda_gap_table + output",
         "training": {
-            **to_plain(cfg.train),
+            **plain_json(cfg.train),
             **{k: fit[k] for k in ("monitor", "ensemble", "seeds", "best_score", "epochs_run", "device")},
         },
         "data": {

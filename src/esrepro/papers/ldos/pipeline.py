@@ -77,10 +77,10 @@ def stage_structures(cfg: StructuresConfig, *, structures: Path, downloads: Path
     from esrepro.errors import ConfigError
     from esrepro.papers.ldos.generators import generated_sets
     from esrepro.papers.ldos.silicon_sets import deduplicate, fetch_silicon_sets
-    from esrepro.typed_config import to_plain
+    from esrepro.plain_json import plain_json
 
     # Generated first: a bad size or keyword stops the stage before any download.
-    generated = generated_sets(to_plain(cfg.generated), cfg.seed, label="params.yaml ldos.generated")
+    generated = generated_sets(plain_json(cfg.generated), cfg.seed, label="params.yaml ldos.generated")
     mirrored, dropped = deduplicate(fetch_silicon_sets(cfg.mirror, downloads))
     chosen: dict[str, list] = {"si": []}
     for name, n in cfg.mirrored_si.items():
