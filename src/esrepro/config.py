@@ -27,7 +27,8 @@ log = logging.getLogger(__name__)
 
 @cache
 def repo_root() -> Path:
-    """The repository root: `$ESREPRO_ROOT`, else the nearest parent holding `dvc.yaml`/`params.yaml`."""
+    """The repository root: `$ESREPRO_ROOT`, else the nearest parent holding
+    `dvc.yaml`/`params.yaml`."""
     if os.environ.get("ESREPRO_ROOT"):
         return Path(os.environ["ESREPRO_ROOT"]).resolve()
     here = Path.cwd().resolve()
@@ -146,7 +147,9 @@ def mirror_param() -> Any:
     def read(source: ParamsSource, path: str) -> Path | None:
         configured = source.lookup(path)
         if configured is not None and not isinstance(configured, str):
-            raise ConfigError(f"{source.label(path)}: expected a directory or null, got {configured!r}")
+            raise ConfigError(
+                f"{source.label(path)}: expected a directory or null, got {configured!r}"
+            )
         return _mirror(configured)
 
     return param(at="fetch.mirror", read=read)

@@ -213,7 +213,9 @@ class DOSnpEnsemble(nn.Module):
     def __init__(self, member: Mapping[str, Any], n_members: int) -> None:
         super().__init__()
         if int(n_members) < 1:
-            raise ValueError(f"a DOSnp ensemble needs at least one member, got n_members={n_members}")
+            raise ValueError(
+                f"a DOSnp ensemble needs at least one member, got n_members={n_members}"
+            )
         self.members = nn.ModuleList(DOSnp(**member) for _ in range(int(n_members)))
 
     @property

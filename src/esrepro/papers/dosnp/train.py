@@ -115,7 +115,9 @@ def train_dosnp(
         if val_rows
         else None
     )
-    initial_residual = float((feats["qsgw_gap"][fit_rows] - feats["lda_gap_table"][fit_rows]).mean())
+    initial_residual = float(
+        (feats["qsgw_gap"][fit_rows] - feats["lda_gap_table"][fit_rows]).mean()
+    )
     train_set = PDOSGraphDataset(feats, fit_rows)
     members, fits = [], []
     for k in range(n_members):
@@ -189,7 +191,10 @@ def run_train(
         raise ValueError(f"{features_path}: no materials in the 'train' split")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    resume_dir = None if resume_root is None else Path(resume_root) / dosnp_run_key(Path(features_path), cfg)
+    resume_dir = (
+        None if resume_root is None
+        else Path(resume_root) / dosnp_run_key(Path(features_path), cfg)
+    )
     model, fit = train_dosnp(feats, train_rows, cfg, Path(dvclive_dir), resume_dir)
     fit_rows, val_rows = fit["fit_rows"], fit["val_rows"]
     metadata = {
@@ -197,7 +202,10 @@ def run_train(
         "target": "E_g^QSGW - E_g^LDA (eV); prediction = lda_gap_table + output",
         "training": {
             **plain_json(cfg.train),
-            **{k: fit[k] for k in ("monitor", "ensemble", "seeds", "best_score", "epochs_run", "device")},
+            **{
+                k: fit[k]
+                for k in ("monitor", "ensemble", "seeds", "best_score", "epochs_run", "device")
+            },
         },
         "data": {
             "features_file": Path(features_path).name,
@@ -218,7 +226,8 @@ def run_train(
 
 @torch.no_grad()
 def predict_gaps(
-    model: DOSnp | DOSnpEnsemble, feats: Mapping[str, Any], rows: Sequence[int] | None, *, batch_size: int
+    model: DOSnp | DOSnpEnsemble, feats: Mapping[str, Any], rows: Sequence[int] | None, *,
+    batch_size: int,
 ) -> np.ndarray:
     """Predicted QSGW gaps (eV) of the given material rows: table LDA gap + DOSnp residual."""
     model.eval()
