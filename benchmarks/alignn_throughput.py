@@ -34,28 +34,41 @@ def main() -> None:
     params = load_params()
     gcfg = params["alignn_dos"]["graph"]
 
-    structures = [r["atoms"] for r in fetch_alignn_samples(mirror_dir(params), resolve_path("data/downloads/alignn_samples"))]
-    structures += [read_structure(p) for p in sorted(Path(resolve_path("data/alignn_dos/raw/structures")).glob("*.vasp"))]
+    structures = [
+        r["atoms"] for r in fetch_alignn_samples(
+            mirror_dir(params), resolve_path("data/downloads/alignn_samples")
+        )
+    ]
+    structures += [
+        read_structure(p)
+        for p in sorted(Path(resolve_path("data/alignn_dos/raw/structures")).glob("*.vasp"))
+    ]
     times, records = [], []
     for atoms in structures:
         t0 = time.perf_counter()
         records.append(graph_record(atoms, k=int(gcfg["k"]), cutoff=float(gcfg["cutoff"])))
         times.append(time.perf_counter() - t0)
     n_atoms = [len(a) for a in structures]
-    print(f"graph construction ({len(structures)} structures, {min(n_atoms)}-{max(n_atoms)} atoms, k={gcfg['k']}):"
+    print(f"graph construction ({len(structures)} structures, {min(n_atoms)}-{max(n_atoms)} atoms,"
+          f" k={gcfg['k']}):"
           f" median {1e3 * statistics.median(times):.1f} ms, max {1e3 * max(times):.1f} ms,"
           f" total {sum(times):.2f} s")
 
     device = torch.device(args.device)
     configs = {
         "params.yaml": dict(params["alignn_dos"]["model"]),
-        "reference width": {**dict(params["alignn_dos"]["model"]), "hidden_features": 256, "embedding_features": 64},
+        "reference width": {
+            **dict(params["alignn_dos"]["model"]), "hidden_features": 256, "embedding_features": 64
+        },
     }
     for label, cfg in configs.items():
         torch.manual_seed(0)
         model = ALIGNN(**{**cfg, "output_features": 300}).to(device)
         opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-        batches = [collate_records(records[i:i + args.batch_size]) for i in range(0, len(records), args.batch_size)]
+        batches = [
+            collate_records(records[i:i + args.batch_size])
+            for i in range(0, len(records), args.batch_size)
+        ]
         batches = [b.to(device) for b in batches]
         n_graphs = 0
         for step in range(args.steps + 2):
@@ -64,7 +77,9 @@ def main() -> None:
                     torch.cuda.synchronize()
                 t0, cpu0, n_graphs = time.perf_counter(), time.process_time(), 0
             batch = batches[step % len(batches)]
-            loss = torch.nn.functional.mse_loss(model(batch), torch.zeros(batch.num_graphs, 300, device=device))
+            loss = torch.nn.functional.mse_loss(
+                model(batch), torch.zeros(batch.num_graphs, 300, device=device)
+            )
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -75,7 +90,8 @@ def main() -> None:
         n_params = sum(p.numel() for p in model.parameters())
         print(f"training {label} (hidden {cfg['hidden_features']}, {n_params:,} params) on {device}"
               f" ({torch.get_num_threads()} threads): {n_graphs / elapsed:.1f} graphs/s"
-              f" ({n_graphs / cpu:.1f} per CPU-second) over {args.steps} steps of batch {args.batch_size}")
+              f" ({n_graphs / cpu:.1f} per CPU-second) over {args.steps} steps"
+              f" of batch {args.batch_size}")
 
 
 if __name__ == "__main__":

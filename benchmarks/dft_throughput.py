@@ -11,7 +11,8 @@
   changes, ``dvc repro`` is run once first to bring the pipeline up to date (that run is
   reported but not counted), then the timed run follows.
 
-With no option, reads ``<dft.cache>/journal.jsonl`` and ``<dft.cache>`` (params.yaml, else data/dft-cache).
+With no option, reads ``<dft.cache>/journal.jsonl`` and ``<dft.cache>`` (params.yaml, else
+data/dft-cache).
 Every number printed is measured; nothing is assumed.
 """
 
@@ -91,7 +92,8 @@ def report_journal(path: Path) -> None:
     )
     if computed:
         print(
-            f"  seconds per computed material (worker wall time): {format_seconds(summarize(computed))}"
+            "  seconds per computed material (worker wall time): "
+            f"{format_seconds(summarize(computed))}"
         )
     else:
         print("  seconds per computed material: no computed lines")
@@ -102,7 +104,8 @@ def report_journal(path: Path) -> None:
         kinds = Counter(str(e.get("reason", "")).split(":", 1)[0] or "?" for e in failed)
         print("  failure kinds: " + ", ".join(f"{k} x{n}" for k, n in kinds.most_common()))
         print(
-            f"  seconds spent on failures: {format_seconds(summarize([float(e['wall_s']) for e in failed]))}"
+            "  seconds spent on failures: "
+            f"{format_seconds(summarize([float(e['wall_s']) for e in failed]))}"
         )
 
 
@@ -148,7 +151,9 @@ def report_cache(root: Path) -> None:
             # Products from before the engine recorded it say nothing: GPAW then had no FFTW.
             fft = {True: "FFTW", False: "pocketfft"}.get(meta.get("gpaw_fftw"), "not recorded")
             by_fft.setdefault(fft, []).append(float(meta["wall_s"]))
-            by_mode.setdefault(_mode_label(meta.get("settings") or {}), []).append(float(meta["wall_s"]))
+            by_mode.setdefault(_mode_label(meta.get("settings") or {}), []).append(
+                float(meta["wall_s"])
+            )
     if walls:
         print(f"  GPAW seconds per product (meta.wall_s): {format_seconds(summarize(walls))}")
         if len(by_mode) > 1:
@@ -186,7 +191,8 @@ def report_noop_repro(repo: Path, repeats: int) -> int:
     if rc == 1:
         wall, rc, out = _timed([*dvc, "repro"], repo)
         print(
-            f"  first dvc repro (brings the pipeline up to date, not counted): {wall:.2f} s, exit {rc}"
+            "  first dvc repro (brings the pipeline up to date, not counted): "
+            f"{wall:.2f} s, exit {rc}"
         )
         if rc != 0:
             print(out[-2000:])

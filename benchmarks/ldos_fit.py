@@ -31,13 +31,22 @@ def main() -> None:
     soap = load_params()["ldos"]["soap"]
     atoms = silicon_diamond_supercells(args.structures, seed=0)
     t0 = time.perf_counter()
-    d = soap_descriptors(atoms, ["Si"], float(soap["r_cut"]), int(soap["n_max"]), int(soap["l_max"]), float(soap["sigma"]))
+    d = soap_descriptors(
+        atoms, ["Si"], float(soap["r_cut"]), int(soap["n_max"]), int(soap["l_max"]),
+        float(soap["sigma"]),
+    )
     dt = time.perf_counter() - t0
     n_env = sum(len(x) for x in d)
-    print(f"SOAP (r_cut {soap['r_cut']} A, n_max {soap['n_max']}, l_max {soap['l_max']}): {n_env} environments,"
+    print(f"SOAP (r_cut {soap['r_cut']} A, n_max {soap['n_max']}, l_max {soap['l_max']}):"
+          f" {n_env} environments,"
           f" {d[0].shape[1]} features, {dt:.2f} s ({1e3 * dt / n_env:.2f} ms/environment)")
     energies = np.linspace(-20, 20, args.grid)
-    targets = [np.exp(-0.5 * ((energies[None, :] - 5 * x[:, :1] / (np.abs(x[:, :1]).max() + 1e-12)) / 2.0) ** 2) for x in d]
+    targets = [
+        np.exp(-0.5 * (
+            (energies[None, :] - 5 * x[:, :1] / (np.abs(x[:, :1]).max() + 1e-12)) / 2.0
+        ) ** 2)
+        for x in d
+    ]
     for label, n_sparse in (("exact", None), (f"Nystrom M={args.n_sparse}", args.n_sparse)):
         tracemalloc.start()
         t0 = time.perf_counter()
@@ -45,7 +54,8 @@ def main() -> None:
         dt = time.perf_counter() - t0
         peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
-        print(f"KRR fit {label}: {n_env} environments x {args.grid} energies: {dt:.2f} s, peak {peak / 2**20:.0f} MiB")
+        print(f"KRR fit {label}: {n_env} environments x {args.grid} energies: {dt:.2f} s,"
+              f" peak {peak / 2**20:.0f} MiB")
 
 
 if __name__ == "__main__":

@@ -38,7 +38,8 @@ ECALJ_POSCAR = re.compile(
 PREFIX_DATASETS = {
     "ecalj_rencub_pdos": re.compile(
         GH
-        + r"tkotani/ecalj/[0-9a-f]{40}/Samples/ReNcub/cprn/(?P<key>dos\.(isp\d+\.site\d+|tot)\.cprn)$"
+        + r"tkotani/ecalj/[0-9a-f]{40}/Samples/ReNcub/cprn/"
+        r"(?P<key>dos\.(isp\d+\.site\d+|tot)\.cprn)$"
     ),
     "alignn_sample_data_multi_prop": re.compile(
         GH + r"usnistgov/alignn/[0-9a-f]{40}/alignn/examples/sample_data_multi_prop/(?P<key>.+)$"

@@ -26,6 +26,7 @@ def mirror_dir() -> Path:
     mirror = Path(os.environ.get("ESREPRO_MIRROR") or REPO_ROOT.parent / "shared" / "mirror")
     if not (mirror / "MANIFEST.tsv").is_file():
         pytest.fail(
-            f"mirror not found at {mirror} (no MANIFEST.tsv); set ESREPRO_MIRROR to the mirror directory"
+            f"mirror not found at {mirror} (no MANIFEST.tsv); "
+            "set ESREPRO_MIRROR to the mirror directory"
         )
     return mirror

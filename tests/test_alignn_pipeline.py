@@ -29,17 +29,24 @@ from esrepro.spectra import (
 )
 from esrepro.splits import train_val_test_labels
 
-SAMPLES = "raw.githubusercontent.com/usnistgov/alignn/a8be0bed552ac70c14b8db825a48dbca1d14ad8d/alignn/examples/sample_data_multi_prop"
+SAMPLES = (
+    "raw.githubusercontent.com/usnistgov/alignn/a8be0bed552ac70c14b8db825a48dbca1d14ad8d"
+    "/alignn/examples/sample_data_multi_prop"
+)
 GRID = energy_grid(-5.0, 9.95, 300)
 
 
-def _product(eigenvalues: np.ndarray, n_electrons: float, vbm: float, cbm: float, fermi: float) -> DFTProduct:
+def _product(
+    eigenvalues: np.ndarray, n_electrons: float, vbm: float, cbm: float, fermi: float
+) -> DFTProduct:
     n_k, n_b = eigenvalues.shape
     return DFTProduct(
         numbers=np.array([14, 14]), cell=np.eye(3) * 5.0, positions=np.zeros((2, 3)),
-        eigenvalues=eigenvalues.astype(np.float32), k_weights=np.full(n_k, 1.0 / n_k, dtype=np.float32),
+        eigenvalues=eigenvalues.astype(np.float32),
+        k_weights=np.full(n_k, 1.0 / n_k, dtype=np.float32),
         fermi_level=fermi, vbm=vbm, cbm=cbm, gap=max(cbm - vbm, 0.0), n_electrons=n_electrons,
-        projector_weights=np.zeros((2, N_CHANNELS, n_k, n_b), dtype=np.float16), band_start=0, band_stop=n_b,
+        projector_weights=np.zeros((2, N_CHANNELS, n_k, n_b), dtype=np.float16),
+        band_start=0, band_stop=n_b,
         channel_mask=np.ones((2, N_CHANNELS), dtype=bool),
     )
 
@@ -75,7 +82,9 @@ def test_dos_refuses_a_grid_beyond_the_computed_bands() -> None:
     eig = np.array([[-3.0, -1.0, 1.0, 4.0, 8.0], [-2.5, -1.2, 1.5, 5.0, 7.5]])
     p = _product(eig, 4.0, vbm=-1.0, cbm=1.0, fermi=0.0)
     assert complete_band_range(p, 0.0) == (pytest.approx(-2.5), pytest.approx(7.5))
-    with pytest.raises(ValueError, match=r"bands reach only E_ref\+7.50 eV .* needs E_ref\+10.25 eV"):
+    with pytest.raises(
+        ValueError, match=r"bands reach only E_ref\+7.50 eV .* needs E_ref\+10.25 eV"
+    ):
         dos_per_electron(p, GRID, 0.1, "midgap")
 
 
@@ -101,7 +110,10 @@ def test_spectrum_metrics_follow_the_paper_definitions() -> None:
     a = rng.uniform(0.0, 0.2, (5, 300))
     p = a + rng.normal(0.0, 0.02, a.shape)
     m = spectrum_metrics(a, p)
-    maes = [np.mean([abs(pi - ai) for pi, ai in zip(pr, ar, strict=True)]) for pr, ar in zip(p, a, strict=True)]
+    maes = [
+        np.mean([abs(pi - ai) for pi, ai in zip(pr, ar, strict=True)])
+        for pr, ar in zip(p, a, strict=True)
+    ]
     res = [abs(np.mean(pr) - np.mean(ar)) / np.mean(ar) for pr, ar in zip(p, a, strict=True)]
     assert m["mae"] == pytest.approx(np.mean(maes))
     assert m["re"] == pytest.approx(np.mean(res))
@@ -166,7 +178,8 @@ def test_repo_params_keep_both_paper_defaults(repo_root: Path) -> None:
 def _jarvis_record(atoms, jid: str, dos: np.ndarray) -> dict:
     return {
         "jid": jid,
-        "atoms": {"lattice_mat": atoms.cell.array.tolist(), "coords": atoms.get_scaled_positions().tolist(),
+        "atoms": {"lattice_mat": atoms.cell.array.tolist(),
+                  "coords": atoms.get_scaled_positions().tolist(),
                   "elements": atoms.get_chemical_symbols(), "cartesian": False},
         "edos_up": dos.tolist(),
     }
@@ -197,7 +210,9 @@ def test_edos_pdos_reader_round_trips_a_local_file(tmp_path: Path, samples: list
     records[2]["edos_up"] = records[2]["edos_up"][:299]
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps(records))
-    with pytest.raises(ValueError, match=rf"{bad}: bad record {samples[2]['jid']}: edos_up has shape \(299,\)"):
+    with pytest.raises(
+        ValueError, match=rf"{bad}: bad record {samples[2]['jid']}: edos_up has shape \(299,\)"
+    ):
         read_edos_pdos(bad)
 
 
@@ -240,7 +255,9 @@ def test_jarvis_source_runs_fetch_dft_featurize_on_a_local_edos_file(
     figshare = mirror / "ndownloader.figshare.com/files/29216859"
     figshare.parent.mkdir(parents=True)
     with zipfile.ZipFile(figshare, "w") as zf:
-        zf.writestr("edos.json", json.dumps([_jarvis_record(r["atoms"], r["jid"], r["edos_up"]) for r in samples]))
+        zf.writestr("edos.json", json.dumps(
+            [_jarvis_record(r["atoms"], r["jid"], r["edos_up"]) for r in samples]
+        ))
     params = yaml.safe_load((repo_root / "params.yaml").read_text())
     params["fetch"]["mirror"] = str(mirror)
     params["alignn_dos"].update(source="jarvis", n_materials=12, max_sites=8, subset_seed=3)
@@ -281,7 +298,10 @@ def test_jarvis_source_runs_fetch_dft_featurize_on_a_local_edos_file(
         finally:
             config.repo_root.cache_clear()
         models = root / "data/alignn_dos/model"
-        return {p.name: torch.load(p, weights_only=True)["state_dict"] for p in sorted(models.glob("*.pt"))}
+        return {
+            p.name: torch.load(p, weights_only=True)["state_dict"]
+            for p in sorted(models.glob("*.pt"))
+        }
 
     first = train_both()
     assert sorted(first) == ["ae_alignn_8.pt", "d_alignn.pt"]

@@ -101,7 +101,9 @@ def test_primitive_descriptors_and_optional_formation_energy() -> None:
 def test_lrlidg_caps_descriptors_on_small_training_sets() -> None:
     """With more candidate products than samples, the cap stops exact interpolation."""
     rng = np.random.default_rng(0)
-    structures = [bulk(sym, "fcc", a=a) for sym in ("Cu", "Ag", "Al", "Ni") for a in (3.6, 3.9, 4.1, 4.3, 4.6)]
+    structures = [
+        bulk(sym, "fcc", a=a) for sym in ("Cu", "Ag", "Al", "Ni") for a in (3.6, 3.9, 4.1, 4.3, 4.6)
+    ]
     lda = rng.uniform(0.1, 3.0, len(structures))
     y = 1.3 * lda + 0.5 + rng.normal(0, 0.2, len(structures))
     capped = LRLIDG(max_descriptors_per_sample=0.2).fit(structures, lda, y)

@@ -115,4 +115,6 @@ def test_cli_prints_the_cost(tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     total_h = sum(wall * ranks for _, wall, ranks, _ in RUNS) / 3600
-    assert f"DFT cost: {round(total_h, 3):g} core-hours over {len(RUNS)} product(s)" in result.output
+    assert (
+        f"DFT cost: {round(total_h, 3):g} core-hours over {len(RUNS)} product(s)" in result.output
+    )

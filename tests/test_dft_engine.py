@@ -441,7 +441,9 @@ def test_a_skewed_cell_is_computed_on_its_niggli_cell(si_run) -> None:
     # The same Si crystal on a needlessly skewed cell (primitive vectors mixed by a unimodular
     # integer matrix): with the reduction on, GPAW runs on the ordinary primitive cell again.
     skewed = silicon()
-    skewed.set_cell(np.array([[1, 3, 0], [0, 1, 0], [0, 1, 1]]) @ skewed.cell.array, scale_atoms=False)
+    skewed.set_cell(
+        np.array([[1, 3, 0], [0, 1, 0], [0, 1, 1]]) @ skewed.cell.array, scale_atoms=False
+    )
     skewed.wrap()
     assert orthogonality_defect(skewed.cell.array) > 5
     settings = dataclasses.replace(SMALL, reduce_skewed_cells=1.5)
@@ -449,7 +451,9 @@ def test_a_skewed_cell_is_computed_on_its_niggli_cell(si_run) -> None:
     plain = si_run[3]
     assert product.meta["niggli_cell"] is True and "niggli_cell" in plain.meta
     assert plain.meta["niggli_cell"] is False
-    assert orthogonality_defect(product.cell) == pytest.approx(orthogonality_defect(silicon().cell.array))
+    assert orthogonality_defect(product.cell) == pytest.approx(
+        orthogonality_defect(silicon().cell.array)
+    )
     assert product.meta["kpt_grid"] == plain.meta["kpt_grid"]
     assert product.gap == pytest.approx(plain.gap, abs=2e-3)
     assert product.meta["energy_ev"] == pytest.approx(plain.meta["energy_ev"], abs=2e-3)

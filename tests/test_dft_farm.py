@@ -1,7 +1,8 @@
 """The farm's options, its cache lookups (damaged entries, time-out retries, seeds), its
 worker supervision and its per-key locks, without GPAW: `_farm` is replaced where nothing
 should be computed and the worker command by a stand-in process where one should run.
-Real GPAW farms that are killed: test_dft_farm_kill.py; on a Dask scheduler: test_dask_scheduler.py."""
+Real GPAW farms that are killed: test_dft_farm_kill.py; on a Dask scheduler:
+test_dask_scheduler.py."""
 
 from __future__ import annotations
 
@@ -226,7 +227,9 @@ def test_time_out_kills_every_process_of_the_worker_session(tmp_path, monkeypatc
         "preexec_fn=os.setpgrp, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL); "
         f"open({str(rank_pid)!r}, 'w').write(str(rank.pid)); time.sleep(600)"
     )
-    monkeypatch.setattr(farm, "_worker_command", lambda task, ranks: [sys.executable, "-c", stand_in])
+    monkeypatch.setattr(
+        farm, "_worker_command", lambda task, ranks: [sys.executable, "-c", stand_in]
+    )
     record = farm.run_one("Si", {}, "ef" * 32, {}, str(tmp_path / "cache"), 2, 5.0, str(tmp_path))
     assert record["status"] == "failed" and record["reason"].startswith("TimeoutError")
     assert rank_pid.is_file(), "the stand-in had not started its rank within the time-out"
@@ -394,7 +397,10 @@ def test_a_killed_dask_worker_is_a_recorded_failure_not_a_crash(tmp_path, monkey
     assert records["Si"].status == "computed"
     ge = records["Ge"]
     assert ge.status == "failed"
-    assert ge.reason.startswith("KilledWorker: Attempted to run task 'dft-Ge-") and "tcp://w:1" in ge.reason
+    assert (
+        ge.reason.startswith("KilledWorker: Attempted to run task 'dft-Ge-")
+        and "tcp://w:1" in ge.reason
+    )
     # The record names the settings and versions behind its key: a shipped seed files it by them.
     assert cache.find_failure(_key("Ge")) == {
         "material_id": "Ge", "reason": ge.reason, "settings": SETTINGS.to_dict(),

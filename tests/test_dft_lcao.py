@@ -15,7 +15,9 @@ from esrepro.spectra import atom_ldos, energy_grid, total_dos
 
 pytestmark = [pytest.mark.gpaw]
 
-LCAO = DFTSettings(mode="lcao", basis="dzp", kpt_density=1.5, bands_cover_ev=0.0, converge_bands="occupied")
+LCAO = DFTSettings(
+    mode="lcao", basis="dzp", kpt_density=1.5, bands_cover_ev=0.0, converge_bands="occupied"
+)
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +86,9 @@ def test_skewed_hexagonal_cells_run_in_lcao() -> None:
 
 
 def test_products_from_a_denser_non_self_consistent_k_mesh(sic: DFTProduct) -> None:
-    dense = run_gpaw(bulk("SiC", "zincblende", a=4.36), dataclasses.replace(LCAO, dos_kpt_density=3.0))
+    dense = run_gpaw(
+        bulk("SiC", "zincblende", a=4.36), dataclasses.replace(LCAO, dos_kpt_density=3.0)
+    )
     assert dense.meta["n_kpoints_ibz_scf"] == sic.meta["n_kpoints_ibz"]
     assert dense.meta["n_kpoints_ibz"] > 2 * sic.meta["n_kpoints_ibz"]
     assert dense.k_weights.sum() == pytest.approx(1.0, abs=1e-5)
@@ -93,4 +97,6 @@ def test_products_from_a_denser_non_self_consistent_k_mesh(sic: DFTProduct) -> N
     # below mid-gap is unchanged.
     assert dense.gap == pytest.approx(sic.gap, abs=0.3)
     grid = energy_grid(-25.0, dense.gap / 2, 20001)
-    assert np.trapezoid(atom_ldos(dense, grid, 0.05), grid, axis=1).sum() == pytest.approx(8.0, abs=0.05)
+    assert np.trapezoid(atom_ldos(dense, grid, 0.05), grid, axis=1).sum() == pytest.approx(
+        8.0, abs=0.05
+    )

@@ -113,7 +113,8 @@ def test_every_field_is_covered_by_the_parametrization() -> None:
         "window_below_ev",
         "window_above_ev",
         "dos_kpt_density",
-        "reduce_skewed_cells",  # per structure: test_cell_reduction_enters_the_key_only_where_it_applies
+        # Per structure: test_cell_reduction_enters_the_key_only_where_it_applies.
+        "reduce_skewed_cells",
         "extra",
     }
     assert {f.name for f in dataclasses.fields(DFTSettings)} == covered
@@ -130,7 +131,9 @@ def test_settings_added_later_keep_old_keys_at_their_default(rocksalt) -> None:
     added = {"dos_kpt_density", "reduce_skewed_cells"}
     legacy = {k: v for k, v in dataclasses.asdict(DFTSettings()).items() if k not in added}
     versions = {k: v for k, v in VERSIONS.items() if k != "ase"}
-    payload = {"structure": canonical_structure_hash(rocksalt), "settings": legacy, "versions": versions}
+    payload = {
+        "structure": canonical_structure_hash(rocksalt), "settings": legacy, "versions": versions
+    }
     blob = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
     assert cache_key(rocksalt, DFTSettings(), VERSIONS) == hashlib.sha256(blob).hexdigest()
 
@@ -274,7 +277,9 @@ def test_cell_reduction_enters_the_key_only_where_it_applies(rocksalt) -> None:
     from esrepro.dft.settings import applies_cell_reduction
 
     skewed = rocksalt.copy()
-    skewed.set_cell(np.array([[1, 2, 0], [0, 1, 0], [1, 0, 1]]) @ rocksalt.cell.array, scale_atoms=False)
+    skewed.set_cell(
+        np.array([[1, 2, 0], [0, 1, 0], [1, 0, 1]]) @ rocksalt.cell.array, scale_atoms=False
+    )
     skewed.wrap()
     off, on = DFTSettings(), DFTSettings(reduce_skewed_cells=1.05)
     assert not applies_cell_reduction(skewed, off)
@@ -286,7 +291,9 @@ def test_cell_reduction_enters_the_key_only_where_it_applies(rocksalt) -> None:
     assert cache_key(rocksalt, on, VERSIONS) == cache_key(rocksalt, off, VERSIONS)
     # ... one it moves to another cell is a different calculation.
     assert cache_key(skewed, on, VERSIONS) != cache_key(skewed, off, VERSIONS)
-    assert applies_cell_reduction(skewed, dataclasses.replace(on, reduce_skewed_cells=100.0)) is False
+    assert applies_cell_reduction(
+        skewed, dataclasses.replace(on, reduce_skewed_cells=100.0)
+    ) is False
 
 
 def test_rhombohedral_settings_move_to_their_niggli_cell_without_point_group() -> None:
@@ -306,7 +313,9 @@ def test_rhombohedral_settings_move_to_their_niggli_cell_without_point_group() -
     triclinic = Atoms("Bi", cell=Cell.fromcellpar([5.0, 5.2, 5.4, 30.0, 30.0, 30.0]), pbc=True)
     assert is_rhombohedral_setting(rhombohedral) and not is_rhombohedral_setting(triclinic)
     reduced = niggli_cell_same_frame(rhombohedral)
-    assert orthogonality_defect(rhombohedral.cell.array) > 1.5 * orthogonality_defect(reduced.cell.array)
+    assert orthogonality_defect(rhombohedral.cell.array) > 1.5 * orthogonality_defect(
+        reduced.cell.array
+    )
     on = DFTSettings(reduce_skewed_cells=1.5)
     assert cell_reduction(rhombohedral, on) == NIGGLI_NO_POINT_GROUP
     assert cell_reduction(triclinic, on) == NIGGLI

@@ -13,7 +13,10 @@ from esrepro.papers.dosnp.pipeline import ecalj_pdos
 from esrepro.spectra import dosnp_grid
 from params_helpers import stage_config
 
-RENCUB = "raw.githubusercontent.com/tkotani/ecalj/3766c03e1f775383895b0c1218cb558d7e9ff86e/Samples/ReNcub/cprn"
+RENCUB = (
+    "raw.githubusercontent.com/tkotani/ecalj/3766c03e1f775383895b0c1218cb558d7e9ff86e"
+    "/Samples/ReNcub/cprn"
+)
 
 
 def ecalj(directory: Path, ext: str | None = None):
@@ -48,7 +51,9 @@ def test_ecalj_extension_detected_beside_plot_files(tmp_path: Path, mirror_dir: 
     np.testing.assert_array_equal(detected, named)
 
 
-def test_ecalj_two_runs_in_one_directory_ask_for_the_extension(tmp_path: Path, mirror_dir: Path) -> None:
+def test_ecalj_two_runs_in_one_directory_ask_for_the_extension(
+    tmp_path: Path, mirror_dir: Path
+) -> None:
     material = tmp_path / "mp-1"
     shutil.copytree(mirror_dir / RENCUB, material)
     for path in material.glob("dos.isp*.site*.cprn"):

@@ -43,10 +43,15 @@ def _bad_record(path: Path, jid: str) -> str:
 
 def test_valid_records_read_from_json_and_zip(tmp_path: Path) -> None:
     records = [_record("JVASP-1"), _record("JVASP-2")]
-    for path in (_write_json(tmp_path / "e.json", records), _write_zip(tmp_path / "e.zip", records)):
+    for path in (
+        _write_json(tmp_path / "e.json", records), _write_zip(tmp_path / "e.zip", records)
+    ):
         read = read_edos_pdos(path)
         assert [r["jid"] for r in read] == ["JVASP-1", "JVASP-2"]
-        assert read[0]["atoms"].get_chemical_formula() == "Si2" and read[0]["edos_up"].shape == (N_BINS,)
+        assert (
+            read[0]["atoms"].get_chemical_formula() == "Si2"
+            and read[0]["edos_up"].shape == (N_BINS,)
+        )
 
 
 @pytest.mark.parametrize("cartesian", [False, True])
@@ -80,9 +85,15 @@ def test_atoms_written_by_jarvis_tools_read_back(tmp_path: Path, cartesian: bool
         [[0.0, 2.7, 2.7], [2.7, 0.0, 2.7], [2.7, 2.7, 5.4]],
     ],
 )
-def test_singular_lattice_with_fractional_coords_names_file_and_record(tmp_path: Path, flat: list) -> None:
-    path = _write_json(tmp_path / "e.json", [_record("JVASP-1"), _record("JVASP-7", lattice_mat=flat)])
-    with pytest.raises(ValueError, match=_bad_record(path, "JVASP-7") + r"atoms has a zero-volume cell"):
+def test_singular_lattice_with_fractional_coords_names_file_and_record(
+    tmp_path: Path, flat: list
+) -> None:
+    path = _write_json(
+        tmp_path / "e.json", [_record("JVASP-1"), _record("JVASP-7", lattice_mat=flat)]
+    )
+    with pytest.raises(
+        ValueError, match=_bad_record(path, "JVASP-7") + r"atoms has a zero-volume cell"
+    ):
         read_edos_pdos(path)
 
 
@@ -91,19 +102,29 @@ def test_zero_volume_cartesian_cell_names_file_and_record(tmp_path: Path) -> Non
     flat = [[3.0, 0.0, 0.0], [0.0, 3.0, 0.0], [0.0, 0.0, 0.0]]
     rec = _record("JVASP-8", lattice_mat=flat, coords=[[0, 0, 0], [1.5, 1.5, 0]], cartesian=True)
     path = _write_json(tmp_path / "e.json", [rec])
-    with pytest.raises(ValueError, match=_bad_record(path, "JVASP-8") + r"atoms has a zero-volume cell"):
+    with pytest.raises(
+        ValueError, match=_bad_record(path, "JVASP-8") + r"atoms has a zero-volume cell"
+    ):
         read_edos_pdos(path)
 
 
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ({"lattice_mat": [[float("nan"), 0, 0], [0, 3, 0], [0, 0, 3]]}, r"atoms has a non-finite \(NaN or inf\) cell"),
-        ({"coords": [[0, 0, 0], [0.25, float("nan"), 0.25]]}, r"atoms has non-finite \(NaN or inf\) positions for atom\(s\) \[1\]"),
+        (
+            {"lattice_mat": [[float("nan"), 0, 0], [0, 3, 0], [0, 0, 3]]},
+            r"atoms has a non-finite \(NaN or inf\) cell",
+        ),
+        (
+            {"coords": [[0, 0, 0], [0.25, float("nan"), 0.25]]},
+            r"atoms has non-finite \(NaN or inf\) positions for atom\(s\) \[1\]",
+        ),
         ({"coords": [[0, 0, 0], [0.001, 0, 0]]}, r"atoms has overlapping atoms: atoms 0 and 1 "),
     ],
 )
-def test_bad_structure_in_record_names_file_and_record(tmp_path: Path, overrides: dict, message: str) -> None:
+def test_bad_structure_in_record_names_file_and_record(
+    tmp_path: Path, overrides: dict, message: str
+) -> None:
     path = _write_json(tmp_path / "e.json", [_record("JVASP-9", **overrides)])
     with pytest.raises(ValueError, match=_bad_record(path, "JVASP-9") + message):
         read_edos_pdos(path)
@@ -113,7 +134,10 @@ def test_nan_in_edos_up_names_file_and_record(tmp_path: Path) -> None:
     rec = _record("JVASP-3")
     rec["edos_up"][17] = float("nan")
     path = _write_json(tmp_path / "e.json", [_record("JVASP-1"), rec])
-    with pytest.raises(ValueError, match=_bad_record(path, "JVASP-3") + r"edos_up has 1 non-finite .* first at bin 17"):
+    with pytest.raises(
+        ValueError,
+        match=_bad_record(path, "JVASP-3") + r"edos_up has 1 non-finite .* first at bin 17",
+    ):
         read_edos_pdos(path)
 
 
@@ -129,7 +153,9 @@ def test_corrupt_zip_reported_as_bad_zip(tmp_path: Path) -> None:
     truncated.write_bytes(good[: len(good) // 2])
     damaged = tmp_path / "damaged.zip"  # flipped bytes inside the compressed member
     middle = len(good) // 3
-    damaged.write_bytes(good[:middle] + bytes(b ^ 0xFF for b in good[middle : middle + 16]) + good[middle + 16 :])
+    damaged.write_bytes(
+        good[:middle] + bytes(b ^ 0xFF for b in good[middle : middle + 16]) + good[middle + 16 :]
+    )
     for path in (truncated, damaged):
         with pytest.raises(ValueError, match=rf"^{re.escape(str(path))}: bad zip file"):
             read_edos_pdos(path)
@@ -154,8 +180,14 @@ def test_alignn_samples_reject_nan_dos_and_an_empty_table(tmp_path: Path) -> Non
     ok = _id_prop(tmp_path, [["POSCAR-JVASP-1.vasp", *values]])
     assert [r["jid"] for r in read_alignn_samples(ok)] == ["JVASP-1"]
     values[4] = "nan"
-    bad = _id_prop(tmp_path, [["POSCAR-JVASP-1.vasp", *["0.5"] * N_BINS], ["POSCAR-JVASP-1.vasp", *values]])
-    with pytest.raises(ValueError, match=rf"^{re.escape(str(bad))}:2: bad DOS value for POSCAR-JVASP-1\.vasp: .*first at bin 4"):
+    bad = _id_prop(
+        tmp_path, [["POSCAR-JVASP-1.vasp", *["0.5"] * N_BINS], ["POSCAR-JVASP-1.vasp", *values]]
+    )
+    with pytest.raises(
+        ValueError,
+        match=rf"^{re.escape(str(bad))}:2: bad DOS value for POSCAR-JVASP-1\.vasp: "
+        r".*first at bin 4",
+    ):
         read_alignn_samples(bad)
     empty = _id_prop(tmp_path, [])
     with pytest.raises(ValueError, match=rf"^{re.escape(str(empty))}: no records"):

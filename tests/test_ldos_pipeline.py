@@ -1,5 +1,6 @@
 """LDOS pipeline pieces: per-sample L/sigma, the electron count in the window, the DFT-settings
-override, and learn -> evaluate on real SOAP descriptors with synthetic, structure-dependent LDOS."""
+override, and learn -> evaluate on real SOAP descriptors with synthetic, structure-dependent
+LDOS."""
 
 from __future__ import annotations
 
@@ -38,7 +39,9 @@ def test_per_sample_losses_average_to_the_paper_loss() -> None:
 
 def test_electrons_in_window_counts_states_below_the_fermi_level() -> None:
     # Two boxes of 1 state/eV: [-8, -4] holds 4 states below E_F = 0, [2, 4] is empty.
-    dos = np.where((GRID > -8) & (GRID < -4), 1.0, 0.0) + np.where((GRID > 2) & (GRID < 4), 1.0, 0.0)
+    dos = (
+        np.where((GRID > -8) & (GRID < -4), 1.0, 0.0) + np.where((GRID > 2) & (GRID < 4), 1.0, 0.0)
+    )
     assert electrons_in_window(dos, GRID, 0.025) == pytest.approx(4.0, abs=0.15)  # grid edges
     # Per-structure Fermi levels: at E_F = 3 eV the upper box's first eV is filled too. On the
     # 0.1 eV grid each box edge (and the Fermi step) loses up to half a step to the trapezoid rule.
@@ -65,13 +68,17 @@ def _features(n_structures: int = 10) -> dict:
     d = soap_descriptors(atoms, species, r_cut=4.0, n_max=4, l_max=3)
     ldos, sharp = [], []
     for desc, a in zip(d, atoms, strict=True):
-        centre = np.where(np.asarray(a.get_chemical_symbols()) == "C", -6.0, -2.0) + 0.5 * np.tanh(desc[:, 0] / desc[:, 0].std() if len(desc) > 1 else 0)
+        centre = (
+            np.where(np.asarray(a.get_chemical_symbols()) == "C", -6.0, -2.0)
+            + 0.5 * np.tanh(desc[:, 0] / desc[:, 0].std() if len(desc) > 1 else 0)
+        )
         ldos.append(np.exp(-0.5 * ((GRID[None, :] - centre[:, None]) / 0.7) ** 2))
         sharp.append(np.exp(-0.5 * ((GRID[None, :] - centre[:, None]) / 0.2) ** 2))
     ids = [f"sic-{i:04d}" for i in range(n_structures)]
     return {"structure_ids": ids, "atoms": atoms, "species": species, "sigma_ev": 0.7,
             "ldos_by_sigma": {0.2: sharp},
-            "atom_species": [a.get_chemical_symbols() for a in atoms], "ldos": ldos, "descriptors": d,
+            "atom_species": [a.get_chemical_symbols() for a in atoms], "ldos": ldos,
+            "descriptors": d,
             "fermi_levels": np.full(n_structures, -1.0), "energies": GRID,
             "split": random_split_labels(ids, 0.3, 0), "n_failed": 0}
 
@@ -79,7 +86,9 @@ def _features(n_structures: int = 10) -> dict:
 CFG = LearnConfig(
     soap=SoapParams(r_cut=4.0, n_max=4, l_max=3, sigma=0.5),
     r_cut_scan=(3.0, 4.0),
-    learn=LearnParams(folds=3, lam=(1e-4, 1e-2), zeta=(1, 2), n_sparse=0, seed=0, curve_fractions=(0.5, 1.0)),
+    learn=LearnParams(
+        folds=3, lam=(1e-4, 1e-2), zeta=(1, 2), n_sparse=0, seed=0, curve_fractions=(0.5, 1.0)
+    ),
 )
 PROPERTIES_300K = PropertiesParams(kT_ev=0.025852, T_k=300.0)
 
@@ -93,7 +102,8 @@ def test_learn_and_evaluate_a_set(tmp_path) -> None:
     assert [row["n_train"] for row in curves["learning_curve"]] == [4, 7]
     for row in curves["r_cut_scan"] + curves["learning_curve"]:
         assert set(row["ldos"]["ldos"]) == {"C", "Si"}
-    metrics = evaluate_sets({"si": (feats, result["models"])}, PROPERTIES_300K, tmp_path / "m.json", tmp_path / "p.npz",
+    metrics = evaluate_sets({"si": (feats, result["models"])}, PROPERTIES_300K,
+                            tmp_path / "m.json", tmp_path / "p.npz",
                             compare_sigma={"si": result["compare_sigma"]})
     entry = metrics["sets"]["si"]
     # Smearing comparison: the main width's losses are the set's; the sharper spectra are
@@ -102,20 +112,23 @@ def test_learn_and_evaluate_a_set(tmp_path) -> None:
     assert set(smearing) == {"0.7", "0.2", "ratio"}
     assert smearing["0.7"]["ldos"] == {s: entry["ldos"][s]["mean"] for s in ("C", "Si")}
     ratio = smearing["ratio"]["0.2/0.7"]
-    assert ratio["Si"] == pytest.approx(smearing["0.2"]["ldos"]["Si"] / smearing["0.7"]["ldos"]["Si"])
+    assert ratio["Si"] == pytest.approx(
+        smearing["0.2"]["ldos"]["Si"] / smearing["0.7"]["ldos"]["Si"]
+    )
     # Same centre errors on narrower peaks cost more of the spectrum: the loss grows (paper: x2).
     assert ratio["C"] > 1.0 and ratio["Si"] > 1.0 and ratio["dos"] > 1.0
     assert entry["n_structures"] == 10 and entry["n_test_structures"] == 3
     assert entry["n_environments"] == sum(len(a) for a in feats["atoms"])
     # The learnable synthetic LDOS is predicted well by the LDOS-trained model.
     assert entry["ldos"]["C"]["mean"] < 0.3 and entry["ldos"]["Si"]["mean"] < 0.3
-    assert set(metrics["derived"]) == {"band_energy", "fermi_energy", "dos_at_fermi", "heat_capacity",
-                                       "susceptibility", "absorption"}
+    assert set(metrics["derived"]) == {"band_energy", "fermi_energy", "dos_at_fermi",
+                                       "heat_capacity", "susceptibility", "absorption"}
     assert all(set(v) == {"ldos_trained", "dos_trained"} for v in metrics["derived"].values())
     predictions = np.load(tmp_path / "p.npz")
     np.testing.assert_allclose(
         predictions["si__pred_dos_ldos_trained"],
-        _sum_by_structure(predictions["si__pred_ldos_ldos_trained"], feats, "test"), rtol=1e-5, atol=1e-6)
+        _sum_by_structure(predictions["si__pred_ldos_ldos_trained"], feats, "test"),
+        rtol=1e-5, atol=1e-6)
 
 
 def test_derived_properties_are_per_atom(tmp_path) -> None:
@@ -129,12 +142,18 @@ def test_derived_properties_are_per_atom(tmp_path) -> None:
     doubled = {
         "structure_ids": "sic-double", "atoms": feats["atoms"][t].repeat((2, 1, 1)),
         "atom_species": feats["atom_species"][t] * 2,
-        "ldos": np.concatenate([feats["ldos"][t]] * 2), "descriptors": np.concatenate([feats["descriptors"][t]] * 2),
+        "ldos": np.concatenate([feats["ldos"][t]] * 2),
+        "descriptors": np.concatenate([feats["descriptors"][t]] * 2),
     }
-    grown = {**feats, "split": [*feats["split"], "test"], "fermi_levels": np.append(feats["fermi_levels"], feats["fermi_levels"][t])}
+    grown = {
+        **feats, "split": [*feats["split"], "test"],
+        "fermi_levels": np.append(feats["fermi_levels"], feats["fermi_levels"][t]),
+    }
     for key, value in doubled.items():
         grown[key] = [*feats[key], value]
-    evaluate_sets({"si": (grown, result["models"])}, PROPERTIES_300K, tmp_path / "m.json", tmp_path / "p.npz")
+    evaluate_sets(
+        {"si": (grown, result["models"])}, PROPERTIES_300K, tmp_path / "m.json", tmp_path / "p.npz"
+    )
     predictions = np.load(tmp_path / "p.npz")
     ids = list(predictions["si__structure_ids"])
     a, b = ids.index(feats["structure_ids"][t]), ids.index("sic-double")
@@ -142,7 +161,9 @@ def test_derived_properties_are_per_atom(tmp_path) -> None:
         for source in ("ref", "ldos", "dos"):
             values = predictions[f"si__derived_{prop}_{source}"]
             assert values[b] == pytest.approx(values[a], rel=1e-6, abs=1e-9), (prop, source)
-    assert predictions["si__ref_dos"][b] == pytest.approx(2 * predictions["si__ref_dos"][a], rel=1e-5)
+    assert predictions["si__ref_dos"][b] == pytest.approx(
+        2 * predictions["si__ref_dos"][a], rel=1e-5
+    )
 
 
 def _sum_by_structure(flat: np.ndarray, feats: dict, split: str) -> np.ndarray:
@@ -166,5 +187,8 @@ def test_split_keeps_every_test_species_in_training() -> None:
 
 def test_unknown_grid_reference_is_an_error_not_fermi() -> None:
     # "absolut" used to fall through to E_F-relative grids.
-    with pytest.raises(ConfigError, match=r"ldos.grid.reference: expected one of \['absolute', 'fermi'\], got 'absolut'"):
+    with pytest.raises(
+        ConfigError,
+        match=r"ldos.grid.reference: expected one of \['absolute', 'fermi'\], got 'absolut'",
+    ):
         stage_config("ldos", "featurize", ldos__grid__reference="absolut")

@@ -449,7 +449,9 @@ def test_generated_sets_accepts_kwargs_and_rejects_unknown() -> None:
     sets = G.generated_sets({"sic": {"n": 2, "polytypes": ["4H"]}, "carbon": 0}, 1)
     assert list(sets) == ["sic"]
     assert [a.info["kind"] for a in sets["sic"]] == ["4H", "4H"]
-    with pytest.raises(ConfigError, match=r"^params.yaml ldos.generated.graphene: unknown generated set"):
+    with pytest.raises(
+        ConfigError, match=r"^params.yaml ldos.generated.graphene: unknown generated set"
+    ):
         G.generated_sets({"graphene": 1}, 1, label="params.yaml ldos.generated")
     with pytest.raises(ConfigError, match=r"^generated sets.sic.polytype: unknown keyword"):
         G.generated_sets({"sic": {"n": 2, "polytype": ["4H"]}}, 1)

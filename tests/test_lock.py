@@ -1,4 +1,5 @@
-"""requirements.lock: the exact environment, consistent with pyproject.toml and the DFT cache keys."""
+"""requirements.lock: the exact environment, consistent with pyproject.toml and the DFT cache
+keys."""
 
 from __future__ import annotations
 

@@ -95,7 +95,9 @@ def test_a_class_outside_esrepro_is_never_imported(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=re.escape("refusing to import model class 'os:system'")):
         load_model(path)
     _rewrite(path, **{"class": "torch.nn:Linear", "config": {"in_features": 20, "out_features": 3}})
-    with pytest.raises(ValueError, match="'torch.nn:Linear'.*only classes of the 'esrepro' package"):
+    with pytest.raises(
+        ValueError, match="'torch.nn:Linear'.*only classes of the 'esrepro' package"
+    ):
         load_model(path)
 
 

@@ -1,4 +1,5 @@
-"""End-to-end smoke run of the DOSnp and ALIGNN-DOS pipelines on a tiny profile, as a user drives it.
+"""End-to-end smoke run of the DOSnp and ALIGNN-DOS pipelines on a tiny profile, as a user
+drives it.
 
 A temporary git clone of the working tree gets tiny params (4 two-atom materials shared by both
 papers, 2 epochs), then: `dvc repro` builds every artifact, ALIGNN-DOS reusing DOSnp's DFT
@@ -87,7 +88,10 @@ def first_repro(tiny_repo: Path) -> str:
 def test_repro_builds_every_artifact(tiny_repo: Path, first_repro: str) -> None:
     metrics = json.loads((tiny_repo / "reports/dosnp/metrics.json").read_text())
     assert metrics["n_materials"] == 4
-    assert metrics["n_dft_failed"] + metrics["dosnp"]["train"]["n"] + metrics["dosnp"]["test"]["n"] == 4
+    assert (
+        metrics["n_dft_failed"] + metrics["dosnp"]["train"]["n"] + metrics["dosnp"]["test"]["n"]
+        == 4
+    )
     for model in SCHEMA_MODELS:
         for split in ("train", "test"):
             assert set(metrics[model][split]) >= {"mae", "rmse", "r2", "n"}
@@ -116,22 +120,31 @@ def test_ldos_artifacts(tiny_repo: Path, first_repro: str) -> None:
     metrics = json.loads((tiny_repo / "reports/ldos/metrics.json").read_text())
     entry = metrics["sets"]["si"]
     assert set(metrics["sets"]) == {"si"}
-    assert entry["n_structures"] + entry["n_dft_failed"] == 5 and entry["n_environments"] == 2 * entry["n_structures"]
+    assert (
+        entry["n_structures"] + entry["n_dft_failed"] == 5
+        and entry["n_environments"] == 2 * entry["n_structures"]
+    )
     assert set(entry["ldos"]) == {"Si"} and set(entry["ldos"]["Si"]) == {"min", "max", "mean"}
     assert set(entry["dos"]) == {"min", "max", "mean"}
-    assert set(metrics["derived"]) == {"band_energy", "fermi_energy", "dos_at_fermi", "heat_capacity",
-                                       "susceptibility", "absorption"}
+    assert set(metrics["derived"]) == {"band_energy", "fermi_energy", "dos_at_fermi",
+                                       "heat_capacity", "susceptibility", "absorption"}
     assert (tiny_repo / "reports/ldos/ldos.html").stat().st_size > 10_000
     figures = {p.name for p in (tiny_repo / "reports/ldos/figures").glob("*.png")}
-    assert {"fig1_rcut_scan.png", "fig3_learning_curves.png", "fig6_ldos_best_median_worst.png"} <= figures
+    assert {
+        "fig1_rcut_scan.png", "fig3_learning_curves.png", "fig6_ldos_best_median_worst.png"
+    } <= figures
     lock = yaml.safe_load((tiny_repo / "dvc.lock").read_text())
-    assert {f"ldos_{s}" for s in ("structures", "dft", "featurize", "learn", "evaluate", "report")} <= set(lock["stages"])
+    assert {
+        f"ldos_{s}" for s in ("structures", "dft", "featurize", "learn", "evaluate", "report")
+    } <= set(lock["stages"])
 
 
 def test_alignn_dos_artifacts_and_shared_dft(tiny_repo: Path, first_repro: str) -> None:
     metrics = json.loads((tiny_repo / "reports/alignn_dos/metrics.json").read_text())
     assert metrics["n_materials"] == 4 and metrics["source"] == "gpaw"
-    keys = ("d_alignn", "ae_alignn_8", "ae_alignn_12", "ae_alignn_16", "ae_alignn_20", "mean_baseline")
+    keys = (
+        "d_alignn", "ae_alignn_8", "ae_alignn_12", "ae_alignn_16", "ae_alignn_20", "mean_baseline"
+    )
     fields = {"mae", "re", "frac_mae_lt_0.02", "frac_re_lt_0.2", "n"}
     for key in keys:
         assert set(metrics[key]) == {"train", "val", "test"}
@@ -162,7 +175,10 @@ def test_second_repro_does_nothing(tiny_repo: Path, first_repro: str) -> None:
 
 def test_experiment_changes_pooling_without_dft(tiny_repo: Path, first_repro: str) -> None:
     _run(["git", "add", "-A"], tiny_repo)
-    _run(["git", "-c", "user.email=ci@example.org", "-c", "user.name=ci", "commit", "-qm", "lock"], tiny_repo)
+    _run(
+        ["git", "-c", "user.email=ci@example.org", "-c", "user.name=ci", "commit", "-qm", "lock"],
+        tiny_repo,
+    )
     output = _run(["dvc", "exp", "run", "-S", "model.pooling=max"], tiny_repo)
     assert "Running stage 'dosnp_train'" in output
     assert "Running stage 'alignn_dos_train'" in output

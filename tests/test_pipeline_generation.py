@@ -38,10 +38,14 @@ def test_every_stage_declares_the_params_its_config_reads() -> None:
 def test_stage_names_and_commands_stay_those_dvc_lock_knows(repo_root: Path) -> None:
     # `dvc exp run ldos_report` and the dvc.lock entries refer to these names.
     names = set(dvc_document()["stages"])
-    assert {f"dosnp_{s}" for s in ("fetch", "dft", "featurize", "train", "evaluate", "cv", "report")} <= names
-    assert {f"alignn_dos_{s}" for s in ("fetch", "dft", "featurize", "autoencoder", "train", "evaluate",
-                                        "report")} <= names
-    assert {f"ldos_{s}" for s in ("structures", "dft", "featurize", "learn", "evaluate", "report")} <= names
+    assert {
+        f"dosnp_{s}" for s in ("fetch", "dft", "featurize", "train", "evaluate", "cv", "report")
+    } <= names
+    assert {f"alignn_dos_{s}" for s in ("fetch", "dft", "featurize", "autoencoder", "train",
+                                        "evaluate", "report")} <= names
+    assert {
+        f"ldos_{s}" for s in ("structures", "dft", "featurize", "learn", "evaluate", "report")
+    } <= names
     entry = dvc_document()["stages"]["ldos_report"]
     assert entry["cmd"] == "python stages/run.py ldos report"
     assert {"reports/ldos/ldos.html": {"cache": False}} in entry["outs"]
@@ -78,8 +82,12 @@ def test_a_dropped_dep_or_param_is_drift(tmp_path: Path, stage: str, key: str, i
 
 
 def test_a_comment_or_layout_change_is_drift_too(tmp_path: Path) -> None:
-    (tmp_path / "dvc.yaml").write_text(render(dvc_document()).replace("stages:\n", "stages:  # mine\n", 1))
-    assert check_dvc_yaml(tmp_path) == [f"{tmp_path / 'dvc.yaml'}: same stages, different text (comments or layout)"]
+    (tmp_path / "dvc.yaml").write_text(
+        render(dvc_document()).replace("stages:\n", "stages:  # mine\n", 1)
+    )
+    assert check_dvc_yaml(tmp_path) == [
+        f"{tmp_path / 'dvc.yaml'}: same stages, different text (comments or layout)"
+    ]
 
 
 def _replace_stage(paper: Paper, name: str, **changes: object) -> Paper:
@@ -93,7 +101,8 @@ def test_an_undeclared_param_read_by_the_config_is_reported() -> None:
     params = tuple(p for p in paper.stage("featurize").params if p != "dosnp.ecalj_ext")
     broken = _replace_stage(paper, "featurize", params=params)
     assert check_params(repo_params(), [broken]) == [
-        "stage dosnp_featurize reads params.yaml dosnp.ecalj_ext but does not declare it in its params"
+        "stage dosnp_featurize reads params.yaml dosnp.ecalj_ext "
+        "but does not declare it in its params"
     ]
 
 
@@ -122,16 +131,22 @@ def test_stage_code_follows_the_stage_function_not_its_neighbours() -> None:
     assert "src/esrepro/dft/ecalj.py" in code["featurize"]  # through ecalj_pdos, a helper it calls
     assert "src/esrepro/papers/dosnp/train.py" in code["train"]
     assert "src/esrepro/sources.yaml" in code["fetch"]  # package data named by esrepro.sources
-    assert "src/esrepro/dft" in code["dft"] and not any(f.startswith("src/esrepro/dft/") for f in code["dft"])
+    assert "src/esrepro/dft" in code["dft"] and not any(
+        f.startswith("src/esrepro/dft/") for f in code["dft"]
+    )
     # ... and not the code of the other stages in the same module.
     assert "src/esrepro/papers/dosnp/train.py" not in code["fetch"]
     assert "src/esrepro/papers/dosnp/cv.py" not in code["train"]
     assert "src/esrepro/reports.py" not in code["evaluate"]
     # The registry entry itself is not code a stage runs.
-    assert not any(f.endswith("/paper.py") or f.endswith("/registry.py") for c in code.values() for f in c)
+    assert not any(
+        f.endswith("/paper.py") or f.endswith("/registry.py") for c in code.values() for f in c
+    )
 
 
-def test_import_walk_resolves_relative_and_package_imports(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_import_walk_resolves_relative_and_package_imports(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     package = tmp_path / "esrepro"
     (package / "sub").mkdir(parents=True)
     files = {
@@ -169,7 +184,8 @@ def test_import_walk_resolves_relative_and_package_imports(tmp_path: Path, monke
         direct = function_imports("esrepro.stage", "run")
         assert direct == {"esrepro", "esrepro.a", "esrepro.c"}  # not f: TYPE_CHECKING, other()
         assert pipeline.closure(direct) == {
-            "esrepro", "esrepro.a", "esrepro.c", "esrepro.d", "esrepro.e", "esrepro.sub", "esrepro.sub.b",
+            "esrepro", "esrepro.a", "esrepro.c", "esrepro.d", "esrepro.e", "esrepro.sub",
+            "esrepro.sub.b",
         }
         stage = Stage("s", "esrepro.stage:run", None)
         assert "src/esrepro/data.yaml" in stage_code(stage)
@@ -236,7 +252,9 @@ def test_a_new_paper_is_one_package_and_one_registry_entry(
                           params=("toy.scale", "toy.repeats")),),
         )
     '''))
-    monkeypatch.setattr(esrepro.papers, "__path__", [*esrepro.papers.__path__, str(tmp_path / "papers")])
+    monkeypatch.setattr(
+        esrepro.papers, "__path__", [*esrepro.papers.__path__, str(tmp_path / "papers")]
+    )
     root = tmp_path / "repo"
     root.mkdir()
     monkeypatch.setenv("ESREPRO_ROOT", str(root))
@@ -266,8 +284,14 @@ def test_cli_lists_papers_and_checks_the_pipeline(repo_root: Path, tmp_path: Pat
     runner = CliRunner()
     listed = runner.invoke(app, ["papers", "--root", str(repo_root)])
     assert listed.exit_code == 0, listed.output
-    assert "dosnp: Takano et al., A Machine Learning Model for Predicting QSGW Band Gaps" in listed.output
-    assert "stages:   ldos_structures, ldos_dft, ldos_featurize, ldos_learn, ldos_evaluate, ldos_report" in listed.output
+    assert (
+        "dosnp: Takano et al., A Machine Learning Model for Predicting QSGW Band Gaps"
+        in listed.output
+    )
+    assert (
+        "stages:   ldos_structures, ldos_dft, ldos_featurize, ldos_learn, ldos_evaluate, "
+        "ldos_report" in listed.output
+    )
     checked = runner.invoke(app, ["pipeline", "check", "--root", str(repo_root)])
     assert checked.exit_code == 0, checked.output
     # A copy with a stale dvc.yaml fails and says how to fix it; `write` fixes it.

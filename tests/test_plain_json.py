@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,21 @@ import torch
 
 from esrepro.metrics import write_json
 from esrepro.plain_json import plain_json
+from esrepro.typed_config import freeze
+
+
+@dataclass(frozen=True)
+class Inner:
+    lr: float
+    widths: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Outer:
+    seed: int
+    inner: Inner
+    extra: dict
+    path: Path
 
 
 def test_numpy_torch_and_paths_become_plain_values() -> None:
@@ -36,6 +52,30 @@ def test_numpy_torch_and_paths_become_plain_values() -> None:
     }
     assert type(out["ints"][0]) is int and type(out["flag"]) is bool
     assert json.loads(json.dumps(out)) == out
+
+
+def test_dataclass_configs_become_dicts_of_their_fields_in_order() -> None:
+    cfg = Outer(
+        seed=np.int64(7),
+        inner=Inner(lr=1e-3, widths=(64, 32)),
+        extra=freeze({"b": [1, 2], "a": {"x": None}}),
+        path=Path("data") / "x.pt",
+    )
+    out = plain_json(cfg)
+    assert out == {
+        "seed": 7,
+        "inner": {"lr": 1e-3, "widths": [64, 32]},
+        "extra": {"b": [1, 2], "a": {"x": None}},
+        "path": "data/x.pt",
+    }
+    assert list(out) == ["seed", "inner", "extra", "path"]
+    assert list(out["extra"]) == ["b", "a"] and type(out["seed"]) is int
+    assert plain_json([cfg.inner], digits=1) == [{"lr": 0.001, "widths": [64, 32]}]
+
+
+def test_a_dataclass_type_is_not_a_config() -> None:
+    with pytest.raises(TypeError, match="cannot store an object of type type"):
+        plain_json(Inner)
 
 
 def test_non_finite_floats_become_null_and_digits_round() -> None:

@@ -62,11 +62,18 @@ def test_ldos_paper_scale_selects_every_bulk_mirrored_set(
     assert set(cfg["mirrored_si"]) <= set(mirrored)
     assert all(n == 0 for n in cfg["mirrored_si"].values())
     assert set(mirrored) - set(cfg["mirrored_si"]) == {"rss_relaxation_trajectory", "surface_111"}
-    assert all(any(len(a) <= cfg["max_atoms"] for a in mirrored[name]) for name in cfg["mirrored_si"])
+    assert all(
+        any(len(a) <= cfg["max_atoms"] for a in mirrored[name]) for name in cfg["mirrored_si"]
+    )
     # Generated sets keep the default's generator settings, with more structures.
     default = yaml.safe_load((repo_root / "params.yaml").read_text(encoding="utf-8"))["ldos"]
-    sizes = {name: len(frames) for name, frames in generated_sets(cfg["generated"], int(cfg["seed"])).items()}
-    assert sizes == {"si_diamond": 16, "si_beta_tin": 16, "si_liquid": 16, "carbon": 24, "sic": 24, "snsse": 24}
+    sizes = {
+        name: len(frames)
+        for name, frames in generated_sets(cfg["generated"], int(cfg["seed"])).items()
+    }
+    assert sizes == {
+        "si_diamond": 16, "si_beta_tin": 16, "si_liquid": 16, "carbon": 24, "sic": 24, "snsse": 24
+    }
     assert cfg["generated"]["si_liquid"]["n_atoms"] == default["generated"]["si_liquid"]["n_atoms"]
     assert cfg["generated"]["sic"]["polytypes"] == ["3C", "2H", "4H", "6H"]
     assert cfg["dft"] == default["dft"] and cfg["grid"] == default["grid"]

@@ -32,7 +32,9 @@ class _Regressor(lightning.LightningModule):
 
     def validation_step(self, batch, batch_idx):
         x, y = batch
-        self.log("val_loss", nn.functional.mse_loss(self.net(x), y), on_epoch=True, batch_size=len(x))
+        self.log(
+            "val_loss", nn.functional.mse_loss(self.net(x), y), on_epoch=True, batch_size=len(x)
+        )
 
     def configure_optimizers(self):
         return torch.optim.Adam(self.parameters(), lr=1e-2)
@@ -64,7 +66,8 @@ def _fit(tmp_path: Path, name: str, resume_dir: Path | None, callbacks=(), train
     )
     module, result = fit_module(
         _Regressor, loader, DataLoader(val, batch_size=8), max_epochs=MAX_EPOCHS, accelerator="cpu",
-        seed=3, dvclive_dir=tmp_path / name, patience=None, resume_dir=resume_dir, callbacks=callbacks,
+        seed=3, dvclive_dir=tmp_path / name, patience=None, resume_dir=resume_dir,
+        callbacks=callbacks,
     )
     return module, result
 

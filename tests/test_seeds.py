@@ -193,7 +193,9 @@ def test_archives_are_reproducible(source, tmp_path) -> None:
     b = _pack(source, tmp_path / "b")
     assert [e.to_json() for e in a] == [e.to_json() for e in b]
     for entry in a:
-        assert (tmp_path / "a" / entry.path).read_bytes() == (tmp_path / "b" / entry.path).read_bytes()
+        assert (
+            (tmp_path / "a" / entry.path).read_bytes() == (tmp_path / "b" / entry.path).read_bytes()
+        )
         with tarfile.open(tmp_path / "a" / entry.path) as tar:
             members = tar.getmembers()
         assert [m.name for m in members] == sorted(m.name for m in members)

@@ -13,7 +13,10 @@ from esrepro.registry import get_paper
 from esrepro.selection import read_table, seeded_order, select_materials
 from params_helpers import repo_params
 
-TABLE = "raw.githubusercontent.com/tkotani/DOSnpSupplement/3206083aacc37bd3dd12a14f86a216a8ac11da5b/tab_nonmag_all.csv"
+TABLE = (
+    "raw.githubusercontent.com/tkotani/DOSnpSupplement/3206083aacc37bd3dd12a14f86a216a8ac11da5b"
+    "/tab_nonmag_all.csv"
+)
 
 
 @pytest.fixture(scope="module")
@@ -45,11 +48,14 @@ def test_selection_respects_max_sites_and_seed(table: pd.DataFrame) -> None:
 
 
 def test_all_materials_when_n_is_zero(table: pd.DataFrame) -> None:
-    assert len(select_materials(table, Selection(n_materials=0, max_sites=0, subset_seed=0))) == 1516
+    assert len(
+        select_materials(table, Selection(n_materials=0, max_sites=0, subset_seed=0))
+    ) == 1516
 
 
 @pytest.mark.parametrize(
-    ("key", "value"), [("n_materials", -1), ("max_sites", -1), ("n_materials", "forty"), ("max_sites", 2.5)]
+    ("key", "value"),
+    [("n_materials", -1), ("max_sites", -1), ("n_materials", "forty"), ("max_sites", 2.5)],
 )
 def test_bad_counts_name_the_param(key: str, value: object) -> None:
     # -1 used to slice the last row off (`rows[:-1]`) and max_sites -1 to select nothing, silently.
@@ -64,14 +70,18 @@ def test_alignn_dos_selects_as_dosnp_selects(table: pd.DataFrame) -> None:
     dosnp = get_paper("dosnp").parse(params)["fetch"].selection
     alignn = get_paper("alignn_dos").parse(params)["fetch"].selection
     assert dosnp == alignn
-    assert list(select_materials(table, dosnp)["mp_id"]) == list(select_materials(table, alignn)["mp_id"])
+    assert list(select_materials(table, dosnp)["mp_id"]) == list(
+        select_materials(table, alignn)["mp_id"]
+    )
 
 
 def test_table_commit_given_as_a_bare_number_is_read_as_its_digits() -> None:
     from esrepro.sources import dosnp_table_source
 
     # `table_commit: 3206083` unquoted in YAML is an int: it is the pinned commit's prefix.
-    assert dosnp_table_source(3206083) == dosnp_table_source("3206083aacc37bd3dd12a14f86a216a8ac11da5b")
+    assert dosnp_table_source(3206083) == dosnp_table_source(
+        "3206083aacc37bd3dd12a14f86a216a8ac11da5b"
+    )
 
 
 def test_malformed_tables_name_the_file_and_line(tmp_path: Path, mirror_dir: Path) -> None:
@@ -82,9 +92,14 @@ def test_malformed_tables_name_the_file_and_line(tmp_path: Path, mirror_dir: Pat
         # A short row: its last columns (the QSGW gaps) come back empty.
         "ragged.csv": ("\n".join([lines[0], lines[1], ",".join(lines[2].split(",")[:5])]) + "\n",
                        r"column 'LDA' has 1 empty or non-numeric value\(s\), first in line 3"),
-        "text_gap.csv": ("\n".join([lines[0], lines[1].rsplit(",", 4)[0] + ",0.4eV,1.0,1.0,x"]) + "\n",
-                         r"column 'LDA' has 1 empty or non-numeric value\(s\), first in line 2: '0.4eV'"),
-        "twice.csv": ("\n".join([lines[0], lines[1], lines[1]]) + "\n", r"material_id\(s\) listed twice: \[1056418\]"),
+        "text_gap.csv": (
+            "\n".join([lines[0], lines[1].rsplit(",", 4)[0] + ",0.4eV,1.0,1.0,x"]) + "\n",
+            r"column 'LDA' has 1 empty or non-numeric value\(s\), first in line 2: '0.4eV'",
+        ),
+        "twice.csv": (
+            "\n".join([lines[0], lines[1], lines[1]]) + "\n",
+            r"material_id\(s\) listed twice: \[1056418\]",
+        ),
     }
     for name, (text, message) in cases.items():
         path = tmp_path / name

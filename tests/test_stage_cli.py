@@ -54,7 +54,9 @@ def test_offline_fetch_without_mirror_is_one_line(
     assert "Offline? Set ESREPRO_MIRROR" in line
 
 
-def test_a_typo_in_params_is_one_line_naming_the_key(root: Path, capsys: pytest.CaptureFixture) -> None:
+def test_a_typo_in_params_is_one_line_naming_the_key(
+    root: Path, capsys: pytest.CaptureFixture
+) -> None:
     _write_params(root, dosnp__train__lsos="l1")
     assert main(["dosnp", "report"]) == 1  # any stage of the paper: the whole group is checked
     line = _one_error_line(capsys.readouterr().err)
@@ -63,15 +65,17 @@ def test_a_typo_in_params_is_one_line_naming_the_key(root: Path, capsys: pytest.
 
 def test_a_missing_params_file_is_one_line(root: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(["ldos", "learn"]) == 1
-    assert _one_error_line(capsys.readouterr().err) == f"error: params file not found: {root / 'params.yaml'}"
+    assert _one_error_line(capsys.readouterr().err) == (
+        f"error: params file not found: {root / 'params.yaml'}"
+    )
 
 
 @pytest.mark.parametrize(
     ("argv", "second_line"),
     [
         (["dosnpp", "fetch"], "no paper 'dosnpp'; registered: alignn_dos, dosnp, ldos"),
-        (["dosnp", "fetchh"], "paper dosnp has no stage 'fetchh' (stages: ['fetch', 'dft', 'featurize', "
-                              "'train', 'evaluate', 'cv', 'report'])"),
+        (["dosnp", "fetchh"], "paper dosnp has no stage 'fetchh' (stages: ['fetch', 'dft', "
+                              "'featurize', 'train', 'evaluate', 'cv', 'report'])"),
         (["dosnp"], "papers: alignn_dos, dosnp, ldos"),
     ],
 )
@@ -79,7 +83,9 @@ def test_usage_errors_exit_2_and_list_the_choices(
     argv: list[str], second_line: str, capsys: pytest.CaptureFixture
 ) -> None:
     assert main(argv) == 2
-    assert capsys.readouterr().err.splitlines() == ["usage: python stages/run.py <paper> <stage>", second_line]
+    assert capsys.readouterr().err.splitlines() == [
+        "usage: python stages/run.py <paper> <stage>", second_line
+    ]
 
 
 def test_a_bug_keeps_its_traceback(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -95,7 +101,9 @@ def test_a_bug_keeps_its_traceback(root: Path, monkeypatch: pytest.MonkeyPatch) 
         main(["ldos", "structures"])
 
 
-def test_the_runner_passes_the_config_and_declared_paths(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_runner_passes_the_config_and_declared_paths(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from esrepro.papers.dosnp import pipeline
     from esrepro.papers.dosnp.config import CVConfig
 
@@ -103,17 +111,22 @@ def test_the_runner_passes_the_config_and_declared_paths(root: Path, monkeypatch
     for inputs in ("data/dosnp/raw", "data/dosnp/features"):
         (root / inputs).mkdir(parents=True)
     seen = {}
-    monkeypatch.setattr(pipeline, "stage_cv", lambda cfg, **paths: seen.update(cfg=cfg, paths=paths))
+    monkeypatch.setattr(
+        pipeline, "stage_cv", lambda cfg, **paths: seen.update(cfg=cfg, paths=paths)
+    )
     assert main(["dosnp", "cv"]) == 0
     assert isinstance(seen["cfg"], CVConfig) and seen["cfg"].cv.folds == 4
     assert seen["paths"] == {
         "raw": root / "data/dosnp/raw", "features": root / "data/dosnp/features",
         "metrics": root / "reports/dosnp/cv_metrics.json",
-        "predictions": root / "reports/dosnp/cv_predictions.csv", "folds": root / "data/dosnp/cv-folds",
+        "predictions": root / "reports/dosnp/cv_predictions.csv",
+        "folds": root / "data/dosnp/cv-folds",
     }
 
 
-def test_dvc_command_reports_a_missing_mirror_file_in_one_line(tmp_path: Path, repo_root: Path) -> None:
+def test_dvc_command_reports_a_missing_mirror_file_in_one_line(
+    tmp_path: Path, repo_root: Path
+) -> None:
     """As DVC runs it: a mirror without the pinned file stops the fetch with one line, exit 1."""
     params = repo_params(fetch__mirror=str(tmp_path / "mirror"))
     (tmp_path / "mirror").mkdir()
@@ -128,7 +141,9 @@ def test_dvc_command_reports_a_missing_mirror_file_in_one_line(tmp_path: Path, r
     assert "is not in the mirror" in line and str(tmp_path / "mirror") in line
 
 
-def test_a_missing_input_names_the_stage_that_writes_it(root: Path, capsys: pytest.CaptureFixture) -> None:
+def test_a_missing_input_names_the_stage_that_writes_it(
+    root: Path, capsys: pytest.CaptureFixture
+) -> None:
     _write_params(root)
     assert main(["alignn_dos", "train"]) == 1
     assert _one_error_line(capsys.readouterr().err) == (

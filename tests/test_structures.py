@@ -139,7 +139,9 @@ def test_niggli_cell_keeps_the_crystal_its_frame_and_atom_order() -> None:
     # they are the cubic axes up to order and sign, and every atom moved by a lattice vector.
     combination = np.linalg.solve(skewed.cell.array.T, reduced.cell.array.T).T
     assert np.allclose(combination, np.round(combination), atol=1e-8)
-    assert np.allclose(np.sort(np.abs(reduced.cell.array), axis=0), np.sort(np.abs(cubic.cell.array), axis=0))
+    assert np.allclose(
+        np.sort(np.abs(reduced.cell.array), axis=0), np.sort(np.abs(cubic.cell.array), axis=0)
+    )
     shift = np.linalg.solve(reduced.cell.array.T, (reduced.positions - skewed.positions).T).T
     assert np.allclose(shift, np.round(shift), atol=1e-8)
     assert canonical_structure_hash(reduced) != canonical_structure_hash(skewed)
@@ -162,10 +164,15 @@ def _poscar(tmp_path: Path, name: str, coords: str, cell: str = _CUBE, n: int = 
     [
         ("3 0 0\n0 3 0\n0 0 nan", "0 0 0\n", r"a non-finite \(NaN or inf\) cell .*nan"),
         ("3 0 0\n0 inf 0\n0 0 3", "0 0 0\n", r"a non-finite \(NaN or inf\) cell .*inf"),
-        (_CUBE, "0.5 0.5 0.5\n0 nan 0\n", r"non-finite \(NaN or inf\) positions for atom\(s\) \[1\]"),
+        (
+            _CUBE, "0.5 0.5 0.5\n0 nan 0\n",
+            r"non-finite \(NaN or inf\) positions for atom\(s\) \[1\]",
+        ),
     ],
 )
-def test_non_finite_cell_or_positions_rejected(tmp_path: Path, cell: str, coords: str, message: str) -> None:
+def test_non_finite_cell_or_positions_rejected(
+    tmp_path: Path, cell: str, coords: str, message: str
+) -> None:
     # The volume check alone let these through: NaN < 1e-6 is False.
     path = _poscar(tmp_path, "POSCAR.nan", coords, cell=cell, n=coords.count("\n"))
     with pytest.raises(StructureError, match=rf"structure in {re.escape(str(path))} has {message}"):
@@ -174,15 +181,21 @@ def test_non_finite_cell_or_positions_rejected(tmp_path: Path, cell: str, coords
 
 def test_overlapping_atoms_rejected_naming_the_pair(tmp_path: Path) -> None:
     same_place = _poscar(tmp_path, "POSCAR.dup", "0 0 0\n0.5 0.5 0.5\n0.01 0 0\n", n=3)
-    with pytest.raises(StructureError, match=rf"{re.escape(str(same_place))}.*atoms 0 and 2 .* 0\.03 A apart"):
+    with pytest.raises(
+        StructureError, match=rf"{re.escape(str(same_place))}.*atoms 0 and 2 .* 0\.03 A apart"
+    ):
         read_structure(same_place)
     # Only 0.03 A apart through the periodic boundary (fractional 0.995 and 0.005).
     across = _poscar(tmp_path, "POSCAR.wrap", "0.995 0 0\n0.5 0.5 0.5\n0.005 0 0\n", n=3)
-    with pytest.raises(StructureError, match=rf"{re.escape(str(across))}.*atoms 0 and 2 .* 0\.03 A apart"):
+    with pytest.raises(
+        StructureError, match=rf"{re.escape(str(across))}.*atoms 0 and 2 .* 0\.03 A apart"
+    ):
         read_structure(across)
     # A cell vector shorter than the minimum puts an atom on its own image.
     thin = _poscar(tmp_path, "POSCAR.thin", "0 0 0\n", cell="0.3 0 0\n0 3 0\n0 0 3")
-    with pytest.raises(StructureError, match=rf"{re.escape(str(thin))}.*atom 0 and its own periodic image"):
+    with pytest.raises(
+        StructureError, match=rf"{re.escape(str(thin))}.*atom 0 and its own periodic image"
+    ):
         read_structure(thin)
 
 
@@ -215,9 +228,15 @@ _atom_site_occupancy
     ("sites", "message"),
     [
         # Mixed site: ASE keeps one species (here Co) and drops the other without a word.
-        ("Fe1 Fe 0 0 0 0.5\nCo1 Co 0 0 0 0.5\nO1 O 0.5 0.5 0.5 1.0\n", r"disordered site Fe1 .*\(Fe 0\.5, Co 0\.5\)"),
+        (
+            "Fe1 Fe 0 0 0 0.5\nCo1 Co 0 0 0 0.5\nO1 O 0.5 0.5 0.5 1.0\n",
+            r"disordered site Fe1 .*\(Fe 0\.5, Co 0\.5\)",
+        ),
         # Vacancy-disordered site.
-        ("O1 O 0.5 0.5 0.5 1.0\nFe1 Fe 0 0 0 0.5\n", r"disordered site Fe1 \(row 2 of _atom_site\) \(Fe 0\.5\)"),
+        (
+            "O1 O 0.5 0.5 0.5 1.0\nFe1 Fe 0 0 0 0.5\n",
+            r"disordered site Fe1 \(row 2 of _atom_site\) \(Fe 0\.5\)",
+        ),
     ],
 )
 def test_disordered_cif_site_rejected(tmp_path: Path, sites: str, message: str) -> None:
@@ -234,14 +253,19 @@ def test_ordered_cif_with_occupancies_reads(tmp_path: Path) -> None:
 
 
 def _xyz_frame(x: float, pbc: str = "T T T") -> str:
-    return f'1\nLattice="3 0 0 0 3 0 0 0 3" Properties=species:S:1:pos:R:3 pbc="{pbc}"\nSi {x} 0 0\n'
+    return (
+        '1\nLattice="3 0 0 0 3 0 0 0 3" Properties=species:S:1:pos:R:3 '
+        f'pbc="{pbc}"\nSi {x} 0 0\n'
+    )
 
 
 @pytest.mark.parametrize(("pbc", "axes"), [("F F F", "a, b, c"), ("T T F", "c")])
 def test_non_periodic_extxyz_rejected(tmp_path: Path, pbc: str, axes: str) -> None:
     path = tmp_path / "molecule.xyz"
     path.write_text(_xyz_frame(0.0, pbc))
-    with pytest.raises(StructureError, match=rf"{re.escape(str(path))}: structure is not periodic along {axes} "):
+    with pytest.raises(
+        StructureError, match=rf"{re.escape(str(path))}: structure is not periodic along {axes} "
+    ):
         read_structure(path)
 
 
@@ -256,14 +280,22 @@ def test_missing_frame_or_structure_named(tmp_path: Path) -> None:
     for name in ("empty.cif", "empty.xyz"):
         empty = tmp_path / name
         empty.write_text("")
-        with pytest.raises(StructureError, match=rf"^{re.escape(str(empty))}: no structure in file$"):
+        with pytest.raises(
+            StructureError, match=rf"^{re.escape(str(empty))}: no structure in file$"
+        ):
             read_structure(empty)
 
 
 def test_poscar_coordinates_past_the_atom_count_rejected(tmp_path: Path) -> None:
     # Counts say 2; ASE skipped line 3 as a separator and read line 4 on as velocities.
-    path = _poscar(tmp_path, "POSCAR.extra", "0 0 0\n0.5 0.5 0.5\n0.25 0.25 0.25\n0.75 0.75 0.75\n0.1 0.2 0.3\n", n=2)
-    with pytest.raises(StructureError, match=rf"{re.escape(str(path))}: line 11 holds coordinates past the 2 atoms"):
+    path = _poscar(
+        tmp_path, "POSCAR.extra",
+        "0 0 0\n0.5 0.5 0.5\n0.25 0.25 0.25\n0.75 0.75 0.75\n0.1 0.2 0.3\n", n=2,
+    )
+    with pytest.raises(
+        StructureError,
+        match=rf"{re.escape(str(path))}: line 11 holds coordinates past the 2 atoms",
+    ):
         read_structure(path)
     # A CONTCAR's velocity block (after a blank line) is not extra coordinates.
     contcar = _poscar(tmp_path, "CONTCAR", "0 0 0\n0.5 0.5 0.5\n\n0.01 0 0\n0 0.01 0\n", n=2)

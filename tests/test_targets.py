@@ -303,7 +303,9 @@ def test_report_scope_is_shown_but_never_gated(tmp_path: Path) -> None:
     (root / "reports" / "paper_targets.yaml").write_text(yaml.safe_dump(targets))
     check = _check(root)
     assert check.ok and check.source == "reference", check.failures
-    assert next(r for r in check.rows if r.target.name == "scale").verdict == "not gated: would fail"
+    assert next(
+        r for r in check.rows if r.target.name == "scale"
+    ).verdict == "not gated: would fail"
 
 
 def test_snapshot_records_its_own_name(tmp_path: Path) -> None:

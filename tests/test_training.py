@@ -159,8 +159,8 @@ def test_tiny_fit_writes_model_dvclive_and_metrics(tmp_path: Path) -> None:
     predictions_path = tmp_path / "predictions" / "dosnp.csv"
     extra = {"n_materials": 12, "n_dft_failed": 1, "gpaw_vs_ecalj_lda_gap_mae": 0.05}
     metrics = run_evaluate(
-        features, model_path, _structures(), _cfg(params, "evaluate"), metrics_path, predictions_path,
-        extra,
+        features, model_path, _structures(), _cfg(params, "evaluate"), metrics_path,
+        predictions_path, extra,
     )
     on_disk = json.loads(metrics_path.read_text())
     assert metrics_path.read_text().endswith("}\n")
@@ -224,12 +224,18 @@ def test_metrics_and_json_are_stable(tmp_path: Path) -> None:
     assert math.isnan(regression_metrics([1.0], [2.0])["r2"])
 
 
-@pytest.mark.parametrize(("monitor", "curve"), [(None, "mae"), ("val_mae", "mae"), ("val_loss", "loss")])
-def test_checkpoint_is_the_best_epoch_of_the_monitored_metric(tmp_path: Path, monitor, curve) -> None:
+@pytest.mark.parametrize(
+    ("monitor", "curve"), [(None, "mae"), ("val_mae", "mae"), ("val_loss", "loss")]
+)
+def test_checkpoint_is_the_best_epoch_of_the_monitored_metric(
+    tmp_path: Path, monitor, curve
+) -> None:
     features = tmp_path / "features.pt"
     write_synthetic_features(features)
     overrides = {"max_epochs": 4} | ({} if monitor is None else {"monitor": monitor})
-    saved = read_model_file(run_train(features, _cfg(_params(**overrides)), tmp_path / "m", tmp_path / "live"))
+    saved = read_model_file(
+        run_train(features, _cfg(_params(**overrides)), tmp_path / "m", tmp_path / "live")
+    )
     with (tmp_path / "live" / "plots" / "metrics" / "val" / f"{curve}.tsv").open() as fh:
         values = [float(r[curve]) for r in csv.DictReader(fh, delimiter="\t")]
     assert saved.metadata["training"]["monitor"] == (monitor or "val_mae")
@@ -240,15 +246,21 @@ def test_checkpoint_is_the_best_epoch_of_the_monitored_metric(tmp_path: Path, mo
 def test_ensemble_members_train_with_consecutive_seeds(tmp_path: Path) -> None:
     features = tmp_path / "features.pt"
     write_synthetic_features(features)
-    pair = read_model_file(run_train(features, _cfg(_params(max_epochs=1, ensemble=2)), tmp_path / "p", tmp_path / "lp"))
+    pair = read_model_file(run_train(
+        features, _cfg(_params(max_epochs=1, ensemble=2)), tmp_path / "p", tmp_path / "lp"
+    ))
     assert pair.config["n_members"] == 2
     assert pair.metadata["training"]["seeds"] == [0, 1]
     assert len(pair.metadata["training"]["epochs_run"]) == 2
-    assert (tmp_path / "lp" / "members" / "1" / "plots" / "metrics" / "train" / "loss.tsv").is_file()
+    assert (
+        tmp_path / "lp" / "members" / "1" / "plots" / "metrics" / "train" / "loss.tsv"
+    ).is_file()
     weights = {k: v for k, v in pair.state_dict.items() if k.endswith("fc.weight")}
     assert not torch.equal(weights["members.0.fc.weight"], weights["members.1.fc.weight"])
     # Member 0 of an ensemble is the single network the same seed trains.
-    single = read_model_file(run_train(features, _cfg(_params(max_epochs=1)), tmp_path / "s", tmp_path / "ls"))
+    single = read_model_file(
+        run_train(features, _cfg(_params(max_epochs=1)), tmp_path / "s", tmp_path / "ls")
+    )
     for key, tensor in single.state_dict.items():
         assert torch.equal(tensor, pair.state_dict[key]), key
 
@@ -270,7 +282,10 @@ def test_train_stage_killed_in_a_member_resumes_to_the_unbroken_ensemble(
 
     def fit_with_kill(*args, resume_dir, **kwargs):
         calls.append(resume_dir.name)
-        callbacks = [KilledInSecondEpoch()] if resume_dir.name == "member1" and calls.count("member1") == 1 else []
+        callbacks = (
+            [KilledInSecondEpoch()]
+            if resume_dir.name == "member1" and calls.count("member1") == 1 else []
+        )
         return training.fit_module(*args, resume_dir=resume_dir, callbacks=callbacks, **kwargs)
 
     monkeypatch.setattr(dosnp_train, "fit_module", fit_with_kill)
@@ -284,7 +299,9 @@ def test_train_stage_killed_in_a_member_resumes_to_the_unbroken_ensemble(
     # The re-run reuses member 0 (no fit at all) and resumes member 1 in its second epoch.
     original_fit = lightning.Trainer.fit
     monkeypatch.setattr(lightning.Trainer, "fit", _fit_only_when_resuming(original_fit))
-    resumed = read_model_file(run_train(features, _cfg(params), tmp_path / "r", tmp_path / "lr", resume_root=fits))
+    resumed = read_model_file(
+        run_train(features, _cfg(params), tmp_path / "r", tmp_path / "lr", resume_root=fits)
+    )
     for key, tensor in unbroken.state_dict.items():
         assert torch.equal(tensor, resumed.state_dict[key]), key
     assert resumed.metadata["training"]["epochs_run"] == unbroken.metadata["training"]["epochs_run"]
@@ -293,8 +310,8 @@ def test_train_stage_killed_in_a_member_resumes_to_the_unbroken_ensemble(
             assert [int(r["step"]) for r in csv.DictReader(fh, delimiter="\t")] == [1, 2, 3]
     # Other parameters are another run: nothing is reused from this one.
     monkeypatch.setattr(lightning.Trainer, "fit", original_fit)
-    run_train(features, _cfg(_params(max_epochs=3, ensemble=2, lr=2e-3)), tmp_path / "o", tmp_path / "lo",
-              resume_root=fits)
+    run_train(features, _cfg(_params(max_epochs=3, ensemble=2, lr=2e-3)), tmp_path / "o",
+              tmp_path / "lo", resume_root=fits)
     assert len(list(fits.iterdir())) == 2
 
 
@@ -303,7 +320,9 @@ def _fit_only_when_resuming(fit):
 
     def guarded(self, *args, ckpt_path=None, **kwargs):
         if ckpt_path is None:
-            raise AssertionError("a fit was started from scratch instead of being reused or resumed")
+            raise AssertionError(
+                "a fit was started from scratch instead of being reused or resumed"
+            )
         return fit(self, *args, ckpt_path=ckpt_path, **kwargs)
 
     return guarded
@@ -344,7 +363,10 @@ def test_unreadable_features_files_name_the_path(tmp_path: Path) -> None:
     [
         (lambda f: f.update(pdos=f["pdos"][:, :8]), r"pdos must be a tensor \(total_atoms, 16"),
         (lambda f: f.update(pdos=f["pdos"].tolist()), "pdos must be a tensor .* got list"),
-        (lambda f: f.update(energy_grid=f["energy_grid"][:-1]), "energy_grid has 999 points, pdos 1000"),
+        (
+            lambda f: f.update(energy_grid=f["energy_grid"][:-1]),
+            "energy_grid has 999 points, pdos 1000",
+        ),
         (lambda f: f.update(n_atoms=f["n_atoms"] + 1), "n_atoms disagrees"),
         (lambda f: f["pdos"].__setitem__((0, 0, 0), float("nan")), "NaN or infinite"),
     ],

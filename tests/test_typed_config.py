@@ -48,7 +48,10 @@ def test_model_classes_have_no_defaults_to_disagree_with() -> None:
 
 
 def test_an_unknown_key_is_an_error_naming_it() -> None:
-    with pytest.raises(ConfigError, match=r"^params.yaml dosnp.train.lsos: unknown key \(no dosnp stage reads it\)$"):
+    with pytest.raises(
+        ConfigError,
+        match=r"^params.yaml dosnp.train.lsos: unknown key \(no dosnp stage reads it\)$",
+    ):
         get_paper("dosnp").parse(repo_params(dosnp__train__lsos="l1"))
     with pytest.raises(ConfigError, match=r"^params.yaml ldos.soap.rcut: unknown key"):
         get_paper("ldos").parse(repo_params(ldos__soap__rcut=5.0))
@@ -64,15 +67,30 @@ def test_a_missing_key_is_an_error_naming_it() -> None:
 @pytest.mark.parametrize(
     ("paper", "change", "message"),
     [
-        ("dosnp", {"dosnp__train__loss": "l2"}, r"dosnp.train.loss: expected one of \['mse', 'l1'\], got 'l2'"),
+        (
+            "dosnp", {"dosnp__train__loss": "l2"},
+            r"dosnp.train.loss: expected one of \['mse', 'l1'\], got 'l2'",
+        ),
         ("dosnp", {"dosnp__train__lr": "fast"}, r"dosnp.train.lr: expected a number, got 'fast'"),
         ("dosnp", {"dosnp__train__lr": 0}, r"dosnp.train.lr: must be > 0, got 0"),
         ("dosnp", {"dosnp__structure_source": "icsd"}, r"dosnp.structure_source: expected one of"),
         ("dosnp", {"model__pooling": "median"}, r"model.pooling: expected one of"),
-        ("dosnp", {"model__pooling": {"alignn_dos": "mean"}}, r"model.pooling: no entry for 'dosnp'"),
-        ("alignn_dos", {"alignn_dos__model__order": "pair"}, r"alignn_dos.model.order: expected one of"),
-        ("alignn_dos", {"alignn_dos__autoencoder__latents": [8, "x"]}, r"alignn_dos.autoencoder.latents\[1\]: expected an integer"),
-        ("ldos", {"ldos__generated__graphene": 1}, r"ldos.generated.graphene: unknown generated set"),
+        (
+            "dosnp", {"model__pooling": {"alignn_dos": "mean"}},
+            r"model.pooling: no entry for 'dosnp'",
+        ),
+        (
+            "alignn_dos", {"alignn_dos__model__order": "pair"},
+            r"alignn_dos.model.order: expected one of",
+        ),
+        (
+            "alignn_dos", {"alignn_dos__autoencoder__latents": [8, "x"]},
+            r"alignn_dos.autoencoder.latents\[1\]: expected an integer",
+        ),
+        (
+            "ldos", {"ldos__generated__graphene": 1},
+            r"ldos.generated.graphene: unknown generated set",
+        ),
         ("ldos", {"ldos__mirrored_si__bulk_sh": -1}, r"ldos.mirrored_si.bulk_sh: must be >= 0"),
     ],
 )

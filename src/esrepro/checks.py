@@ -104,4 +104,6 @@ def expect_int(value: Any, label: str, *, minimum: int | None = None) -> int:
 
 def expect_devices(value: Any, label: str) -> int | str:
     """Lightning's ``devices``: a count >= 1, or a string such as ``"auto"``."""
-    return expect_str(value, label) if isinstance(value, str) else expect_int(value, label, minimum=1)
+    return (
+        expect_str(value, label) if isinstance(value, str) else expect_int(value, label, minimum=1)
+    )

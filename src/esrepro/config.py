@@ -19,14 +19,16 @@ import yaml
 from esrepro.checks import expect_str
 from esrepro.errors import ConfigError
 from esrepro.fetch import MIRROR_ENV
-from esrepro.typed_config import ParamsSource, convert, param, to_plain
+from esrepro.plain_json import plain_json
+from esrepro.typed_config import ParamsSource, convert, param
 
 log = logging.getLogger(__name__)
 
 
 @cache
 def repo_root() -> Path:
-    """The repository root: `$ESREPRO_ROOT`, else the nearest parent holding `dvc.yaml`/`params.yaml`."""
+    """The repository root: `$ESREPRO_ROOT`, else the nearest parent holding
+    `dvc.yaml`/`params.yaml`."""
     if os.environ.get("ESREPRO_ROOT"):
         return Path(os.environ["ESREPRO_ROOT"]).resolve()
     here = Path.cwd().resolve()
@@ -145,7 +147,9 @@ def mirror_param() -> Any:
     def read(source: ParamsSource, path: str) -> Path | None:
         configured = source.lookup(path)
         if configured is not None and not isinstance(configured, str):
-            raise ConfigError(f"{source.label(path)}: expected a directory or null, got {configured!r}")
+            raise ConfigError(
+                f"{source.label(path)}: expected a directory or null, got {configured!r}"
+            )
         return _mirror(configured)
 
     return param(at="fetch.mirror", read=read)
@@ -167,4 +171,4 @@ class DFTParams:
 
     def as_params(self) -> dict[str, Any]:
         """The plain ``dft`` mapping :func:`esrepro.dft.stage.run_dft_stage` takes."""
-        return to_plain(self)
+        return plain_json(self)

@@ -95,7 +95,8 @@ def read_edos_pdos(path: str | Path) -> list[dict[str, Any]]:
                 member, data = names[0], zf.read(names[0])
         except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as err:
             raise ValueError(
-                f"{path}: bad zip file (corrupt or truncated; fetch it again): {type(err).__name__}: {err}"
+                f"{path}: bad zip file (corrupt or truncated; fetch it again): "
+                f"{type(err).__name__}: {err}"
             ) from err
         source = f"{path} (member {member})"
     else:
@@ -111,7 +112,9 @@ def read_edos_pdos(path: str | Path) -> list[dict[str, Any]]:
             raise ValueError(
                 f"{path}: bad zip file (no zip signature, and not JSON either; fetch it again)"
             ) from err
-        raise ValueError(f"cannot read JARVIS edos_pdos file {source}: not valid JSON: {err}") from err
+        raise ValueError(
+            f"cannot read JARVIS edos_pdos file {source}: not valid JSON: {err}"
+        ) from err
     if not isinstance(raw, list):
         raise ValueError(f"{path}: expected a JSON list of records, got {type(raw).__name__}")
     if not raw:
@@ -180,14 +183,18 @@ def read_alignn_samples(id_prop: str | Path) -> list[dict[str, Any]]:
                 continue
             name, values = row[0].strip(), row[1:]
             if len(values) != N_BINS:
-                raise ValueError(f"{id_prop}:{line_no}: {len(values)} DOS values for {name}, expected {N_BINS}")
+                raise ValueError(
+                    f"{id_prop}:{line_no}: {len(values)} DOS values for {name}, expected {N_BINS}"
+                )
             try:
                 dos = np.asarray([float(v) for v in values])
                 _check_finite_dos(dos, "the DOS")
             except ValueError as err:
                 raise ValueError(f"{id_prop}:{line_no}: bad DOS value for {name}: {err}") from err
             jid = name.removeprefix("POSCAR-").removesuffix(".vasp")
-            records.append({"jid": jid, "atoms": read_structure(id_prop.parent / name), "edos_up": dos})
+            records.append(
+                {"jid": jid, "atoms": read_structure(id_prop.parent / name), "edos_up": dos}
+            )
     if not records:
         raise ValueError(f"{id_prop}: no records")
     return records

@@ -49,7 +49,9 @@ def fetch_structures(material_ids: Iterable[str], dest_dir: Path) -> dict[str, f
                 material_ids=ids, fields=["material_id", "structure", "formation_energy_per_atom"]
             )
     except Exception as err:  # noqa: BLE001 - network/auth errors surface with context
-        raise MaterialsProjectError(f"Materials Project query for {len(ids)} ids failed: {err}") from err
+        raise MaterialsProjectError(
+            f"Materials Project query for {len(ids)} ids failed: {err}"
+        ) from err
     for doc in docs:
         material_id = str(doc.material_id)
         Poscar(doc.structure).write_file(dest_dir / f"{material_id}.vasp")

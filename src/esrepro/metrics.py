@@ -77,7 +77,9 @@ def paired_abs_error_difference(
     a = np.asarray(pred_a, dtype=np.float64).ravel()
     b = np.asarray(pred_b, dtype=np.float64).ravel()
     if not (t.shape == a.shape == b.shape):
-        raise ValueError(f"y_true, pred_a and pred_b differ in length: {t.size}, {a.size}, {b.size}")
+        raise ValueError(
+            f"y_true, pred_a and pred_b differ in length: {t.size}, {a.size}, {b.size}"
+        )
     return paired_difference(np.abs(a - t), np.abs(b - t))
 
 
@@ -142,7 +144,9 @@ def per_spectrum_errors(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, np.
     a = np.asarray(y_true, dtype=np.float64)
     p = np.asarray(y_pred, dtype=np.float64)
     if a.shape != p.shape or a.ndim != 2:
-        raise ValueError(f"spectra must be (n, n_bins) arrays of one shape, got {a.shape} and {p.shape}")
+        raise ValueError(
+            f"spectra must be (n, n_bins) arrays of one shape, got {a.shape} and {p.shape}"
+        )
     mean_a = a.mean(axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
         re = np.where(mean_a > 0, np.abs(p.mean(axis=1) - mean_a) / mean_a, np.nan)

@@ -184,7 +184,10 @@ def data_files(module: str) -> frozenset[str]:
     path = module_file(module)
     out = set()
     for node in ast.walk(_tree(path)):
-        if isinstance(node, ast.Constant) and isinstance(node.value, str) and 0 < len(node.value) < 200:
+        if (
+            isinstance(node, ast.Constant) and isinstance(node.value, str)
+            and 0 < len(node.value) < 200
+        ):
             for base in (PACKAGE_DIR, path.parent):
                 candidate = base / node.value
                 try:
@@ -256,7 +259,9 @@ class _Dumper(yaml.SafeDumper):
 
 def render(doc: Mapping[str, Any]) -> str:
     """dvc.yaml's text: the header, then the document with a blank line between stages."""
-    body = yaml.dump(dict(doc), Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=100)
+    body = yaml.dump(
+        dict(doc), Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=100
+    )
     lines: list[str] = []
     section = ""
     for line in body.splitlines():
@@ -299,7 +304,9 @@ def compare(committed: Mapping[str, Any], generated: Mapping[str, Any]) -> list[
     for name in sorted(mine.keys() & theirs.keys()):
         a, b = mine[name] or {}, theirs[name]
         if a.get("cmd") != b.get("cmd"):
-            problems.append(f"stage {name}: cmd is {a.get('cmd')!r}, the registry gives {b.get('cmd')!r}")
+            problems.append(
+                f"stage {name}: cmd is {a.get('cmd')!r}, the registry gives {b.get('cmd')!r}"
+            )
         for key in ("deps", "params", "outs", "metrics"):
             have, want = _as_set(a.get(key)), _as_set(b.get(key))
             for item in sorted(want - have):

@@ -1,12 +1,14 @@
 """Conversion of computed values to plain JSON data: dict, list, str, int, float, bool, None.
 
-Metrics files, model-file configs, notebook parameters and structure records all hold values
-computed with numpy or torch; one conversion keeps them alike. Non-finite floats become None
-(JSON has no NaN or inf, and a strict parser such as DVC's or a browser's rejects them).
+Metrics files, model-file configs, notebook parameters, structure records and run keys hold
+values computed with numpy or torch, or typed (dataclass) configs; one conversion keeps them
+alike. Non-finite floats become None (JSON has no NaN or inf, and a strict parser such as DVC's
+or a browser's rejects them).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -21,7 +23,8 @@ def plain_json(obj: Any, *, digits: int | None = None, what: str = "value") -> A
 
     Mappings become dicts with string keys; sequences and numpy or torch arrays become lists
     (sets sorted, so the output is deterministic); numpy and torch scalars become Python
-    numbers; paths become strings. ``digits`` rounds floats to that many significant digits.
+    numbers; paths become strings; dataclass instances (typed configs) become dicts of their
+    fields in order. ``digits`` rounds floats to that many significant digits.
     Anything else is a ``TypeError`` naming ``what`` and the offending type.
     """
     if obj is None or isinstance(obj, bool | str):
@@ -35,6 +38,11 @@ def plain_json(obj: Any, *, digits: int | None = None, what: str = "value") -> A
         return float(f"{value:.{digits}g}") if digits is not None else value
     if isinstance(obj, PurePath):
         return str(obj)
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {
+            f.name: plain_json(getattr(obj, f.name), digits=digits, what=what)
+            for f in dataclasses.fields(obj)
+        }
     if isinstance(obj, Mapping):
         return {str(k): plain_json(v, digits=digits, what=what) for k, v in obj.items()}
     if isinstance(obj, Sequence) and not isinstance(obj, bytes | bytearray):

@@ -36,7 +36,8 @@ def pooling_for(params: Mapping[str, Any], paper: str) -> str:
         mode = setting
     if mode not in POOLING_MODES:
         raise ValueError(
-            f"params.yaml model.pooling for {paper!r} is {mode!r}; allowed: {', '.join(POOLING_MODES)}"
+            f"params.yaml model.pooling for {paper!r} is {mode!r}; "
+            f"allowed: {', '.join(POOLING_MODES)}"
         )
     return str(mode)
 

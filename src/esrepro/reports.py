@@ -133,5 +133,8 @@ def render_report(
     beside it), so a stage declaring another path would never produce it: refused here.
     """
     if Path(executed) != Path(html).with_suffix(".ipynb"):
-        raise ValueError(f"the executed notebook is written to {Path(html).with_suffix('.ipynb')}, not {executed}")
+        raise ValueError(
+            f"the executed notebook is written to {Path(html).with_suffix('.ipynb')}, "
+            f"not {executed}"
+        )
     return render_notebook(notebook, Path(html).parent, parameters, html_name=Path(html).name)

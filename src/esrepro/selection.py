@@ -3,9 +3,10 @@
 The table (``tab_nonmag_all.csv`` of tkotani/DOSnpSupplement, 1,516 non-magnetic Materials
 Project materials with LDA and QSGW gaps) and the POSCARs ecalj_auto computed are fetched
 pinned. A profile takes the first ``n_materials`` of a seeded order with at most ``max_sites``
-sites (:class:`esrepro.config.Selection`, read from the paper's params group). DOSnp, ALIGNN-DOS (which selects exactly as DOSnp does, so the two
-default profiles share every DFT product) and ``scripts/warm_dft_cache.py`` (which computes
-materials in the seeded order) all select here.
+sites (:class:`esrepro.config.Selection`, read from the paper's params group). DOSnp,
+ALIGNN-DOS (which selects exactly as DOSnp does, so the two default profiles share every DFT
+product) and ``scripts/warm_dft_cache.py`` (which computes materials in the seeded order) all
+select here.
 """
 
 from __future__ import annotations
@@ -37,7 +38,10 @@ def fetch_table(commit: str, mirror: Path | None, dest: str | Path | None = None
     1shot / 2shot (QSGW gaps after iterations 1 / 2, eV), transition.
     """
     source = dosnp_table_source(commit)
-    dest = resolve_path(dest) if dest else resolve_path(DOWNLOADS) / str(commit)[:12] / source.filename
+    dest = (
+        resolve_path(dest) if dest
+        else resolve_path(DOWNLOADS) / str(commit)[:12] / source.filename
+    )
     return read_table(fetch_url(source.url, source.sha256, dest, mirror=mirror))
 
 
@@ -81,7 +85,8 @@ def seeded_order(material_ids: list[str], seed: int) -> list[str]:
 
 
 def select_materials(table: pd.DataFrame, selection: Selection) -> pd.DataFrame:
-    """The profile's materials: the first `n_materials` of the seeded order with nsites <= max_sites.
+    """The profile's materials: the first `n_materials` of the seeded order with
+    nsites <= max_sites.
 
     `n_materials: 0` keeps every row (the paper-scale run); so does `max_sites: 0`. Rows are
     returned sorted by material id, with an ``mp_id`` column ("mp-<id>").

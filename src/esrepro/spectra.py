@@ -50,7 +50,9 @@ def projected_dos(product: DFTProduct, grid: np.ndarray, sigma_ev: float) -> np.
     return pdos.reshape(n_atoms, N_CHANNELS, len(grid))
 
 
-def atom_ldos(product: DFTProduct, grid: np.ndarray, sigma_ev: float, e_ref: float | None = None) -> np.ndarray:
+def atom_ldos(
+    product: DFTProduct, grid: np.ndarray, sigma_ev: float, e_ref: float | None = None
+) -> np.ndarray:
     """Per-atom LDOS (n_atoms, len(grid)), states/eV, spin-summed, from LCAO Mulliken weights.
 
     Summed over atoms it equals the total DOS of the window's bands (the weights of each band
@@ -58,11 +60,16 @@ def atom_ldos(product: DFTProduct, grid: np.ndarray, sigma_ev: float, e_ref: flo
     reference energy). Needs a product computed in LCAO mode.
     """
     if product.atom_weights is None:
-        raise ValueError("the DFT product has no per-atom weights: compute it with dft.settings.mode: lcao")
+        raise ValueError(
+            "the DFT product has no per-atom weights: compute it with dft.settings.mode: lcao"
+        )
     e_ref = product.reference_energy if e_ref is None else e_ref
     eigen = product.window_eigenvalues().astype(np.float64) - e_ref
     kernel = gaussian_kernel(eigen, grid, sigma_ev)  # (n_k * n_bands, n_grid)
-    weights = product.atom_weights.astype(np.float64) * product.k_weights[None, :, None] * SPIN_DEGENERACY
+    weights = (
+        product.atom_weights.astype(np.float64) * product.k_weights[None, :, None]
+        * SPIN_DEGENERACY
+    )
     return weights.reshape(weights.shape[0], -1) @ kernel
 
 
@@ -96,7 +103,10 @@ def reference_energy(product: DFTProduct, convention: str) -> float:
     if convention == "vbm":
         return float(product.reference_energy)
     if convention == "midgap":
-        return float(0.5 * (product.vbm + product.cbm)) if product.gap > 0 else float(product.fermi_level)
+        return (
+            float(0.5 * (product.vbm + product.cbm)) if product.gap > 0
+            else float(product.fermi_level)
+        )
     raise ValueError(f"unknown energy reference {convention!r}; allowed: {', '.join(REFERENCES)}")
 
 
@@ -129,7 +139,8 @@ def dos_per_electron(
     needed = float(np.max(grid)) + 3.0 * sigma_ev
     if top < needed:
         raise ValueError(
-            f"bands reach only E_ref{top:+.2f} eV at some k-point, DOS grid needs E_ref{needed:+.2f} eV"
+            f"bands reach only E_ref{top:+.2f} eV at some k-point, "
+            f"DOS grid needs E_ref{needed:+.2f} eV"
             " (raise dft.settings.bands_cover_ev)"
         )
     dos = total_dos(product, grid, sigma_ev, e_ref) / float(product.n_electrons)

@@ -62,7 +62,9 @@ def check_shared_groups(params: Mapping[str, Any], papers: Sequence[str]) -> Non
     if isinstance(pooling, Mapping):
         for paper in pooling:
             if paper not in papers:
-                raise ConfigError(f"params.yaml model.pooling.{paper}: no such paper ({list(papers)})")
+                raise ConfigError(
+                    f"params.yaml model.pooling.{paper}: no such paper ({list(papers)})"
+                )
     try:
         DFTSettings.from_params(params["dft"].get("settings"))
         FarmOptions.from_params(params["dft"].get("farm"))
@@ -100,7 +102,8 @@ def _check_inputs(stage_name: str, inputs: Mapping[str, str]) -> None:
         ]
         made_by = f" (written by {', '.join(writers)})" if writers else ""
         raise InputError(
-            f"{stage_name} needs {path}{made_by}, which does not exist: run `dvc repro {stage_name}`"
+            f"{stage_name} needs {path}{made_by}, which does not exist: "
+            f"run `dvc repro {stage_name}`"
         )
 
 

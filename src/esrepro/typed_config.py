@@ -153,17 +153,6 @@ def freeze(value: Any) -> Any:
     return value
 
 
-def to_plain(value: Any) -> Any:
-    """Plain dicts, lists and scalars (for JSON, YAML, run keys) from a config or its parts."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: to_plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, Mapping):
-        return {k: to_plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [to_plain(v) for v in value]
-    return value
-
-
 def covered(path: str, reads: set[str]) -> bool:
     """Whether ``path`` was read, itself or as part of a sub-tree read whole."""
     return path in reads or any(path.startswith(r + ".") for r in reads)

@@ -104,7 +104,9 @@ def detect_extension(directory: str | Path) -> str:
     suffix is a derived file, not data. More than one remaining extension (two runs in one
     directory) is a ``ValueError`` asking for ``dosnp.ecalj_ext``.
     """
-    exts = {m["ext"] for p in Path(directory).iterdir() if (m := _NAME.match(p.name)) and p.is_file()}
+    exts = {
+        m["ext"] for p in Path(directory).iterdir() if (m := _NAME.match(p.name)) and p.is_file()
+    }
     data = {e for e in exts if not any(e.startswith(f"{other}.") for other in exts)}
     if len(data) != 1:
         raise ValueError(
@@ -135,7 +137,8 @@ def ecalj_pdos_tensor(
     for i, site in enumerate(sites):
         if set(files[site]) != spins:
             raise ValueError(
-                f"{directory}: site {site} has spins {sorted(files[site])}, site 1 has {sorted(spins)}"
+                f"{directory}: site {site} has spins {sorted(files[site])}, "
+                f"site 1 has {sorted(spins)}"
             )
         for path in files[site].values():
             pdos = read_ecalj_pdos(path)

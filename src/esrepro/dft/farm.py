@@ -317,7 +317,9 @@ def _compute(
         tail = out.decode(errors="replace")[-2000:] if out else ""
         last = _last_error_line(tail)
         info = {
-            "reason": f"worker exited with status {proc.returncode}" + (f": {last}" if last else ""),
+            "reason": (
+                f"worker exited with status {proc.returncode}" + (f": {last}" if last else "")
+            ),
             "output_tail": tail,
         }
     info["material_id"] = material_id
@@ -386,7 +388,8 @@ _SCF_ITERATION = re.compile(r"^\|?\s*iter:\s*(\d+)", re.MULTILINE)
 
 
 def scf_progress(gpaw_log: Path, tail_lines: int = 12) -> tuple[int | None, str]:
-    """The last SCF iteration a GPAW text log reports (None if none yet) and the log's last lines."""
+    """The last SCF iteration a GPAW text log reports (None if none yet) and the log's last
+    lines."""
     try:
         text = gpaw_log.read_text(errors="replace")
     except OSError:
@@ -424,7 +427,9 @@ def _make_client(options: FarmOptions):
             raise
         log.info("DFT: connected to %s (%d workers now)", options.scheduler, n_workers)
         if not n_workers:
-            log.warning("DFT: %s has no workers yet; the materials wait for some", options.scheduler)
+            log.warning(
+                "DFT: %s has no workers yet; the materials wait for some", options.scheduler
+            )
         return client, None
     if options.cluster == "local":
         # The heavy lifting happens in worker subprocesses, so threads are enough here and

@@ -54,8 +54,15 @@ def count_bands(atoms: Atoms, settings: DFTSettings) -> int:
     covering = 0
     if settings.bands_cover_ev > 0:
         volume = abs(float(np.linalg.det(np.asarray(atoms.cell))))
-        covering = int(np.ceil(settings.free_electron_band_scale * free_electron_bands(valence, volume, settings.bands_cover_ev)))
-    return max(int(np.ceil(settings.nbands_factor * occupied)), occupied + settings.min_empty_bands, covering)
+        covering = int(np.ceil(
+            settings.free_electron_band_scale
+            * free_electron_bands(valence, volume, settings.bands_cover_ev)
+        ))
+    return max(
+        int(np.ceil(settings.nbands_factor * occupied)),
+        occupied + settings.min_empty_bands,
+        covering,
+    )
 
 
 def build_calculator(
@@ -98,7 +105,9 @@ def build_calculator(
     )
 
 
-def _band_edges(eigenvalues: np.ndarray, n_electrons: float, fermi: float) -> tuple[float, float, float]:
+def _band_edges(
+    eigenvalues: np.ndarray, n_electrons: float, fermi: float
+) -> tuple[float, float, float]:
     """(VBM, CBM, gap) of a non-spin-polarized band structure; gap 0 for metals.
 
     A system is a metal when the electron count is odd or a band crosses the Fermi level
@@ -219,7 +228,8 @@ def run_gpaw(atoms: Atoms, settings: DFTSettings, txt: str | Path | None = None)
     t0 = time.perf_counter()
     nbands = count_bands(atoms, settings)
     reduction = cell_reduction(atoms, settings)
-    point_group = reduction != NIGGLI_NO_POINT_GROUP  # see esrepro.dft.settings.NIGGLI_NO_POINT_GROUP
+    # See esrepro.dft.settings.NIGGLI_NO_POINT_GROUP.
+    point_group = reduction != NIGGLI_NO_POINT_GROUP
     calc = build_calculator(settings, txt, nbands, point_group=point_group)
     atoms = atoms.copy()
     cell_reduced = reduction is not None
@@ -274,7 +284,9 @@ def run_gpaw(atoms: Atoms, settings: DFTSettings, txt: str | Path | None = None)
 
     wfs = IBZWaveFunctions(calc)
     weights, mask = _channel_weights(calc, band_start, band_stop)
-    atom_weights = _mulliken_atom_weights(calc, band_start, band_stop) if settings.mode == "lcao" else None
+    atom_weights = (
+        _mulliken_atom_weights(calc, band_start, band_stop) if settings.mode == "lcao" else None
+    )
 
     return DFTProduct(
         numbers=atoms.numbers.copy(),

@@ -32,7 +32,8 @@ class KeyLock:
         return self._fd
 
     def acquire(self, *, wait: bool) -> bool:
-        """Take the lock; with `wait`, poll until its holder lets go. False if busy and not `wait`."""
+        """Take the lock; with `wait`, poll until its holder lets go. False if busy and not
+        `wait`."""
         if self._fd is not None:
             raise RuntimeError(f"{self.path} is already held by this KeyLock")
         self.path.parent.mkdir(parents=True, exist_ok=True)

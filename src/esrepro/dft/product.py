@@ -90,7 +90,10 @@ class DFTProduct:
                 band_range=np.array([self.band_start, self.band_stop], dtype=np.int32),
                 channel_mask=self.channel_mask.astype(bool),
                 meta=np.frombuffer(json.dumps(self.meta, sort_keys=True).encode(), dtype=np.uint8),
-                **({} if self.atom_weights is None else {"atom_weights": self.atom_weights.astype(np.float16)}),
+                **(
+                    {} if self.atom_weights is None
+                    else {"atom_weights": self.atom_weights.astype(np.float16)}
+                ),
             )
         tmp.replace(path)
 

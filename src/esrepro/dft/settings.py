@@ -120,7 +120,10 @@ class DFTSettings:
         """:meth:`to_dict` without the settings added later that are at their neutral default,
         so products cached before such a setting existed keep their keys."""
         defaults = DFTSettings()
-        return {k: v for k, v in asdict(self).items() if not (k in ADDED_SETTINGS and v == getattr(defaults, k))}
+        return {
+            k: v for k, v in asdict(self).items()
+            if not (k in ADDED_SETTINGS and v == getattr(defaults, k))
+        }
 
 
 #: Settings added after products were cached: hashed only when they differ from their default

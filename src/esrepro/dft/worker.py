@@ -86,7 +86,9 @@ def _alive(pid: int) -> bool:
 
 
 def atoms_from_dict(d: dict) -> Atoms:
-    return Atoms(numbers=d["numbers"], cell=d["cell"], positions=d["positions"], pbc=d.get("pbc", True))
+    return Atoms(
+        numbers=d["numbers"], cell=d["cell"], positions=d["positions"], pbc=d.get("pbc", True)
+    )
 
 
 def atoms_to_dict(atoms: Atoms) -> dict:

@@ -18,12 +18,18 @@ from torch import Tensor, nn
 class DOSAutoencoder(nn.Module):
     """``n_bins -> widths... -> latent -> reversed(widths)... -> n_bins`` (sigmoid output)."""
 
-    def __init__(self, n_bins: int = 300, latent: int = 12, widths: Sequence[int] = (256, 128, 64)) -> None:
+    def __init__(
+        self, n_bins: int = 300, latent: int = 12, widths: Sequence[int] = (256, 128, 64)
+    ) -> None:
         super().__init__()
         widths = [int(w) for w in widths]
         if latent < 1 or any(w < 1 for w in widths):
-            raise ValueError(f"latent and widths must be positive, got latent={latent}, widths={widths}")
-        self._hparams: dict[str, Any] = {"n_bins": int(n_bins), "latent": int(latent), "widths": widths}
+            raise ValueError(
+                f"latent and widths must be positive, got latent={latent}, widths={widths}"
+            )
+        self._hparams: dict[str, Any] = {
+            "n_bins": int(n_bins), "latent": int(latent), "widths": widths
+        }
         sizes = [int(n_bins), *widths, int(latent)]
         enc: list[nn.Module] = []
         for a, b in zip(sizes[:-1], sizes[1:], strict=True):

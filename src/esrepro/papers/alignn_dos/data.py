@@ -58,7 +58,9 @@ class GraphTargetDataset(Dataset):
     """Rows ``rows`` of graph records with a ``(n, d)`` target matrix (DOS or latent codes);
     item ``i`` is a :class:`~esrepro.graphs.CrystalGraph` with its target row as ``y``."""
 
-    def __init__(self, records: Sequence[dict[str, Any]], targets: Tensor, rows: Sequence[int]) -> None:
+    def __init__(
+        self, records: Sequence[dict[str, Any]], targets: Tensor, rows: Sequence[int]
+    ) -> None:
         if len(records) != targets.shape[0]:
             raise ValueError(f"{len(records)} graphs but {targets.shape[0]} targets")
         self.graphs = [graph_data(records[r], targets[r]) for r in rows]

@@ -1,4 +1,5 @@
-"""ALIGNN-DOS's registry entry: its stages, what each reads and writes, and the params DVC tracks."""
+"""ALIGNN-DOS's registry entry: its stages, what each reads and writes, and the params DVC
+tracks."""
 
 from __future__ import annotations
 

@@ -53,7 +53,9 @@ def stage_fetch(cfg: FetchConfig, *, raw: Path, downloads: Path) -> None:
         selected = selected.rename(columns={"mp_id": "material_id", "material_id": "mp_number"})
         selected[["material_id", "formula", "nsites"]].to_csv(raw / "selected.csv", index=False)
     else:
-        path = fetch_edos_pdos(cfg.jarvis.url, cfg.jarvis.sha256, cfg.mirror, downloads / "edos_pdos.zip")
+        path = fetch_edos_pdos(
+            cfg.jarvis.url, cfg.jarvis.sha256, cfg.mirror, downloads / "edos_pdos.zip"
+        )
         records = read_edos_pdos(path)
         order = np.random.default_rng(cfg.selection.subset_seed).permutation(len(records))
         max_sites, n_materials = cfg.selection.max_sites, cfg.selection.n_materials
@@ -63,7 +65,10 @@ def stage_fetch(cfg: FetchConfig, *, raw: Path, downloads: Path) -> None:
             if max_sites and len(rec["atoms"]) > max_sites:
                 continue
             rec["atoms"].write(structures / f"{rec['jid']}.vasp", format="vasp", direct=True)
-            rows.append({"material_id": rec["jid"], "formula": formula(rec["atoms"]), "nsites": len(rec["atoms"])})
+            rows.append({
+                "material_id": rec["jid"], "formula": formula(rec["atoms"]),
+                "nsites": len(rec["atoms"]),
+            })
             targets.append(rec["edos_up"])
             if n_materials and len(rows) == n_materials:
                 break
@@ -76,7 +81,9 @@ def load_selected(raw: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
     from esrepro.structures import read_structure
 
     selected = pd.read_csv(raw / "selected.csv")
-    return selected, {m: read_structure(raw / "structures" / f"{m}.vasp") for m in selected["material_id"]}
+    return selected, {
+        m: read_structure(raw / "structures" / f"{m}.vasp") for m in selected["material_id"]
+    }
 
 
 def stage_dft(cfg: DFTConfig, *, raw: Path, dft: Path) -> None:
@@ -116,7 +123,9 @@ def stage_featurize(cfg: FeaturizeConfig, *, raw: Path, dft: Path, features: Pat
     from esrepro.structures import formula
 
     dcfg, gcfg = cfg.dos, cfg.graph
-    grid = energy_grid(dcfg.emin_ev, dcfg.emin_ev + dcfg.spacing_ev * (dcfg.n_bins - 1), dcfg.n_bins)
+    grid = energy_grid(
+        dcfg.emin_ev, dcfg.emin_ev + dcfg.spacing_ev * (dcfg.n_bins - 1), dcfg.n_bins
+    )
     selected, structures = load_selected(raw)
     summary = pd.read_csv(dft / "summary.csv", keep_default_na=False)
     jarvis_dos = np.load(raw / "jarvis_dos.npy") if cfg.source == "jarvis" else None
@@ -164,8 +173,13 @@ def stage_featurize(cfg: FeaturizeConfig, *, raw: Path, dft: Path, features: Pat
     }
     features.mkdir(parents=True, exist_ok=True)
     torch.save(dataset, features / "dataset.pt")
-    pd.DataFrame(excluded, columns=["material_id", "reason"]).to_csv(features / "excluded.csv", index=False)
-    log.info("featurized %d structures (%d excluded) and %d external spectra", len(ids), len(excluded), len(external))
+    pd.DataFrame(excluded, columns=["material_id", "reason"]).to_csv(
+        features / "excluded.csv", index=False
+    )
+    log.info(
+        "featurized %d structures (%d excluded) and %d external spectra",
+        len(ids), len(excluded), len(external),
+    )
 
 
 def stage_autoencoder(
@@ -174,7 +188,9 @@ def stage_autoencoder(
     """One DOS autoencoder per latent size (``autoencoder/ae_<L>.pt``), curves in ``training``."""
     from esrepro.papers.alignn_dos.train import run_autoencoders
 
-    run_autoencoders(features / "dataset.pt", cfg.autoencoder, autoencoder, training, resume_root=fits)
+    run_autoencoders(
+        features / "dataset.pt", cfg.autoencoder, autoencoder, training, resume_root=fits
+    )
 
 
 def stage_train(

@@ -32,8 +32,8 @@ from esrepro.papers.alignn_dos.config import (
 )
 from esrepro.papers.alignn_dos.data import collate_records, graph_loader
 from esrepro.papers.alignn_dos.model import ALIGNN
+from esrepro.plain_json import plain_json
 from esrepro.training import fit_module, load_network, run_key, save_model, state_dict_digest
-from esrepro.typed_config import to_plain
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,9 @@ class AutoencoderModule(lightning.LightningModule):
         self._step(batch, "val")
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        return torch.optim.AdamW(
+            self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay
+        )
 
 
 class ALIGNNModule(lightning.LightningModule):
@@ -95,8 +97,8 @@ class ALIGNNModule(lightning.LightningModule):
     """
 
     def __init__(
-        self, alignn: dict[str, Any], lr: float, weight_decay: float, decoder: nn.Module | None = None,
-        mean_target: Tensor | None = None,
+        self, alignn: dict[str, Any], lr: float, weight_decay: float,
+        decoder: nn.Module | None = None, mean_target: Tensor | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["decoder", "mean_target"])
@@ -179,7 +181,7 @@ def run_autoencoders(
     out_dir.mkdir(parents=True, exist_ok=True)
     features = _features_digest(features_path, resume_root)
     paths = {}
-    plain = to_plain(cfg)
+    plain = plain_json(cfg)
     for latent in cfg.latents:
         loader = DataLoader(TensorDataset(dos[train]), batch_size=cfg.batch_size, shuffle=True,
                             generator=torch.Generator().manual_seed(cfg.seed))
@@ -194,10 +196,11 @@ def run_autoencoders(
         net: DOSAutoencoder = module.net
         paths[latent] = save_model(
             out_dir / f"ae_{latent}.pt", net,
-            {"paper": "alignn_dos", "model": f"autoencoder_{latent}", "training": {**plain, **fit.__dict__},
-             "n_train": len(train), "n_val": len(val)},
+            {"paper": "alignn_dos", "model": f"autoencoder_{latent}",
+             "training": {**plain, **fit.__dict__}, "n_train": len(train), "n_val": len(val)},
         )
-        log.info("autoencoder latent %d: %s %s after %d epochs", latent, fit.monitor, fit.best_score, fit.epochs_run)
+        log.info("autoencoder latent %d: %s %s after %d epochs",
+                 latent, fit.monitor, fit.best_score, fit.epochs_run)
     return paths
 
 
@@ -209,7 +212,9 @@ def load_autoencoder(autoencoder_dir: Path, model_key: str) -> DOSAutoencoder:
 
 def alignn_config(cfg: TrainConfig, output_features: int) -> dict[str, Any]:
     """ALIGNN constructor arguments from ``alignn_dos.model`` and the shared ``model.pooling``."""
-    return {**to_plain(cfg.model), "output_features": int(output_features), "pooling": cfg.pooling}
+    return {
+        **plain_json(cfg.model), "output_features": int(output_features), "pooling": cfg.pooling
+    }
 
 
 def run_train(
@@ -224,7 +229,7 @@ def run_train(
     """
     feats = torch.load(features_path, weights_only=True)
     tcfg = cfg.train
-    plain = to_plain(tcfg)
+    plain = plain_json(tcfg)
     records, dos = feats["graphs"], feats["dos"].float()
     train, val = rows_of(feats["split"], "train"), rows_of(feats["split"], "val")
     if not train:
@@ -247,18 +252,24 @@ def run_train(
             lambda config=config, decoder=decoder, target=target: ALIGNNModule(
                 config, tcfg.lr, tcfg.weight_decay, decoder, target[train].mean(0)),
             loader, val_loader, dvclive_dir=dvclive_root / key, **_fit_kwargs(tcfg),
-            resume_dir=_resume_dir(resume_root, key, {"train": plain, "model": config,
-                                                      "autoencoder_weights": ae_weights, "features": features}),
+            resume_dir=_resume_dir(resume_root, key, {
+                "train": plain, "model": config, "autoencoder_weights": ae_weights,
+                "features": features,
+            }),
         )
         model: ALIGNN = module.model
         paths[key] = save_model(
             out_dir / f"{key}.pt", model,
             {"paper": "alignn_dos", "model": key,
-             "target": "DOS per valence electron (300 bins)" if decoder is None else f"autoencoder code ({key})",
+             "target": (
+                 "DOS per valence electron (300 bins)" if decoder is None
+                 else f"autoencoder code ({key})"
+             ),
              "training": {**plain, **fit.__dict__}, "n_train": len(train), "n_val": len(val),
              "features_meta": feats.get("meta", {})},
         )
-        log.info("%s: %s %s after %d epochs on %s", key, fit.monitor, fit.best_score, fit.epochs_run, fit.device)
+        log.info("%s: %s %s after %d epochs on %s",
+                 key, fit.monitor, fit.best_score, fit.epochs_run, fit.device)
     return paths
 
 
@@ -270,7 +281,10 @@ def predict_dos(model: ALIGNN, records: Sequence[dict[str, Any]], decoder: nn.Mo
     for start in range(0, len(records), batch_size):
         y = model(collate_records(records[start:start + batch_size]))
         out.append(decoder(y) if decoder is not None else y)
-    n_bins = decoder[-2].out_features if decoder is not None else model.hparams_dict()["output_features"]
+    n_bins = (
+        decoder[-2].out_features if decoder is not None
+        else model.hparams_dict()["output_features"]
+    )
     return torch.cat(out).numpy() if out else np.zeros((0, n_bins), dtype=np.float32)
 
 
@@ -309,8 +323,10 @@ def run_evaluate(
     preds["mean_baseline"] = np.broadcast_to(mean_spectrum, dos.shape)
     ext_preds["mean_baseline"] = np.broadcast_to(mean_spectrum, ext_dos.shape)
     for key, pred in preds.items():
-        metrics[key] = {name: spectrum_metrics(dos[rows_of(split, name)], pred[rows_of(split, name)])
-                        for name in ("train", "val", "test")}
+        metrics[key] = {
+            name: spectrum_metrics(dos[rows_of(split, name)], pred[rows_of(split, name)])
+            for name in ("train", "val", "test")
+        }
     metrics["autoencoder_reconstruction_mae"] = recon
     d_mae, base_mae = metrics["d_alignn"]["test"]["mae"], metrics["mean_baseline"]["test"]["mae"]
     metrics["baseline_over_d_alignn_test_mae"] = base_mae / d_mae if d_mae > 0 else float("nan")
@@ -319,20 +335,28 @@ def run_evaluate(
         per_spectrum_errors(dos[test], preds["d_alignn"][test])["mae"],
         per_spectrum_errors(dos[test], preds["mean_baseline"][test])["mae"],
     )
-    metrics["jarvis_external"] = {key: spectrum_metrics(ext_dos, pred) for key, pred in ext_preds.items()}
+    metrics["jarvis_external"] = {
+        key: spectrum_metrics(ext_dos, pred) for key, pred in ext_preds.items()
+    }
     write_json(metrics_path, metrics)
 
     n_ext = ext_dos.shape[0]
     arrays = {
         "energies": feats["energies"].numpy(),
-        "material_ids": np.array([feats["material_ids"][i] for i in test] + list(ext["ids"]), dtype=str),
-        "formulas": np.array([feats["formulas"][i] for i in test] + list(ext["formulas"]), dtype=str),
+        "material_ids": np.array(
+            [feats["material_ids"][i] for i in test] + list(ext["ids"]), dtype=str
+        ),
+        "formulas": np.array(
+            [feats["formulas"][i] for i in test] + list(ext["formulas"]), dtype=str
+        ),
         "split": np.array(["test"] * len(test) + ["external"] * n_ext, dtype=str),
         "target": np.concatenate([dos[test], ext_dos]).astype(np.float32),
         "gap_threshold": np.float64(cfg.gap_threshold),
     }
     for key in preds:
-        arrays[f"pred_{key}"] = np.concatenate([preds[key][test], ext_preds[key]]).astype(np.float32)
+        arrays[f"pred_{key}"] = np.concatenate(
+            [preds[key][test], ext_preds[key]]
+        ).astype(np.float32)
     predictions_path.parent.mkdir(parents=True, exist_ok=True)
     with open(predictions_path, "wb") as fh:
         np.savez_compressed(fh, **arrays)

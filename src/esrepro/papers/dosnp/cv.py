@@ -44,8 +44,8 @@ from esrepro.papers.dosnp.train import (
     structures_of,
     train_dosnp,
 )
+from esrepro.plain_json import plain_json
 from esrepro.splits import kfold_labels
-from esrepro.typed_config import to_plain
 
 log = logging.getLogger(__name__)
 
@@ -68,9 +68,10 @@ def run_cross_validation(
     """Out-of-fold predictions of DOSnp, LRLIDG and the linear map for every material.
 
     ``cfg.cv`` holds ``folds`` (k; 0 switches cross-validation off and writes ``{"folds": 0}``)
-    and ``seed``; DOSnp is fitted as the train stage fits it (``cfg.fit``). Writes the out-of-fold predictions (CSV) and metrics: per
-    model the pooled MAE/RMSE/R² over all materials, each fold's MAE, and the paired
-    differences of absolute error of DOSnp against each baseline (negative: DOSnp better).
+    and ``seed``; DOSnp is fitted as the train stage fits it (``cfg.fit``). Writes the
+    out-of-fold predictions (CSV) and metrics: per model the pooled MAE/RMSE/R² over all
+    materials, each fold's MAE, and the paired differences of absolute error of DOSnp against
+    each baseline (negative: DOSnp better).
     """
     folds, seed = cfg.cv.folds, cfg.cv.seed
     if folds == 0:
@@ -95,7 +96,7 @@ def run_cross_validation(
 
     scratch = Path(scratch_dir) / dosnp_run_key(
         Path(features_path), cfg.fit, extra_sources=[Path(__file__)], folds=folds, cv_seed=seed,
-        lrlidg=to_plain(cfg.lrlidg),
+        lrlidg=plain_json(cfg.lrlidg),
     )
     scratch.mkdir(parents=True, exist_ok=True)
     pred = {m: np.full(len(ids), np.nan) for m in MODELS}
@@ -112,7 +113,8 @@ def run_cross_validation(
         train_mask = fold_of != k
         with tempfile.TemporaryDirectory(prefix="esrepro-cv-") as curves:
             model, fit = train_dosnp(
-                feats, np.flatnonzero(train_mask), cfg.fit, Path(curves), resume_dir=scratch / f"fold{k}-fits"
+                feats, np.flatnonzero(train_mask), cfg.fit, Path(curves),
+                resume_dir=scratch / f"fold{k}-fits",
             )
         fold_pred = {"dosnp": predict_gaps(model, feats, held_out, batch_size=batch_size)}
         linear, lrlidg = fit_baselines(atoms, lda, qsgw, train_mask, cfg.lrlidg, fe)
@@ -126,7 +128,8 @@ def run_cross_validation(
         tmp = done.with_name(done.stem + ".tmp.npz")
         np.savez(tmp, **fold_pred)
         tmp.replace(done)
-        shutil.rmtree(scratch / f"fold{k}-fits", ignore_errors=True)  # the predictions are what is kept
+        # The predictions are what is kept.
+        shutil.rmtree(scratch / f"fold{k}-fits", ignore_errors=True)
         log.info(
             "fold %d/%d: %d held out, DOSnp MAE %.3f eV (epochs %s, %.0f s)", k + 1, folds,
             held_out.size, np.mean(np.abs(fold_pred["dosnp"] - qsgw[held_out])),
@@ -148,7 +151,10 @@ def run_cross_validation(
 
     metrics: dict[str, Any] = {"folds": folds, "seed": seed, "n_materials": len(ids)}
     for m in MODELS:
-        fold_mae = [float(np.mean(np.abs(pred[m][fold_of == k] - qsgw[fold_of == k]))) for k in range(folds)]
+        fold_mae = [
+            float(np.mean(np.abs(pred[m][fold_of == k] - qsgw[fold_of == k])))
+            for k in range(folds)
+        ]
         metrics[m] = {
             **regression_metrics(qsgw, pred[m]),
             "fold_mae": fold_mae,

@@ -204,17 +204,18 @@ class DOSnpLightning(lightning.LightningModule):
 class DOSnpEnsemble(nn.Module):
     """The mean prediction of ``n_members`` DOSnp networks of one architecture.
 
-    Members differ only in their training seed (initial weights and batch order). On the same
-    data a single DOSnp's error moves by ~0.04 eV from seed to seed (inner CV of the 471-material
-    partial set: 0.406-0.443 eV), as much as the gap to the baselines, and the mean of three
-    seeds was better than any one of them (0.368 vs 0.379-0.418 eV with the L1 loss). Every member
-    is invariant to atom order and supercell size, so their mean is too.
+    Members differ only in their training seed (initial weights and batch order): one DOSnp's
+    error moves from seed to seed as much as the gap to the baselines, and the mean of a few seeds
+    beats each of them (measured in docs/notes/dosnp-training.md). Every member is invariant to
+    atom order and supercell size, so their mean is too.
     """
 
     def __init__(self, member: Mapping[str, Any], n_members: int) -> None:
         super().__init__()
         if int(n_members) < 1:
-            raise ValueError(f"a DOSnp ensemble needs at least one member, got n_members={n_members}")
+            raise ValueError(
+                f"a DOSnp ensemble needs at least one member, got n_members={n_members}"
+            )
         self.members = nn.ModuleList(DOSnp(**member) for _ in range(int(n_members)))
 
     @property

@@ -95,7 +95,9 @@ def stage_dft(cfg: DFTConfig, *, raw: Path, dft: Path) -> None:
         rows.append(summary)
     pd.DataFrame(rows).to_csv(dft / "summary.csv", index=False)
     n_failed = sum(r["status"] == "failed" for r in rows)
-    log.info("DFT: %d materials, %d failed (reasons in %s)", len(rows), n_failed, dft / "summary.csv")
+    log.info(
+        "DFT: %d materials, %d failed (reasons in %s)", len(rows), n_failed, dft / "summary.csv"
+    )
 
 
 def ecalj_pdos(material_id: str, cfg: FeaturizeConfig, grid: np.ndarray) -> np.ndarray:
@@ -138,13 +140,17 @@ def stage_featurize(cfg: FeaturizeConfig, *, dft: Path, features: Path) -> None:
         blocks.append(torch.from_numpy(pdos.astype(np.float32)).to(torch.float16))
         n_atoms.append(pdos.shape[0])
     if short:
-        log.warning("%d of %d materials have no bands to the top of the PDOS window (E_F%+.1f eV): %s",
-                    len(short), len(ok), grid[-1], ", ".join(short))
+        log.warning(
+            "%d of %d materials have no bands to the top of the PDOS window (E_F%+.1f eV): %s",
+            len(short), len(ok), grid[-1], ", ".join(short),
+        )
     ids = list(ok["material_id"])
     dataset = {
         "material_ids": ids,
         "formulas": list(ok["formula"]),
-        "pdos": torch.cat(blocks) if blocks else torch.zeros((0, 16, len(grid)), dtype=torch.float16),
+        "pdos": (
+            torch.cat(blocks) if blocks else torch.zeros((0, 16, len(grid)), dtype=torch.float16)
+        ),
         "atom_ptr": torch.tensor(np.concatenate([[0], np.cumsum(n_atoms)]), dtype=torch.long),
         "n_atoms": torch.tensor(n_atoms, dtype=torch.long),
         "lda_gap_table": torch.tensor(ok["lda_gap_table"].to_numpy(), dtype=torch.float32),
@@ -165,7 +171,9 @@ def stage_featurize(cfg: FeaturizeConfig, *, dft: Path, features: Path) -> None:
     log.info("featurized %d materials (%d atoms)", len(ids), int(sum(n_atoms)))
 
 
-def stage_train(cfg: TrainConfig, *, features: Path, model: Path, training: Path, fits: Path) -> None:
+def stage_train(
+    cfg: TrainConfig, *, features: Path, model: Path, training: Path, fits: Path
+) -> None:
     """DOSnp on the "train" split: ``model/dosnp.pt`` and its learning curves in ``training``;
     ``fits`` keeps the checkpoints of an interrupted run (resumed on the next run)."""
     from esrepro.papers.dosnp.train import run_train

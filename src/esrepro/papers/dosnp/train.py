@@ -24,7 +24,6 @@ from esrepro.papers.dosnp.model import DOSnp, DOSnpEnsemble, DOSnpLightning, loa
 from esrepro.plain_json import plain_json
 from esrepro.splits import random_split_labels
 from esrepro.training import fit_module, run_key, save_model
-from esrepro.typed_config import to_plain
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +60,7 @@ def dosnp_run_key(
     from esrepro import pooling, splits, training
     from esrepro.papers.dosnp import baselines, data, model
 
-    parts = {"fit": to_plain(cfg), **extra}
+    parts = {"fit": plain_json(cfg), **extra}
     sources = (pooling, splits, training, baselines, data, model, Path(__file__), *extra_sources)
     return run_key(parts, files=[features_path], sources=sources)
 
@@ -116,7 +115,9 @@ def train_dosnp(
         if val_rows
         else None
     )
-    initial_residual = float((feats["qsgw_gap"][fit_rows] - feats["lda_gap_table"][fit_rows]).mean())
+    initial_residual = float(
+        (feats["qsgw_gap"][fit_rows] - feats["lda_gap_table"][fit_rows]).mean()
+    )
     train_set = PDOSGraphDataset(feats, fit_rows)
     members, fits = [], []
     for k in range(n_members):
@@ -190,15 +191,21 @@ def run_train(
         raise ValueError(f"{features_path}: no materials in the 'train' split")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    resume_dir = None if resume_root is None else Path(resume_root) / dosnp_run_key(Path(features_path), cfg)
+    resume_dir = (
+        None if resume_root is None
+        else Path(resume_root) / dosnp_run_key(Path(features_path), cfg)
+    )
     model, fit = train_dosnp(feats, train_rows, cfg, Path(dvclive_dir), resume_dir)
     fit_rows, val_rows = fit["fit_rows"], fit["val_rows"]
     metadata = {
         "paper": "dosnp",
         "target": "E_g^QSGW - E_g^LDA (eV); prediction = lda_gap_table + output",
         "training": {
-            **to_plain(cfg.train),
-            **{k: fit[k] for k in ("monitor", "ensemble", "seeds", "best_score", "epochs_run", "device")},
+            **plain_json(cfg.train),
+            **{
+                k: fit[k]
+                for k in ("monitor", "ensemble", "seeds", "best_score", "epochs_run", "device")
+            },
         },
         "data": {
             "features_file": Path(features_path).name,
@@ -219,7 +226,8 @@ def run_train(
 
 @torch.no_grad()
 def predict_gaps(
-    model: DOSnp | DOSnpEnsemble, feats: Mapping[str, Any], rows: Sequence[int] | None, *, batch_size: int
+    model: DOSnp | DOSnpEnsemble, feats: Mapping[str, Any], rows: Sequence[int] | None, *,
+    batch_size: int,
 ) -> np.ndarray:
     """Predicted QSGW gaps (eV) of the given material rows: table LDA gap + DOSnp residual."""
     model.eval()

@@ -31,7 +31,9 @@ def _counts(value: Any, label: str) -> Mapping[str, int]:
     """``{mirrored set: number of frames}`` (0 = all); the set names are checked against the
     fetched files by the structures stage."""
     counts = expect_mapping(value, label, allow_none=True) or {}
-    return MappingProxyType({k: expect_int(n, f"{label}.{k}", minimum=0) for k, n in counts.items()})
+    return MappingProxyType(
+        {k: expect_int(n, f"{label}.{k}", minimum=0) for k, n in counts.items()}
+    )
 
 
 def _generated(value: Any, label: str) -> Mapping[str, Any]:

@@ -582,7 +582,8 @@ GENERATED_SETS: dict[str, Callable[..., list[Atoms]]] = {
 
 
 def regenerate(info: Mapping[str, Any]) -> Atoms:
-    """Rebuild one generated structure from its recorded ``info`` (generator, seed, index, params)."""
+    """Rebuild one generated structure from its recorded ``info`` (generator, seed, index,
+    params)."""
     generator = GENERATORS[str(info["generator"])]
     kwargs = json.loads(str(info["params"]))
     kwargs["n"] = int(info["index"]) + 1  # streams are per index: the first index+1 suffice

@@ -169,7 +169,8 @@ def _prepare(
         a = np.asarray(d, dtype=np.float64)
         if a.ndim != 2 or a.shape[0] == 0:
             raise ValueError(
-                f"structure {s}: descriptors must have shape (n_atoms >= 1, n_features), got {a.shape}"
+                f"structure {s}: descriptors must have shape (n_atoms >= 1, n_features), "
+                f"got {a.shape}"
             )
         if n_features is None:
             n_features = a.shape[1]
@@ -523,7 +524,8 @@ class SplitDOSKernelRidge(_AtomicKernelRidge):
         dos: np.ndarray | Sequence[np.ndarray],
         species: Sequence[Sequence[Any]] | None = None,
     ) -> Self:
-        """Fit to per-structure descriptors ``(n_atoms, F)`` and structure DOS ``(n_structures, n_grid)``."""
+        """Fit to per-structure descriptors ``(n_atoms, F)`` and structure DOS
+        ``(n_structures, n_grid)``."""
         data = _prepare(descriptors, species)
         return self._fit_data(data, self._targets(data, dos))
 

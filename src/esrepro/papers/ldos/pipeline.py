@@ -77,10 +77,12 @@ def stage_structures(cfg: StructuresConfig, *, structures: Path, downloads: Path
     from esrepro.errors import ConfigError
     from esrepro.papers.ldos.generators import generated_sets
     from esrepro.papers.ldos.silicon_sets import deduplicate, fetch_silicon_sets
-    from esrepro.typed_config import to_plain
+    from esrepro.plain_json import plain_json
 
     # Generated first: a bad size or keyword stops the stage before any download.
-    generated = generated_sets(to_plain(cfg.generated), cfg.seed, label="params.yaml ldos.generated")
+    generated = generated_sets(
+        plain_json(cfg.generated), cfg.seed, label="params.yaml ldos.generated"
+    )
     mirrored, dropped = deduplicate(fetch_silicon_sets(cfg.mirror, downloads))
     chosen: dict[str, list] = {"si": []}
     for name, n in cfg.mirrored_si.items():
@@ -101,7 +103,10 @@ def stage_structures(cfg: StructuresConfig, *, structures: Path, downloads: Path
             atoms.write(structures / set_name / f"{structure_id}.extxyz", format="extxyz")
             rows.append({"structure_id": structure_id, **row, "params": row.get("params", "")})
     pd.DataFrame(rows).to_csv(structures / "provenance.csv", index=False)
-    log.info("LDOS sets: %s (%d duplicates dropped)", {k: len(v) for k, v in chosen.items()}, len(dropped))
+    log.info(
+        "LDOS sets: %s (%d duplicates dropped)", {k: len(v) for k, v in chosen.items()},
+        len(dropped),
+    )
 
 
 def load_structures(structures: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
@@ -155,7 +160,10 @@ def stage_featurize(cfg: FeaturizeConfig, *, structures: Path, dft: Path, featur
         if len(ids) < 3:
             # Too few to hold out a test structure and still cross-validate: the set is reported
             # by the DFT summary (with the failures' reasons), not learned.
-            log.warning("LDOS set %s: only %d structures with DFT products; not learned", set_name, len(ids))
+            log.warning(
+                "LDOS set %s: only %d structures with DFT products; not learned",
+                set_name, len(ids),
+            )
             continue
         atoms = [all_atoms[s] for s in ids]
         ldos, fermi = [], []
@@ -165,11 +173,15 @@ def stage_featurize(cfg: FeaturizeConfig, *, structures: Path, dft: Path, featur
             e_ref = 0.0 if absolute else product.fermi_level
             ldos.append(atom_ldos(product, grid, sigma, e_ref).astype(np.float32))
             for width in compare:
-                ldos_by_sigma[width].append(atom_ldos(product, grid, width, e_ref).astype(np.float32))
+                ldos_by_sigma[width].append(
+                    atom_ldos(product, grid, width, e_ref).astype(np.float32)
+                )
             fermi.append(product.fermi_level if absolute else 0.0)
         species = sorted({s for a in atoms for s in a.get_chemical_symbols()})
         soap = cfg.soap
-        descriptors = soap_descriptors(atoms, species, soap.r_cut, soap.n_max, soap.l_max, soap.sigma)
+        descriptors = soap_descriptors(
+            atoms, species, soap.r_cut, soap.n_max, soap.l_max, soap.sigma
+        )
         atom_species = [a.get_chemical_symbols() for a in atoms]
         split = species_covering_split(ids, atom_species, cfg.test_fraction, cfg.split_seed)
         with open(features / f"{set_name}.pkl", "wb") as fh:
@@ -181,7 +193,10 @@ def stage_featurize(cfg: FeaturizeConfig, *, structures: Path, dft: Path, featur
                 "fermi_levels": np.array(fermi), "energies": grid, "split": split,
                 "n_failed": int((rows["status"] == "failed").sum()),
             }, fh)
-        log.info("LDOS features %s: %d structures, %d environments", set_name, len(ids), sum(len(a) for a in atoms))
+        log.info(
+            "LDOS features %s: %d structures, %d environments",
+            set_name, len(ids), sum(len(a) for a in atoms),
+        )
 
 
 def _load(path: Path) -> dict[str, Any]:
