@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import psutil
@@ -22,6 +21,7 @@ from esrepro.dft.cache import DFTCache
 from esrepro.dft.farm import FarmOptions, compute_products
 from esrepro.dft.product import DFTProduct
 from esrepro.dft.settings import DFTSettings, cache_key
+from helpers import wait_for
 
 pytestmark = pytest.mark.gpaw
 
@@ -34,15 +34,6 @@ MATERIALS = {
 }
 
 
-def _wait_for(what: str, check, timeout_s: float = 120.0, every_s: float = 0.1):
-    """Poll `check()` until it returns something truthy; fail naming `what` after `timeout_s`."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(every_s)
-    pytest.fail(f"timed out after {timeout_s:g} s waiting for {what}")
 
 
 def _living(proc: psutil.Process) -> bool:
@@ -100,7 +91,7 @@ def dask_cluster(tmp_path):
     try:
         start("scheduler", "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
               "--scheduler-file", str(scheduler_file))
-        address = _wait_for(
+        address = wait_for(
             "the scheduler file",
             lambda: scheduler_file.is_file() and json.loads(scheduler_file.read_text() or "{}")
             .get("address"),
@@ -150,7 +141,7 @@ def test_a_killed_dask_worker_loses_and_duplicates_nothing(dask_cluster, tmp_pat
 
     driver = threading.Thread(target=farm, daemon=True)
     driver.start()
-    victim, gpaw = _wait_for("a GPAW worker under a dask worker", lambda: _gpaw_under(workers))
+    victim, gpaw = wait_for("a GPAW worker under a dask worker", lambda: _gpaw_under(workers))
     # The material it computes: the worker's task file is <scratch>/<material id>.task.json.
     killed_material = Path(gpaw.cmdline()[-1]).name.removesuffix(".task.json")
     assert killed_material in MATERIALS
@@ -158,7 +149,7 @@ def test_a_killed_dask_worker_loses_and_duplicates_nothing(dask_cluster, tmp_pat
     victim.wait()
     try:
         # Its GPAW worker dies with it instead of computing on, unsupervised.
-        _wait_for(f"GPAW worker {gpaw.pid} to die with its dask worker",
+        wait_for(f"GPAW worker {gpaw.pid} to die with its dask worker",
                   lambda: not _living(gpaw), timeout_s=30)
     finally:
         if _living(gpaw):

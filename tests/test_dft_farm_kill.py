@@ -12,7 +12,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import psutil
@@ -25,6 +24,7 @@ from esrepro.dft.cache import DFTCache
 from esrepro.dft.farm import FarmOptions, compute_products
 from esrepro.dft.product import DFTProduct
 from esrepro.dft.settings import DFTSettings, cache_key
+from helpers import wait_for
 
 pytestmark = [
     pytest.mark.gpaw,
@@ -102,15 +102,6 @@ def _living(proc: psutil.Process) -> bool:
         return False
 
 
-def _wait_for(what: str, check, timeout_s: float = 120.0, every_s: float = 0.05):
-    """Poll `check()` until it returns something truthy; fail naming `what` after `timeout_s`."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(every_s)
-    pytest.fail(f"timed out after {timeout_s:g} s waiting for {what}")
 
 
 def _gpaw_processes(driver: subprocess.Popen, ranks: int) -> list[psutil.Process] | None:
@@ -148,7 +139,7 @@ def test_killed_farm_leaves_nothing_running_and_a_restart_computes_once(
     lock = cache.product_path(KEY).with_suffix(".lock")
     driver = _start_driver(tmp_path, ranks)
     cleanup[0].append(driver)
-    family = _wait_for("the farm's GPAW worker", lambda: _gpaw_processes(driver, ranks))
+    family = wait_for("the farm's GPAW worker", lambda: _gpaw_processes(driver, ranks))
     cleanup[1].extend(family)
     assert _lock_is_held(lock), "the farm computes Si without holding its lock"
 
@@ -157,7 +148,7 @@ def test_killed_farm_leaves_nothing_running_and_a_restart_computes_once(
     # Every process the farm had started dies with it (mpirun and its ranks included), and no
     # other process works on its scratch directory.
     scratch = str(tmp_path / "scratch")
-    _wait_for(
+    wait_for(
         "the killed farm's workers to die",
         lambda: not any(_living(p) for p in family) and not [
             p for p in psutil.process_iter(["cmdline"])
@@ -186,7 +177,7 @@ def test_a_second_farm_waits_for_the_material_the_first_is_computing(
     cache = DFTCache(tmp_path / "cache")
     first = _start_driver(tmp_path, 1, "first")
     cleanup[0].append(first)
-    family = _wait_for("the first farm's GPAW worker", lambda: _gpaw_processes(first, 1))
+    family = wait_for("the first farm's GPAW worker", lambda: _gpaw_processes(first, 1))
     cleanup[1].extend(family)
     [gpaw] = [p for p in family if "esrepro.dft.worker" in p.cmdline()]
     # Pause the first farm's SCF so that it is still running whatever the second one's pace.
@@ -212,7 +203,7 @@ def test_a_second_farm_waits_for_the_material_the_first_is_computing(
         thread = threading.Thread(target=second_farm, daemon=True)
         thread.start()
         try:
-            _wait_for("the second farm to defer Si", lambda: any(
+            wait_for("the second farm to defer Si", lambda: any(
                 "Si is being computed by another process" in m for m in caplog.messages))
         finally:
             gpaw.resume()
