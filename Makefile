@@ -1,6 +1,7 @@
 # Two commands do everything on a fresh machine (see README):
 #   make repro   set up, then `dvc repro` on the default params
-#   make test    set up, then the test suite and the paper-target check
+#   make test    set up, then the test suite and the paper-target gate (fails on any gated
+#                regression of a committed run, or a stale README claims table)
 SHELL := /bin/bash
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 export OPENBLAS_NUM_THREADS := 1
@@ -18,9 +19,11 @@ test: setup
 	ruff check src stages scripts tests benchmarks
 	python -m pytest
 	esrepro check-targets
+	esrepro claims --check
 
 check: setup
 	esrepro check-targets
+	esrepro claims --check
 
 lint: setup
 	ruff check src stages scripts tests benchmarks

@@ -1,7 +1,12 @@
-"""Paper-target check: bars, must_beat, dvc.lock / provenance hash gates, reference snapshots."""
+"""Paper-target check: bars, must_beat, dvc.lock / provenance hash gates, reference snapshots.
+
+The fixture repository declares its reference committed (what the snapshot tests need); tests of
+a repository without a reference declare it pending (``make_repo(..., reference="pending")``).
+"""
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import re
@@ -34,6 +39,7 @@ TARGETS = {
     "papers": {
         PAPER: {
             "title": "A toy paper",
+            "reference": {"status": "committed"},
             "data_scale": {"paper": {"n_materials": 100, "split": "80/20"}},
             "targets": [
                 {
@@ -109,12 +115,23 @@ def _write_lock(root: Path, entries: dict[str, str]) -> None:
     (root / "dvc.lock").write_text(yaml.safe_dump(lock, sort_keys=False))
 
 
-def make_repo(tmp_path: Path, metrics: dict | None = None, *, lock: bool = True) -> Path:
-    """A fake repository: targets file, params, metrics, figures, report and dvc.lock."""
+def make_repo(
+    tmp_path: Path, metrics: dict | None = None, *, lock: bool = True, reference: str = "committed"
+) -> Path:
+    """A fake repository: targets file, params, metrics, figures, report and dvc.lock.
+
+    ``reference`` is the status the targets file declares ("pending" gets a reason).
+    """
     root = tmp_path / "repo"
     report = root / "reports" / PAPER
     (report / "figures").mkdir(parents=True)
-    (root / "reports" / "paper_targets.yaml").write_text(yaml.safe_dump(TARGETS))
+    targets = copy.deepcopy(TARGETS)
+    targets["papers"][PAPER]["reference"] = (
+        {"status": "pending", "reason": "waits for the toy DFT"}
+        if reference == "pending"
+        else {"status": reference}
+    )
+    (root / "reports" / "paper_targets.yaml").write_text(yaml.safe_dump(targets))
     (root / "params.yaml").write_text("model:\n  pooling: mean+max\n")
     metrics_file = root / METRICS_REL
     metrics_file.write_text(json.dumps(metrics or GOOD_METRICS, indent=2, sort_keys=True) + "\n")
@@ -131,11 +148,11 @@ def _check(root: Path, **kw: bool):
 
 
 def test_matching_hashes_pass(tmp_path: Path) -> None:
-    root = make_repo(tmp_path)
+    root = make_repo(tmp_path, reference="pending")
     check = _check(root)
     assert check.ok, check.failures
     assert check.source == "default"
-    assert any("no reference run" in w for w in check.warnings)
+    assert check.notes == ["toy: reference run pending: waits for the toy DFT"]
     verdicts = {r.target.name: r.verdict for r in check.rows}
     assert verdicts["model_test_mae"] == "ok"
     assert verdicts["baseline"] == "info"
@@ -146,14 +163,8 @@ def test_matching_hashes_pass(tmp_path: Path) -> None:
     assert run_check_targets(root=root, console=_quiet()) == 0
 
 
-def test_missing_reference_can_be_required(tmp_path: Path) -> None:
-    root = make_repo(tmp_path)
-    assert not _check(root, allow_missing_reference=False).ok
-    assert run_check_targets(root=root, allow_missing_reference=False, console=_quiet()) == 1
-
-
 def test_hand_edited_metrics_fail(tmp_path: Path) -> None:
-    root = make_repo(tmp_path)
+    root = make_repo(tmp_path, reference="pending")
     path = root / METRICS_REL
     edited = json.loads(path.read_text())
     edited["model"]["test"]["mae"] = 0.1  # a better number typed in by hand
@@ -166,7 +177,7 @@ def test_hand_edited_metrics_fail(tmp_path: Path) -> None:
 
 def test_bar_violation_fails(tmp_path: Path) -> None:
     metrics = {**GOOD_METRICS, "validation_mae": 0.2}
-    check = _check(make_repo(tmp_path, metrics))
+    check = _check(make_repo(tmp_path, metrics, reference="pending"))
     assert not check.ok
     row = next(r for r in check.rows if r.target.name == "validation")
     assert row.verdict == "REGRESSION" and row.failed
@@ -176,7 +187,7 @@ def test_bar_violation_fails(tmp_path: Path) -> None:
 def test_must_beat_violation_fails(tmp_path: Path) -> None:
     # Under the 0.35 bar but worse than the LRLIDG baseline (0.25): still a regression.
     metrics = {**GOOD_METRICS, "lrlidg": {"test": {"mae": 0.25}}}
-    check = _check(make_repo(tmp_path, metrics))
+    check = _check(make_repo(tmp_path, metrics, reference="pending"))
     assert not check.ok
     row = next(r for r in check.rows if r.target.name == "model_test_mae")
     assert row.verdict == "REGRESSION"
@@ -185,13 +196,13 @@ def test_must_beat_violation_fails(tmp_path: Path) -> None:
 
 def test_missing_metric_with_bar_fails(tmp_path: Path) -> None:
     metrics = {k: v for k, v in GOOD_METRICS.items() if k != "validation_mae"}
-    check = _check(make_repo(tmp_path, metrics))
+    check = _check(make_repo(tmp_path, metrics, reference="pending"))
     assert not check.ok
     assert next(r for r in check.rows if r.target.name == "validation").verdict == "MISSING"
 
 
 def test_missing_dvc_lock_entry_fails(tmp_path: Path) -> None:
-    root = make_repo(tmp_path, lock=False)
+    root = make_repo(tmp_path, lock=False, reference="pending")
     assert any("dvc.lock" in f for f in _check(root).failures)  # no dvc.lock at all
     _write_lock(root, {"reports/toy/other.json": "0" * 32})  # dvc.lock without the file
     check = _check(root)
@@ -217,9 +228,10 @@ def test_snapshot_round_trip_passes(tmp_path: Path) -> None:
 
     check = _check(root)
     assert check.ok, check.failures
-    assert check.source == "reference" and not check.warnings
+    assert check.source == "reference" and not check.warnings and not check.notes
     # At reference scope the paper-scale bar is gated (95 >= 90 holds).
-    assert next(r for r in check.rows if r.target.name == "scale").verdict == "ok"
+    ref_rows = check.run("reference").rows
+    assert next(r for r in ref_rows if r.target.name == "scale").verdict == "ok"
 
     # Editing the committed reference by hand breaks the provenance hash.
     (ref / "metrics.json").write_text((ref / "metrics.json").read_text().replace("0.3", "0.2"))
@@ -251,21 +263,34 @@ def test_repository_targets_file_is_valid(repo_root: Path) -> None:
     assert by_name["dosnp_test_mae"].bar == {"max": 0.35}
     assert set(by_name["dosnp_test_mae"].must_beat) == {"linear.test.mae", "lrlidg.test.mae"}
     assert by_name["gpaw_vs_ecalj_lda_gap_mae"].bar == {"max": 0.15}
+    assert by_name["gpaw_vs_ecalj_lda_gap_mae"].scope == "any"  # the DFT check gates every run
     assert by_name["n_materials"].paper == 1516
+    # The paper-scale references of DOSnp and ALIGNN-DOS wait for their DFT; LDOS's is there.
+    for paper in ("dosnp", "alignn_dos"):
+        assert targets[paper].reference.status == "pending"
+        assert "esrepro seed status" in targets[paper].reference.reason
+    assert targets["ldos"].reference.status == "committed"
+    # Every ALIGNN-DOS model must beat the mean spectrum on every committed run.
+    alignn = {t.metric: t for t in targets["alignn_dos"].targets}
+    for model in ("d_alignn", "ae_alignn_8", "ae_alignn_12", "ae_alignn_16", "ae_alignn_20"):
+        target = alignn[f"{model}.test.mae"]
+        assert target.must_beat == ("mean_baseline.test.mae",) and target.scope == "any", model
 
 
 def test_cli(tmp_path: Path) -> None:
     root = make_repo(tmp_path, {**GOOD_METRICS, "n_materials": 95})
     runner = CliRunner()
     result = runner.invoke(app, ["check-targets", "--root", str(root), "--paper", PAPER])
-    assert result.exit_code == 0, result.output
-    assert "model.test.mae" in result.output and "WARNING" in result.output
+    # Declared committed, not there yet: the gate fails and says what to do.
+    assert result.exit_code == 1, result.output
+    assert "model.test.mae" in result.output and "no reference run" in result.output
     result = runner.invoke(
         app, ["snapshot-reference", PAPER, "--root", str(root), "--wall-time-s", "60"]
     )
     assert result.exit_code == 0, result.output
-    result = runner.invoke(app, ["check-targets", "--root", str(root), "--require-reference"])
+    result = runner.invoke(app, ["check-targets", "--root", str(root)])
     assert result.exit_code == 0, result.output
+    assert "targets OK: 2 committed run(s) of 1 paper(s)" in result.output
     (root / METRICS_REL).write_text('{"n_materials": 1}\n')
     result = runner.invoke(app, ["check-targets", "--root", str(root)])
     assert result.exit_code == 1
@@ -283,7 +308,7 @@ def test_metric_paths_whose_keys_hold_dots() -> None:
 
 
 def test_data_scale_is_read_from_the_papers_own_metric(tmp_path: Path) -> None:
-    root = make_repo(tmp_path)
+    root = make_repo(tmp_path, reference="pending")
     assert (_check(root).scale_metric, _check(root).scale_value) == ("n_materials", 20.0)
     targets = yaml.safe_load((root / "reports" / "paper_targets.yaml").read_text())
     targets["papers"][PAPER]["data_scale"]["ours"] = {"metric": "model.test.mae"}
@@ -303,9 +328,8 @@ def test_report_scope_is_shown_but_never_gated(tmp_path: Path) -> None:
     (root / "reports" / "paper_targets.yaml").write_text(yaml.safe_dump(targets))
     check = _check(root)
     assert check.ok and check.source == "reference", check.failures
-    assert next(
-        r for r in check.rows if r.target.name == "scale"
-    ).verdict == "not gated: would fail"
+    ref_rows = check.run("reference").rows
+    assert next(r for r in ref_rows if r.target.name == "scale").verdict == "not gated: would fail"
 
 
 def test_snapshot_records_its_own_name(tmp_path: Path) -> None:
@@ -317,6 +341,9 @@ def test_snapshot_records_its_own_name(tmp_path: Path) -> None:
 
 def test_other_metrics_files_are_copied_and_hash_gated(tmp_path: Path) -> None:
     root = make_repo(tmp_path, {**GOOD_METRICS, "n_materials": 95})
+    _write_targets(root, lambda doc: doc["papers"][PAPER].update(
+        reference={"status": "pending", "reason": "not yet"}
+    ))
     cv_rel = f"reports/{PAPER}/cv_metrics.json"
     cv_file = root / cv_rel
     cv_file.write_text('{"folds": 5, "model": {"mae": 0.4}}\n')
@@ -326,6 +353,7 @@ def test_other_metrics_files_are_copied_and_hash_gated(tmp_path: Path) -> None:
     assert _check(root).ok, _check(root).failures
 
     snapshot_reference(PAPER, root=root)
+    _write_targets(root, lambda doc: doc["papers"][PAPER].update(reference={"status": "committed"}))
     ref_cv = root / "reports" / PAPER / "reference" / "cv_metrics.json"
     assert ref_cv.read_text() == cv_file.read_text()
     assert _check(root).ok, _check(root).failures
@@ -415,6 +443,7 @@ def test_yaml_merge_keys_may_still_be_overridden(tmp_path: Path) -> None:
         "common: &common {paper: null, bar: null, unit: eV, definition: d, where: w}\n"
         "papers:\n"
         "  x:\n"
+        "    reference: {status: committed}\n"
         "    targets:\n"
         "      - {<<: *common, name: a, metric: m, unit: meV}\n"
     )

@@ -36,16 +36,10 @@ def check_targets(
         list[str] | None,
         typer.Option("--paper", help="Paper to check (repeatable; default: every paper)."),
     ] = None,
-    allow_missing_reference: Annotated[
-        bool,
-        typer.Option(
-            "--allow-missing-reference/--require-reference",
-            help=(
-                "Without a committed reference run, check the default-profile metrics with a "
-                "warning (default), or fail."
-            ),
-        ),
-    ] = True,
+    output_format: Annotated[
+        str,
+        typer.Option("--format", help="Output: 'rich' (a terminal table) or 'markdown'."),
+    ] = "rich",
     targets: Annotated[
         Path | None,
         typer.Option(
@@ -54,21 +48,43 @@ def check_targets(
     ] = None,
     root: RootOption = None,
 ) -> None:
-    """Compare metrics with the paper (paper / ours / ratio / bar) and verify their hashes.
+    """Check every committed run (default, partial/, reference/) against the bars of its scope.
 
-    Fails on a regression (a bar or must_beat that does not hold) and when a committed metrics
-    file differs from the md5 recorded in dvc.lock (or in reference/provenance.json).
+    Exit 1 when a committed metrics file differs from the md5 recorded in dvc.lock (or in the
+    snapshot's provenance.json), a bar or must_beat gating that run does not hold, or a reference
+    run is missing that paper_targets.yaml does not declare pending; exit 2 when an input is
+    malformed. Prints the paper / ours / ratio table, one line per pending reference, and the
+    papers' claims (holds / fails / not resolved / missing), which never gate.
     """
     from esrepro.targets import run_check_targets
 
     raise typer.Exit(
-        run_check_targets(
-            paper or None,
-            root=root,
-            targets_path=targets,
-            allow_missing_reference=allow_missing_reference,
-        )
+        run_check_targets(paper or None, root=root, targets_path=targets, fmt=output_format)
     )
+
+
+@app.command("claims")
+def claims(
+    write: Annotated[
+        bool,
+        typer.Option("--write", help="Write the table into README.md between its claims markers."),
+    ] = False,
+    check: Annotated[
+        bool,
+        typer.Option("--check", help="Exit 1 when README.md's claims table is stale."),
+    ] = False,
+    targets: Annotated[
+        Path | None,
+        typer.Option(
+            "--targets", help="Targets file (default: reports/paper_targets.yaml).", dir_okay=False
+        ),
+    ] = None,
+    root: RootOption = None,
+) -> None:
+    """Every paper's claims with their verdicts, as the Markdown table README.md shows."""
+    from esrepro.targets import run_claims
+
+    raise typer.Exit(run_claims(root=root, targets_path=targets, write=write, check=check))
 
 
 @app.command("snapshot-reference")

@@ -1,16 +1,23 @@
-"""Compare a paper's metrics with the numbers it reports, behind the hash gates.
+"""Check every committed run of a paper against the bars declared for its scope.
 
-:func:`check_paper` fails a paper when
+A paper's committed runs are the default-profile ``reports/<paper>/metrics.json``, the interim
+``reports/<paper>/partial/`` snapshot and the paper-scale ``reports/<paper>/reference/`` snapshot
+(each present or not), plus any other snapshot folder (e.g. ``scale_run_kpt1/``), which is kept
+for the record and checked for integrity only. :func:`check_paper` fails a paper when
 
-* a bar or a ``must_beat`` comparison does not hold (a regression), or
-* a committed metrics file differs from the hash recorded for it: ``reports/<paper>/metrics.json``
-  against ``dvc.lock``, ``reports/<paper>/reference/metrics.json`` against the dvc.lock entries
-  stored in ``reference/provenance.json``. Numbers must come from the pipeline, never be typed in;
-  a metrics file without a recorded hash fails too.
+* a committed metrics file differs from the hash recorded for it (integrity): the default run's
+  ``*metrics.json`` against ``dvc.lock``, a snapshot's against the dvc.lock entries stored in its
+  ``provenance.json``. Numbers must come from the pipeline, never be typed in; a metrics file
+  without a recorded hash fails too;
+* a bar or a ``must_beat`` comparison does not hold on a run its target's ``scope`` gates
+  (``any``: every run; ``reference``: the reference run; ``report``: none), or the metric is
+  missing there;
+* the reference run is missing while ``reference.status`` is ``committed``, or present while it
+  says ``pending`` (the file must tell the truth). A pending reference is one note with its
+  reason.
 
-The compared metrics are those of the committed paper-scale reference run
-(``reports/<paper>/reference/metrics.json``) when present, else the default-profile
-``reports/<paper>/metrics.json``.
+Claims (:mod:`~esrepro.targets.claims`) are judged on the compared run: the reference when
+committed, else ``partial/``, else the default run. They never gate.
 """
 
 from __future__ import annotations
@@ -23,11 +30,14 @@ from typing import Any
 
 from esrepro.strict_io import read_json
 from esrepro.targets.lock import file_md5, read_dvc_lock, recorded_md5
-from esrepro.targets.schema import PaperTargets, Target
+from esrepro.targets.schema import RUNS, PaperTargets, Target
+
+#: Returned by :func:`get_node` for a path that is not in the metrics.
+MISSING: Any = object()
 
 
-def get_metric(metrics: Mapping[str, Any], dotted: str) -> float | None:
-    """Value at ``a.b.c`` in nested mappings as float; None when absent, null or non-finite.
+def get_node(metrics: Mapping[str, Any], dotted: str) -> Any:
+    """Whatever sits at ``a.b.c`` in nested mappings, or :data:`MISSING`.
 
     Keys may themselves hold dots (``d_alignn.test.frac_mae_lt_0.02``): at each level the
     longest run of parts that is a key is taken.
@@ -36,23 +46,33 @@ def get_metric(metrics: Mapping[str, Any], dotted: str) -> float | None:
     node: Any = metrics
     while parts:
         if not isinstance(node, Mapping):
-            return None
+            return MISSING
         for n in range(len(parts), 0, -1):
             key = ".".join(parts[:n])
             if key in node:
                 node, parts = node[key], parts[n:]
                 break
         else:
-            return None
-    if isinstance(node, bool) or not isinstance(node, int | float):
+            return MISSING
+    return node
+
+
+def as_number(value: Any) -> float | None:
+    """``value`` as a finite float; None for anything else (absent, null, NaN, a bool, text)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    value = float(node)
+    value = float(value)
     return value if math.isfinite(value) else None
+
+
+def get_metric(metrics: Mapping[str, Any], dotted: str) -> float | None:
+    """Value at ``a.b.c`` in nested mappings as float; None when absent, null or non-finite."""
+    return as_number(get_node(metrics, dotted))
 
 
 @dataclass
 class Row:
-    """One line of the comparison table."""
+    """One line of the comparison table: one target on one run."""
 
     target: Target
     ours: float | None
@@ -60,32 +80,87 @@ class Row:
     verdict: str
     failed: bool
     detail: str = ""
+    run: str = "default"
+
+
+@dataclass
+class RunCheck:
+    """One committed run: where its metrics are, its integrity and its table rows."""
+
+    run: str  # "default", "partial", "reference", or another snapshot's folder name
+    metrics_file: Path | None
+    rows: list[Row] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    scale_value: float | None = None
+    #: Metrics files whose md5 matched the recorded one.
+    verified: list[str] = field(default_factory=list)
+    #: A snapshot kept for the record (not default/partial/reference): integrity only.
+    integrity_only: bool = False
+    metrics: Mapping[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def n_gated(self) -> int:
+        """Rows whose bar or must_beat gated this run."""
+        return sum(1 for r in self.rows if r.verdict in ("ok", "REGRESSION", "MISSING"))
 
 
 @dataclass
 class PaperCheck:
-    """Outcome of checking one paper: table rows, gate failures and warnings."""
+    """Outcome of checking one paper: its runs, gate failures, warnings, notes and claims."""
 
     paper: str
-    source: str  # "reference" or "default": whose metrics the rows compare
-    metrics_file: Path | None
-    rows: list[Row] = field(default_factory=list)
+    runs: list[RunCheck] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
-    #: Our data scale: ``data_scale.ours.metric`` (default ``n_materials``) and its value.
+    #: One line per paper whose reference run is pending, with its reason.
+    notes: list[str] = field(default_factory=list)
+    #: Our data scale: ``data_scale.ours.metric`` (default ``n_materials``) and the paper's.
     scale_metric: str = "n_materials"
-    scale_value: float | None = None
+    paper_scale: float | None = None
+    #: Claim results (:class:`~esrepro.targets.claims.ClaimResult`), on :attr:`compared`.
+    claims: list[Any] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         """True when no gate failed."""
         return not self.failures
 
+    @property
+    def rows(self) -> list[Row]:
+        """Every run's rows."""
+        return [row for run in self.runs for row in run.rows]
 
-def evaluate(target: Target, metrics: Mapping[str, Any], source: str) -> Row:
+    @property
+    def compared(self) -> RunCheck | None:
+        """The run claims are judged on: reference, else partial, else default."""
+        by_name = {r.run: r for r in self.runs if not r.integrity_only and r.metrics_file}
+        return next((by_name[n] for n in reversed(RUNS) if n in by_name), None)
+
+    @property
+    def source(self) -> str:
+        """Name of the compared run ("" when there is none)."""
+        return self.compared.run if self.compared else ""
+
+    @property
+    def metrics_file(self) -> Path | None:
+        """Metrics file of the compared run."""
+        return self.compared.metrics_file if self.compared else None
+
+    @property
+    def scale_value(self) -> float | None:
+        """Our data scale on the compared run."""
+        return self.compared.scale_value if self.compared else None
+
+    def run(self, name: str) -> RunCheck | None:
+        """The run called ``name``, if committed."""
+        return next((r for r in self.runs if r.run == name), None)
+
+
+def evaluate(target: Target, metrics: Mapping[str, Any], run: str) -> Row:
+    """One target on one run's metrics: value, ratio to the paper, verdict."""
     ours = get_metric(metrics, target.metric)
     ratio = ours / target.paper if ours is not None and target.paper else None
-    gated = target.gated(source)
+    gated = target.gated(run)
     problems: list[str] = []
     if target.bar or target.must_beat:
         if ours is None:
@@ -104,14 +179,14 @@ def evaluate(target: Target, metrics: Mapping[str, Any], source: str) -> Row:
     if not (target.bar or target.must_beat):
         verdict, failed = "info", False
     elif not gated:
-        # Paper-scale bars do not gate a small default-profile run; say how it would fare.
+        # Bars of another scope do not gate this run; say how it would fare.
         verdict = "not gated: " + ("would fail" if problems else "would pass")
         failed = False
     elif problems:
         verdict, failed = ("MISSING" if ours is None else "REGRESSION"), True
     else:
         verdict, failed = "ok", False
-    return Row(target, ours, ratio, verdict, failed, "; ".join(problems))
+    return Row(target, ours, ratio, verdict, failed, "; ".join(problems), run)
 
 
 def check_hash(
@@ -121,11 +196,11 @@ def check_hash(
     lock_name: str,
     failures: list[str],
     label: str | None = None,
-) -> None:
+) -> bool:
     """Append a failure unless ``file`` has the md5 ``lock`` records for output path ``rel``.
 
-    ``label`` names the checked file in messages when it is a copy (the reference snapshot)
-    of the output recorded under ``rel``.
+    ``label`` names the checked file in messages when it is a copy (a snapshot) of the output
+    recorded under ``rel``. Returns whether the hash matched.
     """
     label = label or rel
     found = recorded_md5(lock, rel)
@@ -133,7 +208,7 @@ def check_hash(
         failures.append(
             f"{label}: no output {rel!r} in {lock_name}; metrics must come from the pipeline"
         )
-        return
+        return False
     stage, md5 = found
     actual = file_md5(file)
     if actual != md5:
@@ -141,6 +216,8 @@ def check_hash(
             f"{label}: md5 {actual} differs from {md5} recorded for {rel} by stage {stage!r} "
             f"in {lock_name} (edited by hand, or not produced by the pipeline)"
         )
+        return False
+    return True
 
 
 def other_metrics_files(directory: Path) -> list[Path]:
@@ -148,68 +225,136 @@ def other_metrics_files(directory: Path) -> list[Path]:
     return sorted(p for p in directory.glob("*metrics.json") if p.name != "metrics.json")
 
 
-def check_paper(
-    targets: PaperTargets, root: Path, *, allow_missing_reference: bool = True
-) -> PaperCheck:
-    """Check one paper: hash gates on both metrics files, then bars on the compared metrics.
+def _paper_scale(targets: PaperTargets) -> float | None:
+    """The paper's data scale: the first number under ``data_scale.paper``."""
+    paper = (targets.data_scale or {}).get("paper") or {}
+    return next((as_number(v) for v in paper.values() if as_number(v) is not None), None)
 
-    Raises :class:`InputError` when dvc.lock, a provenance.json or the compared metrics file
-    cannot be parsed.
+
+def _check_default_integrity(targets: PaperTargets, root: Path, run: RunCheck) -> None:
+    lock = read_dvc_lock(root)
+    if lock is None:
+        run.failures.append(f"{targets.metrics_rel} exists but {root / 'dvc.lock'} does not")
+        return
+    folder = root / targets.run_dir_rel("default")
+    for file in (folder / "metrics.json", *other_metrics_files(folder)):
+        rel = f"reports/{targets.paper}/{file.name}"
+        if check_hash(file, rel, lock, "dvc.lock", run.failures):
+            run.verified.append(rel)
+
+
+def _check_snapshot_integrity(targets: PaperTargets, root: Path, run: RunCheck) -> None:
+    rel_dir = targets.run_dir_rel(run.run)
+    folder = root / rel_dir
+    prov_path = folder / "provenance.json"
+    if not prov_path.is_file():
+        run.failures.append(f"{rel_dir}/metrics.json has no provenance.json")
+        return
+    provenance = read_json(prov_path)
+    # The snapshot records the pipeline's paths of the files it copied.
+    for file in (folder / "metrics.json", *other_metrics_files(folder)):
+        label = f"{rel_dir}/{file.name}"
+        if check_hash(
+            file,
+            f"reports/{targets.paper}/{file.name}",
+            provenance.get("dvc_lock"),
+            f"{rel_dir}/provenance.json",
+            run.failures,
+            label=label,
+        ):
+            run.verified.append(label)
+
+
+def _snapshot_folders(targets: PaperTargets, root: Path) -> list[str]:
+    """Snapshot folders under ``reports/<paper>/`` other than partial/ and reference/."""
+    folder = root / targets.run_dir_rel("default")
+    if not folder.is_dir():
+        return []
+    return sorted(
+        p.name
+        for p in folder.iterdir()
+        if p.is_dir() and p.name not in RUNS and (p / "provenance.json").is_file()
+    )
+
+
+def check_run(
+    targets: PaperTargets, root: Path, run_name: str, *, verify_hashes: bool = True
+) -> RunCheck | None:
+    """Check one run of ``targets.paper``; None when that run is not committed.
+
+    Raises :class:`InputError` when dvc.lock, a provenance.json or the metrics file cannot be
+    parsed.
     """
-    root = Path(root)
-    default_file = root / targets.metrics_rel
-    ref_dir = root / targets.reference_rel
-    ref_file = ref_dir / "metrics.json"
-    check = PaperCheck(paper=targets.paper, source="default", metrics_file=None)
-
-    if default_file.is_file():
-        lock = read_dvc_lock(root)
-        if lock is None:
-            check.failures.append(f"{targets.metrics_rel} exists but {root / 'dvc.lock'} does not")
-        else:
-            check_hash(default_file, targets.metrics_rel, lock, "dvc.lock", check.failures)
-            for extra in other_metrics_files(default_file.parent):
-                rel = f"reports/{targets.paper}/{extra.name}"
-                check_hash(extra, rel, lock, "dvc.lock", check.failures)
-
-    if ref_file.is_file():
-        prov_path = ref_dir / "provenance.json"
-        if not prov_path.is_file():
-            check.failures.append(f"{targets.reference_rel}/metrics.json has no provenance.json")
-        else:
-            provenance = read_json(prov_path)
-            # The snapshot records the pipeline's paths of the files it copied.
-            for file in (ref_file, *other_metrics_files(ref_dir)):
-                check_hash(
-                    file,
-                    f"reports/{targets.paper}/{file.name}",
-                    provenance.get("dvc_lock"),
-                    f"{targets.reference_rel}/provenance.json",
-                    check.failures,
-                    label=f"{targets.reference_rel}/{file.name}",
-                )
-        check.source, check.metrics_file = "reference", ref_file
+    rel_dir = targets.run_dir_rel(run_name)
+    metrics_file = root / rel_dir / "metrics.json"
+    if not metrics_file.is_file():
+        return None
+    run = RunCheck(run_name, metrics_file, integrity_only=run_name not in RUNS)
+    if not verify_hashes:
+        pass
+    elif run_name == "default":
+        _check_default_integrity(targets, root, run)
     else:
-        message = (
-            f"no reference run committed for {targets.paper!r} ({targets.reference_rel}/"
-            "metrics.json): checking the default-profile metrics; bars scoped to the "
-            "paper-scale reference are NOT gated"
-        )
-        (check.warnings if allow_missing_reference else check.failures).append(message)
-        if default_file.is_file():
-            check.metrics_file = default_file
-        else:
-            check.failures.append(f"no metrics to check: {targets.metrics_rel} does not exist")
-
-    if check.metrics_file is None:
-        return check
-    metrics = read_json(check.metrics_file)
-    ours = (targets.data_scale or {}).get("ours") or {}
-    check.scale_metric = str(ours.get("metric") or "n_materials")
-    check.scale_value = get_metric(metrics, check.scale_metric)
+        _check_snapshot_integrity(targets, root, run)
+    if run.integrity_only:
+        return run
+    run.metrics = read_json(metrics_file)
+    run.scale_value = get_metric(run.metrics, targets.scale_metric)
     for target in targets.targets:
-        row = evaluate(target, metrics, check.source)
-        check.rows.append(row)
+        row = evaluate(target, run.metrics, run_name)
+        run.rows.append(row)
         if row.failed:
-            check.failures.append(f"{target.name} ({target.metric}): {row.detail}")
+            run.failures.append(f"{target.name} ({target.metric}): {row.detail}")
+    return run
+
+
+def check_paper(
+    targets: PaperTargets, root: Path, *, verify_hashes: bool = True
+) -> PaperCheck:
+    """Check every committed run of one paper, its reference status, then judge its claims.
+
+    ``verify_hashes=False`` skips the integrity gate (for showing numbers inside a pipeline
+    run, before dvc.lock records them).
+
+    Raises :class:`InputError` when dvc.lock, a provenance.json or a metrics file cannot be
+    parsed.
+    """
+    from esrepro.targets.claims import evaluate_claims
+
+    root = Path(root)
+    check = PaperCheck(
+        paper=targets.paper, scale_metric=targets.scale_metric, paper_scale=_paper_scale(targets)
+    )
+    for name in (*RUNS, *_snapshot_folders(targets, root)):
+        run = check_run(targets, root, name, verify_hashes=verify_hashes)
+        if run is None:
+            if name in ("partial", "reference") and (root / targets.run_dir_rel(name)).is_dir():
+                check.failures.append(f"{targets.run_dir_rel(name)}/ has no metrics.json")
+            continue
+        check.runs.append(run)
+        check.failures += [f"{name} run: {f}" for f in run.failures]
+
+    if check.run("default") is None:
+        check.failures.append(
+            f"no default-profile metrics: {targets.metrics_rel} does not exist (run the pipeline)"
+        )
+    reference = targets.reference
+    committed = check.run("reference") is not None
+    if reference.status == "committed" and not committed:
+        check.failures.append(
+            f"no reference run: {targets.reference_rel}/metrics.json does not exist, yet "
+            "paper_targets.yaml says reference: {status: committed} (snapshot it with "
+            "`esrepro snapshot-reference`, or declare it pending with the reason)"
+        )
+    elif reference.status == "pending" and committed:
+        check.failures.append(
+            f"{targets.reference_rel}/ is committed but paper_targets.yaml says the reference "
+            "is pending: set reference: {status: committed}"
+        )
+    elif reference.status == "pending":
+        check.notes.append(f"{targets.paper}: reference run pending: {reference.reason}")
+
+    compared = check.compared
+    if compared is not None:
+        check.claims = evaluate_claims(targets.claims, compared.metrics)
     return check

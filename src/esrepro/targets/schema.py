@@ -2,8 +2,11 @@
 
 Per paper it records every number we compare against: the metric path into the paper's
 metrics JSON, the paper's value (``null`` when the paper only shows a figure), the bar that must
-hold, the unit, the metric's definition, where in the paper it comes from and the data scale.
-An unknown key, a duplicated key or a wrong shape is a :class:`TargetsError` naming the file.
+hold and on which runs (``scope``), the unit, the metric's definition, where in the paper it
+comes from and the data scale; whether the paper-scale reference run is committed or pending
+(``reference``); and the paper's claims (``claims``: statements judged holds / fails / not
+resolved, never gating). An unknown key, a duplicated key or a wrong shape is a
+:class:`TargetsError` naming the file.
 """
 
 from __future__ import annotations
@@ -18,15 +21,28 @@ from esrepro.strict_io import InputError, UniqueKeyLoader, read_yaml
 
 #: Location of the targets file, relative to the repository root.
 TARGETS_FILE = Path("reports") / "paper_targets.yaml"
-#: Allowed values of a target's ``scope``.
+#: Allowed values of a target's ``scope``: which committed runs its bar and must_beat gate.
 SCOPES = ("any", "reference", "report")
+#: The runs a paper may have committed, in the order they are checked: the default-profile
+#: ``reports/<paper>/metrics.json``, the interim ``partial/`` snapshot and the paper-scale
+#: ``reference/`` snapshot.
+RUNS = ("default", "partial", "reference")
 #: The keys a target entry may have (the header of ``paper_targets.yaml`` documents them). Any
 #: other key is a typo: ``must_bet`` would otherwise drop the must_beat gate without a word.
 TARGET_KEYS = (
     "name", "metric", "paper", "bar", "must_beat", "scope", "unit", "definition", "where", "note"
 )
 #: The keys of a paper's entry, of its ``data_scale`` and of ``data_scale.ours``.
-PAPER_KEYS = ("title", "source", "data_scale", "targets")
+PAPER_KEYS = ("title", "source", "reference", "data_scale", "targets", "claims")
+#: The keys of a paper's ``reference`` and its allowed statuses.
+REFERENCE_KEYS = ("status", "reason")
+REFERENCE_STATUSES = ("committed", "pending")
+#: The keys of a claim (CLAIMS.md §2): a claim is judged on a paired comparison record
+#: (``comparison`` + ``expect``) or on a number (``metric`` + ``holds_if``, optional
+#: ``interval``).
+CLAIM_KEYS = (
+    "id", "statement", "where", "comparison", "expect", "metric", "holds_if", "interval", "note"
+)
 DATA_SCALE_KEYS = ("paper", "ours")
 DATA_SCALE_OURS_KEYS = ("metric", "note")
 
@@ -50,19 +66,48 @@ class Target:
     scope: str = "any"
     note: str = ""
 
-    def gated(self, source: str) -> bool:
-        """Whether the bar and ``must_beat`` gate metrics of a "reference" or "default" run."""
-        return self.scope == "any" or (self.scope == "reference" and source == "reference")
+    def gated(self, run: str) -> bool:
+        """Whether the bar and ``must_beat`` gate the metrics of ``run`` (one of :data:`RUNS`).
+
+        ``any`` gates every committed run, ``reference`` only the paper-scale reference run,
+        ``report`` none (always shown as "not gated: would pass/fail").
+        """
+        return self.scope == "any" or (self.scope == "reference" and run == "reference")
+
+
+@dataclass(frozen=True)
+class Reference:
+    """Whether the paper-scale reference run is committed, or pending and why."""
+
+    status: str  # "committed" or "pending"
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A statement of the paper, judged on the compared run (never a gate; CLAIMS.md §2)."""
+
+    id: str
+    statement: str
+    where: str
+    comparison: str | None = None  # path to a paired_comparison record
+    expect: str | None = None  # the model the paper says wins that comparison
+    metric: str | None = None  # path to a number ...
+    holds_if: Mapping[str, float] | None = None  # ... that must meet {min} and/or {max}
+    interval: str | None = None  # optional path to [lo, hi] of that number
+    note: str = ""
 
 
 @dataclass(frozen=True)
 class PaperTargets:
-    """All targets of one paper plus where its metrics live."""
+    """All targets and claims of one paper plus where its metrics live."""
 
     paper: str
     title: str
     data_scale: Mapping[str, Any]
     targets: tuple[Target, ...]
+    reference: Reference = Reference("committed")
+    claims: tuple[Claim, ...] = ()
 
     @property
     def metrics_rel(self) -> str:
@@ -73,6 +118,16 @@ class PaperTargets:
     def reference_rel(self) -> str:
         """The reference-run directory, relative to the root."""
         return f"reports/{self.paper}/reference"
+
+    @property
+    def scale_metric(self) -> str:
+        """Metric path of our data scale: ``data_scale.ours.metric``, else ``n_materials``."""
+        ours = (self.data_scale or {}).get("ours") or {}
+        return str(ours.get("metric") or "n_materials")
+
+    def run_dir_rel(self, run: str) -> str:
+        """Folder holding ``run``'s metrics.json, relative to the root."""
+        return f"reports/{self.paper}" if run == "default" else f"reports/{self.paper}/{run}"
 
 
 def _require(mapping: Mapping[str, Any], key: str, where: str) -> Any:
@@ -114,15 +169,90 @@ def _parse_data_scale(raw: Any, where: str) -> dict[str, Any]:
     return {str(k): dict(v) for k, v in raw.items() if v is not None}
 
 
-def _parse_bar(raw: Any, where: str) -> dict[str, float] | None:
+def _parse_bar(raw: Any, where: str, what: str = "bar") -> dict[str, float] | None:
     if raw is None:
         return None
     if not isinstance(raw, Mapping) or not raw or set(raw) - {"max", "min"}:
-        raise TargetsError(f"{where}: bar must be null or a mapping with 'max' and/or 'min'")
-    try:
-        return {str(k): float(v) for k, v in raw.items()}
-    except (TypeError, ValueError) as err:
-        raise TargetsError(f"{where}: bar values must be numbers ({raw!r})") from err
+        raise TargetsError(f"{where}: {what} must be null or a mapping with 'max' and/or 'min'")
+    if any(isinstance(v, bool) or not isinstance(v, int | float) for v in raw.values()):
+        raise TargetsError(f"{where}: {what} values must be numbers ({dict(raw)!r})")
+    return {str(k): float(v) for k, v in raw.items()}
+
+
+def _text(raw: Mapping[str, Any], key: str, where: str, *, required: bool = True) -> str:
+    """A non-empty string under ``key`` (required), or "" when optional and absent/null."""
+    value = raw.get(key)
+    if value is None and not required:
+        return ""
+    if key not in raw:
+        raise TargetsError(f"{where}: missing key {key!r}")
+    if not isinstance(value, str) or not value.strip():
+        raise TargetsError(f"{where}: {key} must be a non-empty string, not {value!r:.80}")
+    return value
+
+
+def _parse_reference(raw: Any, where: str) -> Reference:
+    """``reference: {status: committed}`` or ``{status: pending, reason: "..."}``."""
+    where = f"{where}.reference"
+    if not isinstance(raw, Mapping):
+        raise TargetsError(
+            f"{where}: expected {{status: committed}} or {{status: pending, reason: ...}}, "
+            f"not {raw!r:.80}"
+        )
+    _reject_unknown_keys(raw, REFERENCE_KEYS, where)
+    status = raw.get("status")
+    if status not in REFERENCE_STATUSES:
+        raise TargetsError(f"{where}: status must be one of {REFERENCE_STATUSES}, not {status!r}")
+    reason = _text(raw, "reason", where, required=status == "pending")
+    return Reference(status=str(status), reason=" ".join(reason.split()))
+
+
+def _parse_claim(raw: Any, where: str) -> Claim:
+    if not isinstance(raw, Mapping):
+        raise TargetsError(f"{where}: expected a mapping, not {raw!r:.80}")
+    claim_id = _text(raw, "id", where)
+    where = f"{where} ({claim_id})"
+    _reject_unknown_keys(raw, CLAIM_KEYS, where)
+    statement, said_where = _text(raw, "statement", where), _text(raw, "where", where)
+    note = _text(raw, "note", where, required=False)
+    if ("comparison" in raw) == ("metric" in raw):
+        raise TargetsError(
+            f"{where}: a claim needs exactly one of 'comparison' (with 'expect') or 'metric' "
+            "(with 'holds_if')"
+        )
+    if "comparison" in raw:
+        for key in ("holds_if", "interval"):
+            if key in raw:
+                raise TargetsError(
+                    f"{where}: {key!r} belongs to a 'metric' claim, not a comparison"
+                )
+        return Claim(
+            claim_id, statement, said_where, note=note,
+            comparison=_text(raw, "comparison", where), expect=_text(raw, "expect", where),
+        )
+    if "expect" in raw:
+        raise TargetsError(f"{where}: 'expect' belongs to a 'comparison' claim, not a metric")
+    holds_if = _parse_bar(_require(raw, "holds_if", where), where, "holds_if")
+    if holds_if is None:
+        raise TargetsError(f"{where}: holds_if must be a mapping with 'max' and/or 'min'")
+    return Claim(
+        claim_id, statement, said_where, note=note,
+        metric=_text(raw, "metric", where), holds_if=holds_if,
+        interval=_text(raw, "interval", where, required=False) or None,
+    )
+
+
+def _parse_claims(raw: Any, where: str) -> tuple[Claim, ...]:
+    if raw is None:
+        return ()
+    if isinstance(raw, str) or not isinstance(raw, Sequence):
+        raise TargetsError(f"{where}: 'claims' must be a list")
+    claims = tuple(_parse_claim(c, f"{where}.claims[{i}]") for i, c in enumerate(raw))
+    ids = [c.id for c in claims]
+    duplicates = sorted({i for i in ids if ids.count(i) > 1})
+    if duplicates:
+        raise TargetsError(f"{where}: duplicate claim id(s) {duplicates}")
+    return claims
 
 
 def _parse_target(raw: Any, where: str) -> Target:
@@ -187,5 +317,7 @@ def load_targets(path: str | Path) -> dict[str, PaperTargets]:
             title=str(spec.get("title", paper)),
             data_scale=_parse_data_scale(spec.get("data_scale"), where),
             targets=targets,
+            reference=_parse_reference(_require(spec, "reference", where), where),
+            claims=_parse_claims(spec.get("claims"), where),
         )
     return out
