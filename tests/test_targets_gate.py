@@ -11,6 +11,7 @@ import json
 import subprocess
 from pathlib import Path
 
+import numpy as np
 from rich.console import Console
 
 from esrepro.targets import file_md5, run_check_targets, snapshot_reference
@@ -235,3 +236,28 @@ def test_targets_file_schema_error_still_exits_2(tmp_path: Path) -> None:
     code, output = _output(root)
     assert code == 2 and "status must be one of ('committed', 'pending')" in output
     assert (root / TARGETS_REL).is_file()
+
+
+def test_resolved_by_lets_only_a_resolved_loss_fail() -> None:
+    from esrepro.metrics import paired_comparison
+    from esrepro.targets.check import evaluate
+    from esrepro.targets.schema import Target
+
+    target = Target(
+        name="ae", metric="ae.test.mae", paper=None, bar=None, unit="u", definition="d",
+        where="w", must_beat=("mean.test.mae",), resolved_by="comparisons.ae_vs_mean",
+    )
+    hard = np.linspace(0.01, 0.05, 8)
+    noisy = hard + np.array([0.004, -0.003, 0.002, -0.001, 0.003, -0.002, 0.001, 0.0])
+    tie = paired_comparison(noisy, hard, names=("ae", "mean"))
+    assert tie["winner"] is None and noisy.mean() > hard.mean()
+    metrics = {"ae": {"test": {"mae": float(noisy.mean())}},
+               "mean": {"test": {"mae": float(hard.mean())}}, "comparisons": {"ae_vs_mean": tie}}
+    row = evaluate(target, metrics, "default")
+    assert not row.failed and row.verdict == "ok (within noise)" and "not resolved" in row.detail
+    worse = paired_comparison(hard + 0.01, hard, names=("ae", "mean"))
+    metrics["comparisons"]["ae_vs_mean"] = worse
+    metrics["ae"]["test"]["mae"] = float(hard.mean() + 0.01)
+    assert evaluate(target, metrics, "default").verdict == "REGRESSION"
+    del metrics["comparisons"]  # no record: the point estimate decides
+    assert evaluate(target, metrics, "default").failed

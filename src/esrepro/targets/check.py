@@ -162,6 +162,7 @@ def evaluate(target: Target, metrics: Mapping[str, Any], run: str) -> Row:
     ratio = ours / target.paper if ours is not None and target.paper else None
     gated = target.gated(run)
     problems: list[str] = []
+    notes: list[str] = []  # shortfalls the paired record does not resolve: shown, not failed
     if target.bar or target.must_beat:
         if ours is None:
             problems.append(f"{target.metric} missing from the metrics")
@@ -175,7 +176,12 @@ def evaluate(target: Target, metrics: Mapping[str, Any], run: str) -> Row:
                 if theirs is None:
                     problems.append(f"cannot compare: {other} missing")
                 elif not ours < theirs:
-                    problems.append(f"does not beat {other} ({ours:.4g} ≥ {theirs:.4g})")
+                    lost = f"does not beat {other} ({ours:.4g} ≥ {theirs:.4g})"
+                    within_noise = _within_noise(metrics, target.resolved_by)
+                    if within_noise is None:
+                        problems.append(lost)
+                    else:
+                        notes.append(f"{lost}, {within_noise}")
     if not (target.bar or target.must_beat):
         verdict, failed = "info", False
     elif not gated:
@@ -184,9 +190,28 @@ def evaluate(target: Target, metrics: Mapping[str, Any], run: str) -> Row:
         failed = False
     elif problems:
         verdict, failed = ("MISSING" if ours is None else "REGRESSION"), True
+    elif notes:
+        verdict, failed = "ok (within noise)", False
     else:
         verdict, failed = "ok", False
-    return Row(target, ours, ratio, verdict, failed, "; ".join(problems), run)
+    return Row(target, ours, ratio, verdict, failed, "; ".join(problems + notes), run)
+
+
+def _within_noise(metrics: Mapping[str, Any], record_path: str | None) -> str | None:
+    """Why a lost point comparison does not count, or None when it does.
+
+    It does not count when the paired record at ``record_path`` resolves no winner; it counts
+    when the record names the other model, or when there is no path or no such record.
+    """
+    if record_path is None:
+        return None
+    record = get_node(metrics, record_path)
+    if not isinstance(record, Mapping) or "winner" not in record:
+        return None
+    if record["winner"] is not None:
+        return None
+    lo, hi = record.get("ci95", [math.nan, math.nan])
+    return f"not resolved: 95% interval of the difference [{lo:.3g}, {hi:.3g}] includes 0"
 
 
 def check_hash(

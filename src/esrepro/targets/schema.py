@@ -30,7 +30,8 @@ RUNS = ("default", "partial", "reference")
 #: The keys a target entry may have (the header of ``paper_targets.yaml`` documents them). Any
 #: other key is a typo: ``must_bet`` would otherwise drop the must_beat gate without a word.
 TARGET_KEYS = (
-    "name", "metric", "paper", "bar", "must_beat", "scope", "unit", "definition", "where", "note"
+    "name", "metric", "paper", "bar", "must_beat", "resolved_by", "scope", "unit", "definition",
+    "where", "note",
 )
 #: The keys of a paper's entry, of its ``data_scale`` and of ``data_scale.ours``.
 PAPER_KEYS = ("title", "source", "reference", "data_scale", "targets", "claims")
@@ -63,6 +64,10 @@ class Target:
     definition: str
     where: str
     must_beat: tuple[str, ...] = ()
+    #: Path to the paired comparison record (:func:`esrepro.metrics.paired_comparison`, ours as
+    #: side ``a``) of a ``must_beat``: a point estimate that does not beat fails only when the
+    #: record resolves the other model as better (a small test set cannot tell noise apart).
+    resolved_by: str | None = None
     scope: str = "any"
     note: str = ""
 
@@ -271,6 +276,9 @@ def _parse_target(raw: Any, where: str) -> Target:
         or not all(isinstance(m, str) and m for m in must_beat)
     ):
         raise TargetsError(f"{where}: must_beat must be a list of metric paths")
+    resolved_by = raw.get("resolved_by")
+    if resolved_by is not None and (not isinstance(resolved_by, str) or not must_beat):
+        raise TargetsError(f"{where}: resolved_by must be a metric path and needs must_beat")
     scope = str(raw.get("scope", "any"))
     if scope not in SCOPES:
         raise TargetsError(f"{where}: scope must be one of {SCOPES}, not {scope!r}")
@@ -283,6 +291,7 @@ def _parse_target(raw: Any, where: str) -> Target:
         definition=str(_require(raw, "definition", where)),
         where=str(_require(raw, "where", where)),
         must_beat=tuple(str(m) for m in must_beat),
+        resolved_by=resolved_by,
         scope=scope,
         note=str(raw.get("note") or ""),
     )
