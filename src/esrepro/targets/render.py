@@ -82,3 +82,29 @@ def render_check(
         console.print(Panel(warning, title="WARNING", border_style="bold yellow"))
     for failure in check.failures:
         console.print(f"[bold red]FAIL[/bold red] {failure}")
+
+
+def paper_vs_ours(paper: str, root: Path) -> str:
+    """STUB for the report notebooks (helper "reports"); helper "gate" writes the real one.
+
+    The check-targets table of ``paper`` as Markdown (claims not yet listed).
+    """
+    from esrepro.targets.check import check_paper
+    from esrepro.targets.schema import TARGETS_FILE, load_targets
+
+    root = Path(root)
+    targets = load_targets(root / TARGETS_FILE)[paper]
+    check = check_paper(targets, root)
+    lines = [
+        f"Compared run: {check.source}.",
+        "",
+        "| metric | paper | ours | ratio | verdict |",
+        "|---|---:|---:|---:|---|",
+    ]
+    for row in check.rows:
+        ratio = "—" if row.ratio is None else f"{row.ratio:.3f}"
+        lines.append(
+            f"| {row.target.metric} | {fmt_value(row.target.paper, row.target.unit)} "
+            f"| {fmt_value(row.ours, row.target.unit)} | {ratio} | {row.verdict} |"
+        )
+    return "\n".join(lines)
