@@ -44,7 +44,7 @@ _OFFLINE_TEMPLATE_SOURCE = """{%- extends 'lab/index.html.j2' -%}
 
 
 #: An absolute path of a machine in a page ("../tmp/x", relative, does not count).
-MACHINE_PATH = re.compile(r"(?<![\w.~-])/(?:work|root|tmp|home|Users)/[^\s\"'<>)]*")
+MACHINE_PATH = re.compile(r"(?<![\w.~-])/(?:work|root|tmp|home|Users)/[^\s\"'<>)\\]*")
 #: LaTeX left as text: ``$…$`` holding a command, a subscript or a superscript.
 RAW_MATH = re.compile(r"\$\$?[^$\n<>]*?[\\_^][^$\n<>]*?\$\$?")
 _SCRIPT_OR_STYLE = re.compile(r"<(script|style)\b.*?</\1>", re.S | re.I)
@@ -140,13 +140,23 @@ def _relative_to(value: Any, base: Path) -> Any:
 
 
 def _record_relative_paths(executed: Path, cwd: Path) -> None:
-    """Rewrite the notebook and output paths papermill records in ``executed`` relative to
-    ``cwd``: a committed report names no directory of the machine that rendered it."""
+    """Make ``executed`` name no directory of the machine that rendered it: the notebook and
+    output paths papermill records, and ``cwd`` in any output (a warning naming a file of the
+    repository's .venv, say), become relative to ``cwd``, the kernel's working directory."""
     nb = nbformat.read(executed, as_version=4)
     record = nb.metadata.get("papermill", {})
     for key in ("input_path", "output_path"):
         if record.get(key):
             record[key] = str(_relative_to(Path(record[key]).absolute(), cwd))
+    prefix = str(cwd).rstrip(os.sep) + os.sep
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            if isinstance(output.get("text"), str):
+                output["text"] = output["text"].replace(prefix, "")
+            data = output.get("data", {})
+            for mime in ("text/plain", "text/markdown", "text/html"):
+                if isinstance(data.get(mime), str):
+                    data[mime] = data[mime].replace(prefix, "")
     nbformat.write(nb, executed)
 
 
