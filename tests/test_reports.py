@@ -15,15 +15,14 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 from papermill.exceptions import PapermillExecutionError
 
+from esrepro.report_snapshots import SnapshotRenderError, render_snapshot
 from esrepro.reports import (
     MACHINE_PATH,
     NotebookExecutionError,
-    SnapshotRenderError,
     export_html,
     notebook_path,
     page_problems,
     render_notebook,
-    render_snapshot,
 )
 
 REPO = Path(__file__).resolve().parents[1]

@@ -18,7 +18,8 @@ from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.support.ui import WebDriverWait
 
-from esrepro.reports import page_problems, render_snapshot
+from esrepro.report_snapshots import render_snapshot
+from esrepro.reports import page_problems
 from test_reports import COMMITTED_PAGES, REPO, make_dosnp_snapshot
 
 #: The generated page template .dvc/config names (scripts/dvc_plots_template.py, run by setup).
