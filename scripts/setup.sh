@@ -5,11 +5,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # libfftw3-dev: GPAW's plane-wave FFTs (scripts/gpaw_siteconfig.py); without it GPAW falls back to scipy.
-debs=(libxc-dev libopenblas-dev libopenmpi-dev libfftw3-dev openmpi-bin git)
+# chromium, chromium-driver: the headless-browser test of the reports (tests/test_reports_browser.py).
+debs=(libxc-dev libopenblas-dev libopenmpi-dev libfftw3-dev openmpi-bin git chromium chromium-driver)
 missing=()
 for pkg in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
+# npm fetches the Vega scripts of the `dvc plots show` page (below); a Node.js install that is
+# not Debian's may already bring it.
+command -v npm >/dev/null || missing+=(npm)
 if ((${#missing[@]})); then
   echo "setup: installing Debian packages: ${missing[*]}"
   sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
@@ -56,4 +60,6 @@ fi
 
 # DVC needs a git repository; a source tarball (no .git) gets one.
 [ -d .git ] || git init -q
+# The page template of `dvc plots show` (.dvc/config) with Vega inlined, so it draws offline.
+.venv/bin/python scripts/dvc_plots_template.py
 echo "setup: ready ($(.venv/bin/python -c 'import gpaw, torch; import gpaw.fftw; print("gpaw", gpaw.__version__, "FFTW" if gpaw.fftw.have_fftw() else "no FFTW", "torch", torch.__version__)'))"

@@ -1,16 +1,34 @@
-"""The DOSnp report notebook renders to HTML and PNG figures from small synthetic inputs."""
+"""The report pages: the DOSnp notebook renders to HTML and PNG figures from small synthetic
+inputs, pages hide code, show math as MathML and name no machine path (committed ones too)."""
 
 from __future__ import annotations
 
 import json
+import re
+import shutil
 from pathlib import Path
 
+import nbformat
 import numpy as np
 import pandas as pd
 import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 from papermill.exceptions import PapermillExecutionError
 
-from esrepro.reports import NotebookExecutionError, notebook_path, render_notebook
+from esrepro.report_snapshots import SnapshotRenderError, render_snapshot
+from esrepro.reports import (
+    MACHINE_PATH,
+    NotebookExecutionError,
+    export_html,
+    notebook_path,
+    page_problems,
+    render_notebook,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+#: Every page the pipeline and the snapshots committed, and the executed notebooks beside them.
+COMMITTED_PAGES = sorted(REPO.glob("reports/**/*.html"))
+COMMITTED_EXECUTED = sorted(REPO.glob("reports/**/*.ipynb"))
 
 FIGURES = (
     "fig2_lda_vs_qsgw.png",
@@ -149,6 +167,18 @@ def test_dosnp_notebook_renders(tmp_path: Path, repo_root: Path) -> None:
     assert "Effective-mass head" in text
     assert "GPAW PAW LDA (PW92)" in text
     assert "2 failed in DFT" in text
+    # A page for readers: results without the code, math as MathML, nothing from the network.
+    assert "matplotlib.use(" not in text and "def show(fig, name)" not in text
+    assert text.count("<math") >= 3
+    assert page_problems(text) == []
+    assert not re.search(r"<script[^>]+src=", text)
+    assert re.search(r"<h2[^>]*>Paper vs ours", text)
+    # The executed notebook records the parameters and its own path relative to the repository.
+    executed = (out / "dosnp.ipynb").read_text(encoding="utf-8")
+    assert MACHINE_PATH.findall(executed) == []
+    record = json.loads(executed)["metadata"]["papermill"]
+    assert record["input_path"] == "src/esrepro/notebooks/dosnp.ipynb"
+    assert not Path(record["parameters"]["metrics_json"]).is_absolute()
 
 
 def test_notebook_error_names_the_notebook(tmp_path: Path, repo_root: Path) -> None:
@@ -166,3 +196,89 @@ def test_notebook_error_names_the_notebook(tmp_path: Path, repo_root: Path) -> N
     assert "dosnp.ipynb" in str(info.value)
     assert "FileNotFoundError" in str(info.value)
     assert not (tmp_path / "report" / "dosnp.html").exists()
+
+
+def test_page_shows_math_as_mathml_and_hides_code(tmp_path: Path) -> None:
+    nb = new_notebook()
+    nb.cells = [
+        new_markdown_cell(r"Gap $E_g^{\mathrm{QSGW}}$ and $$\sum_i \mathcal{D}_i(\varepsilon)$$"),
+        new_code_cell(
+            "SECRET_SOURCE = 1",
+            outputs=[
+                new_output(
+                    "display_data",
+                    data={"text/markdown": r"error $\mathcal{L}/\sigma$ = 0.1, code `$x_1$`"},
+                )
+            ],
+        ),
+    ]
+    executed = tmp_path / "page.ipynb"
+    nbformat.write(nb, executed)
+    text = export_html(executed, tmp_path / "page.html").read_text(encoding="utf-8")
+    assert "SECRET_SOURCE" not in text
+    assert "error" in text
+    assert text.count("<math") == 3  # two in the Markdown cell, one in the Markdown output
+    assert 'display="block"' in text
+    assert "<mi>ℒ</mi>" in text  # \mathcal{L}
+    assert "<code>$x_1$</code>" in text  # a code span stays as written
+    assert "<script" not in text
+
+
+def test_page_problems_names_raw_latex_and_machine_paths() -> None:
+    page = (
+        "<p>gap $E_g^{QSGW}$, cost $5 and $6, a/b, see ../../tmp/x and /work/main/data/x.csv</p>"
+        "<script>var s = '$x_1$ /home/y';</script>"
+    )
+    assert page_problems(page) == [
+        "raw LaTeX '$E_g^{QSGW}$'",
+        "machine path '/work/main/data/x.csv'",
+    ]
+    assert page_problems("<p>fine: reports/dosnp/metrics.json, 5 $ and <math></math></p>") == []
+
+
+@pytest.mark.parametrize("page", COMMITTED_PAGES, ids=lambda p: str(p.relative_to(REPO)))
+def test_committed_page_has_no_raw_latex_or_machine_path(page: Path) -> None:
+    problems = page_problems(page.read_text(encoding="utf-8"))
+    assert problems == [], f"{page.relative_to(REPO)}: {problems[:5]} ({len(problems)} in all)"
+
+
+@pytest.mark.parametrize("executed", COMMITTED_EXECUTED, ids=lambda p: str(p.relative_to(REPO)))
+def test_committed_executed_notebook_has_no_machine_path(executed: Path) -> None:
+    found = sorted(set(MACHINE_PATH.findall(executed.read_text(encoding="utf-8"))))
+    assert found == [], f"{executed.relative_to(REPO)}: {found[:5]}"
+
+
+def test_committed_pages_exist() -> None:
+    # The parametrized checks above must not pass by finding nothing.
+    assert len(COMMITTED_PAGES) >= 3 and len(COMMITTED_EXECUTED) >= 3
+
+
+def test_render_snapshot_names_every_missing_input(tmp_path: Path, repo_root: Path) -> None:
+    snapshot = tmp_path / "reference"
+    snapshot.mkdir()
+    (snapshot / "metrics.json").write_text("{}")
+    with pytest.raises(SnapshotRenderError) as info:
+        render_snapshot("dosnp", snapshot, root=repo_root)
+    message = str(info.value)
+    for name in ("predictions", "cv_metrics", "cv_predictions", "training"):
+        assert f"{name} (" in message
+    for name in ("table", "dft_summary"):  # under data/: never in a snapshot
+        assert f"pass inputs={{{name!r}: ...}}" in message
+    assert "metrics (" not in message.replace("cv_metrics (", "")
+    assert not (snapshot / "dosnp.html").exists()
+
+
+def make_dosnp_snapshot(folder: Path) -> dict[str, Path]:
+    """A DOSnp snapshot folder from synthetic inputs, and the inputs a snapshot lacks."""
+    params = write_synthetic_inputs(folder / "inputs")
+    for key in ("predictions_csv", "metrics_json"):
+        shutil.copy(params[key], folder / params[key].name)
+    shutil.copytree(params["dvclive_dir"], folder / "training")
+    (folder / "provenance.json").write_text(json.dumps({"files": {"metrics.json": "x"}}))
+    return {
+        "table": params["table_csv"],
+        "dft_summary": params["dft_summary_csv"],
+        # no cross-validation in this snapshot: the notebook says so
+        "cv_metrics": folder / "cv_metrics.json",
+        "cv_predictions": folder / "cv_predictions.csv",
+    }
