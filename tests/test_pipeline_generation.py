@@ -304,3 +304,22 @@ def test_cli_lists_papers_and_checks_the_pipeline(repo_root: Path, tmp_path: Pat
     assert "esrepro pipeline write" in failed.output
     assert runner.invoke(app, ["pipeline", "write", "--root", str(tmp_path)]).exit_code == 0
     assert runner.invoke(app, ["pipeline", "check", "--root", str(tmp_path)]).exit_code == 0
+
+
+def test_report_stages_depend_on_every_run_their_paper_vs_ours_section_shows(
+    repo_root: Path,
+) -> None:
+    # The section shows every committed snapshot beside the default run: a new snapshot not
+    # listed in the report stage's `reads` would leave the rendered page stale.
+    for paper in all_papers():
+        report = next(s for s in paper.stages if s.name == "report")
+        committed = {
+            str(p.relative_to(repo_root))
+            for name in ("partial", "reference")
+            for p in [repo_root / "reports" / paper.name / name / "metrics.json"]
+            if p.is_file()
+        }
+        listed = {r for r in report.reads if r.endswith("/metrics.json")}
+        assert listed == committed, paper.name
+        assert "reports/paper_targets.yaml" in report.reads
+        assert "src/esrepro/targets" in report.code

@@ -226,7 +226,7 @@ def _out(output: Any) -> Any:
 def stage_entry(paper: Paper, stage: Stage) -> dict[str, Any]:
     """The dvc.yaml entry of one stage."""
     entry: dict[str, Any] = {"cmd": f"python {RUNNER} {paper.name} {stage.name}"}
-    entry["deps"] = [*stage.inputs.values(), RUNNER, *stage_code(stage)]
+    entry["deps"] = [*stage.inputs.values(), *stage.reads, RUNNER, *stage_code(stage)]
     if stage.params:
         entry["params"] = list(stage.params)
     metrics = [o for o in stage.outputs.values() if o.metric]

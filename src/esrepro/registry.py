@@ -48,6 +48,19 @@ def report(path: str) -> Output:
     return Output(path, cache=False)
 
 
+#: What a report's "paper vs ours" section (:func:`esrepro.targets.render.paper_vs_ours`) reads
+#: besides the run it renders: the targets file and the code judging it.
+TARGETS_FILE = "reports/paper_targets.yaml"
+TARGETS_CODE = "src/esrepro/targets"
+
+
+def shown_runs(paper: str, *snapshots: str) -> tuple[str, ...]:
+    """The ``reads`` of ``paper``'s report stage: the targets file and the metrics of each
+    committed snapshot (``partial``, ``reference``) its "paper vs ours" section shows beside the
+    default run. A test checks that every committed snapshot is listed."""
+    return (TARGETS_FILE, *(f"reports/{paper}/{name}/metrics.json" for name in snapshots))
+
+
 def metric(path: str) -> Output:
     """A metrics file, committed to git."""
     return Output(path, cache=False, metric=True)
@@ -71,6 +84,8 @@ class Stage:
             (a test checks it), except :data:`esrepro.pipeline.UNTRACKED_PARAMS`.
         code: code DVC tracks beyond the modules the stage's function imports (found by
             :mod:`esrepro.pipeline`), e.g. a package run in worker processes.
+        reads: files or folders the stage reads that are not arguments of its function (a DVC
+            dependency all the same), e.g. what a report's "paper vs ours" section shows.
     """
 
     name: str
@@ -81,6 +96,7 @@ class Stage:
     scratch: Mapping[str, str] = field(default_factory=dict)
     params: tuple[str, ...] = ()
     code: tuple[str, ...] = ()
+    reads: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         outputs = {k: v if isinstance(v, Output) else Output(v) for k, v in self.outputs.items()}

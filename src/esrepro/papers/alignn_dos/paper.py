@@ -4,7 +4,7 @@ tracks."""
 from __future__ import annotations
 
 from esrepro.papers.alignn_dos import config
-from esrepro.registry import Paper, Stage, metric, report
+from esrepro.registry import TARGETS_CODE, Paper, Stage, metric, report, shown_runs
 
 RUN = "esrepro.papers.alignn_dos.pipeline"
 RAW = "data/alignn_dos/raw"
@@ -77,6 +77,8 @@ PAPER = Paper(
             outputs={"html": report(f"{REPORTS}/alignn_dos.html"),
                      "executed": report(f"{REPORTS}/alignn_dos.ipynb"),
                      "figures": report(f"{REPORTS}/figures")},
+            reads=shown_runs("alignn_dos", "partial"),
+            code=(TARGETS_CODE,),
         ),
     ),
     plots=(

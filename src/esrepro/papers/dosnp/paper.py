@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from esrepro.papers.dosnp import config
-from esrepro.registry import Paper, Stage, metric, report
+from esrepro.registry import TARGETS_CODE, Paper, Stage, metric, report, shown_runs
 
 RUN = "esrepro.papers.dosnp.pipeline"
 RAW = "data/dosnp/raw"
@@ -75,6 +75,8 @@ PAPER = Paper(
             outputs={"html": report(f"{REPORTS}/dosnp.html"),
                      "executed": report(f"{REPORTS}/dosnp.ipynb"),
                      "figures": report(f"{REPORTS}/figures")},
+            reads=shown_runs("dosnp", "partial"),
+            code=(TARGETS_CODE,),
         ),
     ),
     plots=(

@@ -4,7 +4,7 @@ tracks."""
 from __future__ import annotations
 
 from esrepro.papers.ldos import config
-from esrepro.registry import Paper, Stage, metric, report
+from esrepro.registry import TARGETS_CODE, Paper, Stage, metric, report, shown_runs
 
 RUN = "esrepro.papers.ldos.pipeline"
 STRUCTURES = "data/ldos/structures"
@@ -60,6 +60,8 @@ PAPER = Paper(
             outputs={"html": report(f"{REPORTS}/ldos.html"),
                      "executed": report(f"{REPORTS}/ldos.ipynb"),
                      "figures": report(f"{REPORTS}/figures")},
+            reads=shown_runs("ldos", "reference"),
+            code=(TARGETS_CODE,),
         ),
     ),
 )
