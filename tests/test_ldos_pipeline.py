@@ -18,7 +18,9 @@ from esrepro.papers.ldos.learn import (
     electrons_in_window,
     evaluate_sets,
     learn_set,
+    per_atom_dos_losses,
     per_sample_losses,
+    species_losses,
 )
 from esrepro.spectra import energy_grid
 from esrepro.splits import random_split_labels
@@ -90,7 +92,7 @@ CFG = LearnConfig(
         folds=3, lam=(1e-4, 1e-2), zeta=(1, 2), n_sparse=0, seed=0, curve_fractions=(0.5, 1.0)
     ),
 )
-PROPERTIES_300K = PropertiesParams(kT_ev=0.025852, T_k=300.0)
+PROPERTIES_300K = PropertiesParams(kT_ev=0.025852, T_k=300.0, sets=("si",))
 
 
 def test_learn_and_evaluate_a_set(tmp_path) -> None:
@@ -121,10 +123,41 @@ def test_learn_and_evaluate_a_set(tmp_path) -> None:
     assert entry["n_environments"] == sum(len(a) for a in feats["atoms"])
     # The learnable synthetic LDOS is predicted well by the LDOS-trained model.
     assert entry["ldos"]["C"]["mean"] < 0.3 and entry["ldos"]["Si"]["mean"] < 0.3
-    assert set(metrics["derived"]) == {"band_energy", "fermi_energy", "dos_at_fermi",
-                                       "heat_capacity", "susceptibility", "absorption"}
-    assert all(set(v) == {"ldos_trained", "dos_trained"} for v in metrics["derived"].values())
+    derived = metrics["derived"]["si"]
+    assert set(derived) == {"band_energy", "fermi_energy", "dos_at_fermi",
+                            "heat_capacity", "susceptibility", "absorption"}
+    assert all(set(v) == {"ldos_trained", "dos_trained"} for v in derived.values())
+    assert metrics["derived_worst"]["si"]["ldos_trained"] == max(
+        v["ldos_trained"] for v in derived.values()
+    )
     predictions = np.load(tmp_path / "p.npz")
+    # Absorption is compared as the spectrum A(ω) (eq. 15 over the ħω grid), not its integral.
+    omega = predictions["si__hbar_omega"]
+    spectra = {s: predictions[f"si__derived_absorption_{s}"] for s in ("ref", "ldos", "dos")}
+    assert spectra["ref"].shape == (3, omega.size) and omega.size > 100
+    assert derived["absorption"]["ldos_trained"] == pytest.approx(
+        normalized_loss(spectra["ldos"], spectra["ref"], omega), rel=1e-5
+    )
+    # Every LDOS-vs-DOS comparison is a paired record over the held-out structures.
+    comparisons = metrics["comparisons"]["si"]
+    assert set(comparisons) == {"ldos", "dos", *PROPERTIES}
+    assert set(comparisons["ldos"]) == {"C", "Si"}
+    for record in [*comparisons["ldos"].values(),
+                   *(comparisons[k] for k in ("dos", *PROPERTIES))]:
+        assert record["a"] == "ldos_trained" and record["b"] == "dos_trained"
+        assert record["n"] == 3
+        lo, hi = record["ci95"]
+        assert record["winner"] == (
+            "ldos_trained" if hi < 0 else "dos_trained" if lo > 0 else None
+        )
+    assert comparisons["dos"]["mean_a"] == pytest.approx(entry["dos"]["mean"], rel=1e-5)
+    assert comparisons["absorption"]["mean_b"] == pytest.approx(np.mean(
+        per_sample_losses(spectra["dos"], spectra["ref"], omega)
+    ), rel=1e-5)
+    band = {s: predictions[f"si__derived_band_energy_{s}"] for s in ("ref", "ldos")}
+    assert comparisons["band_energy"]["mean_a"] == pytest.approx(
+        np.mean(np.abs(band["ldos"] - band["ref"])) / np.std(band["ref"]), rel=1e-5
+    )
     np.testing.assert_allclose(
         predictions["si__pred_dos_ldos_trained"],
         _sum_by_structure(predictions["si__pred_ldos_ldos_trained"], feats, "test"),
@@ -164,6 +197,59 @@ def test_derived_properties_are_per_atom(tmp_path) -> None:
     assert predictions["si__ref_dos"][b] == pytest.approx(
         2 * predictions["si__ref_dos"][a], rel=1e-5
     )
+
+
+def test_species_loss_uses_that_species_own_sigma() -> None:
+    # S spectra vary little, Sn spectra a lot: a sigma pooled over both would be set by the Sn
+    # spread and make the same S errors look small. Each species' L/σ must not see the others.
+    rng = np.random.default_rng(1)
+    ref_s = 1.0 + 0.1 * rng.normal(size=(5, GRID.size))
+    ref_sn = 10.0 * rng.normal(size=(4, GRID.size))
+    pred_s, pred_sn = ref_s + 0.05, ref_sn + 0.5
+    alone = species_losses(pred_s, ref_s, np.array(["S"] * 5), ["S"], GRID)["S"]
+    both = species_losses(
+        np.concatenate([pred_s, pred_sn]), np.concatenate([ref_s, ref_sn]),
+        np.array(["S"] * 5 + ["Sn"] * 4), ["S", "Se", "Sn"], GRID,
+    )
+    np.testing.assert_allclose(both["S"], alone)
+    np.testing.assert_allclose(both["Sn"], per_sample_losses(pred_sn, ref_sn, GRID))
+    assert both["Se"].size == 0
+    pooled = per_sample_losses(
+        np.concatenate([pred_s, pred_sn]), np.concatenate([ref_s, ref_sn]), GRID
+    )[:5]
+    assert np.all(pooled < 0.2 * alone)  # what the pooled σ used to report
+
+
+def test_structural_dos_loss_is_per_atom() -> None:
+    # The same per-atom spectra and errors in cells of 1 and 8 atoms: per atom they are the same
+    # set of spectra, whatever the cell sizes (per cell the 8-atom cells would set σ).
+    rng = np.random.default_rng(2)
+    ref = 1.0 + 0.3 * rng.normal(size=(4, GRID.size))
+    pred = ref + 0.1 * rng.normal(size=ref.shape)
+    sizes = np.array([1, 8, 1, 8])
+    np.testing.assert_allclose(
+        per_atom_dos_losses(pred * sizes[:, None], ref * sizes[:, None], sizes, GRID),
+        per_sample_losses(pred, ref, GRID),
+    )
+
+
+def test_merge_sets_keeps_each_members_split_and_targets() -> None:
+    from esrepro.papers.ldos.pipeline import merge_sets
+
+    feats = _features(6)
+    si_like = {**feats, "species": ["Si"], "structure_ids": [f"si-{i}" for i in range(6)]}
+    c_like = {**feats, "species": ["C"], "structure_ids": [f"c-{i}" for i in range(6)],
+              "split": ["train"] * 5 + ["test"], "n_failed": 2}
+    descriptors = [np.ones((len(a), 3)) for a in feats["atoms"] * 2]
+    merged = merge_sets([si_like, c_like], descriptors)
+    assert merged["structure_ids"] == si_like["structure_ids"] + c_like["structure_ids"]
+    assert merged["split"] == si_like["split"] + c_like["split"]
+    assert merged["species"] == ["C", "Si"] and merged["n_failed"] == 2
+    assert len(merged["ldos"]) == len(merged["ldos_by_sigma"][0.2]) == 12
+    assert merged["ldos"][6] is c_like["ldos"][0]
+    np.testing.assert_array_equal(merged["fermi_levels"], np.full(12, -1.0))
+    with pytest.raises(ValueError, match="share the energy grid"):
+        merge_sets([si_like, {**c_like, "energies": GRID[1:]}], descriptors)
 
 
 def _sum_by_structure(flat: np.ndarray, feats: dict, split: str) -> np.ndarray:

@@ -126,8 +126,8 @@ def test_ldos_artifacts(tiny_repo: Path, first_repro: str) -> None:
     )
     assert set(entry["ldos"]) == {"Si"} and set(entry["ldos"]["Si"]) == {"min", "max", "mean"}
     assert set(entry["dos"]) == {"min", "max", "mean"}
-    assert set(metrics["derived"]) == {"band_energy", "fermi_energy", "dos_at_fermi",
-                                       "heat_capacity", "susceptibility", "absorption"}
+    assert set(metrics["derived"]["si"]) == {"band_energy", "fermi_energy", "dos_at_fermi",
+                                             "heat_capacity", "susceptibility", "absorption"}
     assert (tiny_repo / "reports/ldos/ldos.html").stat().st_size > 10_000
     figures = {p.name for p in (tiny_repo / "reports/ldos/figures").glob("*.png")}
     assert {

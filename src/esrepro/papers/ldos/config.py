@@ -25,6 +25,9 @@ SET_MEMBERS: dict[str, tuple[str, ...]] = {
     "snsse": ("snsse",),
 }
 GENERATED = tuple(name for members in SET_MEMBERS.values() for name in members)
+#: Sets learned together by one model, as the paper's Set C (Si, C and Si-C structures): the
+#: union of the member sets' structures and of their train/test splits, SOAP over all species.
+COMBINED_SETS: dict[str, tuple[str, ...]] = {"set_c": ("si", "c", "sic")}
 
 
 def _counts(value: Any, label: str) -> Mapping[str, int]:
@@ -134,6 +137,7 @@ class LearnConfig:
 class PropertiesParams:
     kT_ev: float = param(above=0.0)
     T_k: float = param(above=0.0)
+    sets: tuple[str, ...]  # the sets whose derived properties are compared (paper Fig. 4: Set C)
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,19 @@ from typing import Any
 
 import numpy as np
 
-from esrepro.dos_properties import derived_properties, fermi_dirac, normalized_scalar_loss
-from esrepro.metrics import write_json
+from esrepro.dos_properties import (
+    DEFAULT_HBAR_OMEGA_EV,
+    absorption,
+    band_energy,
+    dos_at_fermi,
+    fermi_dirac,
+    fermi_energy,
+    heat_capacity,
+    normalized_loss,
+    normalized_scalar_loss,
+    susceptibility,
+)
+from esrepro.metrics import paired_comparison, write_json
 from esrepro.papers.ldos.config import LearnConfig, LearnParams, PropertiesParams
 from esrepro.papers.ldos.krr import LDOSKernelRidge, SplitDOSKernelRidge, select_hyperparameters
 
@@ -27,6 +38,10 @@ log = logging.getLogger(__name__)
 PROPERTIES = (
     "band_energy", "fermi_energy", "dos_at_fermi", "heat_capacity", "susceptibility", "absorption"
 )
+#: Photon energies (eV) of the absorption spectrum A(ω) compared between DFT and predictions.
+HBAR_OMEGA_EV = DEFAULT_HBAR_OMEGA_EV
+#: The names of the two models in every paired comparison record.
+COMPARED = ("ldos_trained", "dos_trained")
 
 
 def _rows(split: Sequence[str], name: str) -> list[int]:
@@ -98,6 +113,32 @@ def per_sample_losses(pred: np.ndarray, ref: np.ndarray, energies: np.ndarray) -
     return np.sqrt(avg((pred - ref) ** 2) / sigma2)
 
 
+def species_losses(
+    pred: np.ndarray, ref: np.ndarray, atom_species: np.ndarray, species: Sequence[str],
+    energies: np.ndarray,
+) -> dict[str, np.ndarray]:
+    """Per-atom LDOS L/σ of each species with that species' own σ (Table 1 is per species): a σ
+    pooled over the species of a compound measures the spread between species, not within."""
+    out = {}
+    for s in species:
+        mask = np.asarray(atom_species) == s
+        out[s] = per_sample_losses(pred[mask], ref[mask], energies) if mask.any() else np.zeros(0)
+    return out
+
+
+def per_atom_dos_losses(
+    pred: np.ndarray, ref: np.ndarray, n_atoms: np.ndarray, energies: np.ndarray
+) -> np.ndarray:
+    """Structural-DOS L/σ of each structure on the DOS per atom: over cells of 1-216 atoms the σ
+    of the per-cell (extensive) DOS would mostly measure the spread of cell sizes."""
+    scale = np.asarray(n_atoms, dtype=np.float64)[:, None]
+    return per_sample_losses(pred / scale, ref / scale, energies)
+
+
+def _mean(values: np.ndarray) -> float:
+    return float(np.mean(values)) if values.size else math.nan
+
+
 def _summary(values: np.ndarray) -> dict[str, float]:
     if values.size == 0:
         return {"min": math.nan, "max": math.nan, "mean": math.nan}
@@ -129,21 +170,26 @@ def _fit_both(
 def _test_losses(
     models: Mapping[str, Any], feats: Mapping[str, Any], test: Sequence[int], descriptors=None
 ) -> dict[str, Any]:
-    """Mean per-species atom-LDOS L/σ and structure-DOS L/σ of both models on ``test``."""
+    """Mean per-species atom-LDOS L/σ (own σ) and per-atom structural-DOS L/σ of both models on
+    ``test``."""
     d = _take(descriptors if descriptors is not None else feats["descriptors"], test)
     species = _take(feats["atom_species"], test)
-    ref_atoms = np.concatenate(_take(feats["ldos"], test))
+    ref = _take(feats["ldos"], test)
+    ref_atoms = np.concatenate(ref)
     atom_species = np.concatenate([np.asarray(s) for s in species])
-    ref_dos = np.stack([g.sum(axis=0) for g in _take(feats["ldos"], test)])
+    ref_dos = np.stack([g.sum(axis=0) for g in ref])
+    n_atoms = np.array([len(g) for g in ref])
     out = {}
     for name, model in models.items():
         pred_atoms = np.concatenate(model.predict_atoms(d, species))
-        losses = per_sample_losses(pred_atoms, ref_atoms, feats["energies"])
+        losses = species_losses(
+            pred_atoms, ref_atoms, atom_species, feats["species"], feats["energies"]
+        )
         out[name] = {
-            "ldos": {s: float(np.mean(losses[atom_species == s])) for s in feats["species"]},
-            "dos": float(np.mean(per_sample_losses(
-                model.predict_structures(d, species), ref_dos, feats["energies"]
-            ))),
+            "ldos": {s: _mean(v) for s, v in losses.items()},
+            "dos": _mean(per_atom_dos_losses(
+                model.predict_structures(d, species), ref_dos, n_atoms, feats["energies"]
+            )),
         }
     return out
 
@@ -248,27 +294,104 @@ def smearing_comparison(feats: Mapping[str, Any], main: Mapping[str, Any],
     return out
 
 
+def _per_structure_means(values: np.ndarray, owner: np.ndarray, n_structures: int) -> np.ndarray:
+    """Mean of per-atom ``values`` over each structure's atoms (``owner``: each atom's structure
+    index); NaN for a structure with none of them."""
+    sums = np.bincount(owner, weights=values, minlength=n_structures)
+    counts = np.bincount(owner, minlength=n_structures)
+    return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+
+
+def _compare(ldos_trained: np.ndarray, dos_trained: np.ndarray) -> dict[str, Any]:
+    """Paired bootstrap of the two models' per-structure errors (structures where both exist)."""
+    ok = np.isfinite(ldos_trained) & np.isfinite(dos_trained)
+    return paired_comparison(ldos_trained[ok], dos_trained[ok], names=COMPARED)
+
+
+def derived_comparison(
+    ref_dos: np.ndarray, pred_dos: Mapping[str, np.ndarray], n_atoms: np.ndarray,
+    energies: np.ndarray, fermi_levels: np.ndarray, kT: float, T: float,
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """Derived properties (paper App. A) of the DFT DOS and of each model's predicted DOS, per
+    atom, over the same structures: ``(losses, comparisons, values)``.
+
+    ``losses[prop][f"{name}_trained"]``: L/σ over the structures (eq. 15; scalars: RMSE over the
+    DFT values' standard deviation; the absorption spectrum A(ω): eq. 15 over the ħω grid).
+    ``comparisons[prop]``: paired bootstrap of the per-structure errors (scalars: |error|/σ,
+    absorption: the spectrum's L/σ). ``values[prop][source]`` (``ref`` or a model name): the
+    values, for the absorption one spectrum per structure on :data:`HBAR_OMEGA_EV`.
+    """
+    # -df/de is ~kT wide: resample the (smeared, smooth) DOS onto a grid of kT/4 spacing, or the
+    # thermal integrals (heat capacity, susceptibility) are under-resolved.
+    fine = np.linspace(
+        energies[0], energies[-1], int(np.ceil((energies[-1] - energies[0]) / (kT / 4))) + 1
+    )
+    # Per atom: the band energy, D(E_F), C and chi of a cell grow with its size (the absorption
+    # with its square), so over cells of 1-216 atoms the L/σ of the extensive values would
+    # measure the spread of cell sizes, not the predictions.
+    per_atom = np.asarray(n_atoms, dtype=np.float64)[:, None]
+    ref_fine = _resample(ref_dos, energies, fine) / per_atom
+    n_el = electrons_in_window(ref_fine, fine, kT, fermi_levels)
+    values: dict[str, dict[str, np.ndarray]] = {prop: {} for prop in PROPERTIES}
+    for source, dos in {"ref": ref_dos, **pred_dos}.items():
+        dos_fine = ref_fine if source == "ref" else _resample(dos, energies, fine) / per_atom
+        mu = np.asarray(fermi_energy(dos_fine, fine, n_el, kT))
+        computed = {
+            "band_energy": band_energy(dos_fine, fine, mu, kT),
+            "fermi_energy": mu,
+            "dos_at_fermi": dos_at_fermi(dos_fine, fine, mu),
+            "heat_capacity": heat_capacity(dos_fine, fine, T, n_el),
+            "susceptibility": susceptibility(dos_fine, fine, mu, kT),
+            # The paper's Fig. 4 compares the absorption spectrum A(ω), not a summary of it.
+            "absorption": absorption(dos_fine, fine, mu, kT, HBAR_OMEGA_EV),
+        }
+        for prop in PROPERTIES:
+            values[prop][source] = np.asarray(computed[prop], dtype=np.float64)
+    losses: dict[str, Any] = {}
+    comparisons: dict[str, Any] = {}
+    for prop in PROPERTIES:
+        ref = values[prop]["ref"]
+        if prop == "absorption":
+            loss = {n: normalized_loss(values[prop][n], ref, HBAR_OMEGA_EV) for n in pred_dos}
+            errors = {n: per_sample_losses(values[prop][n], ref, HBAR_OMEGA_EV) for n in pred_dos}
+        else:
+            loss = {n: normalized_scalar_loss(values[prop][n], ref) for n in pred_dos}
+            errors = {n: np.abs(values[prop][n] - ref) / float(np.std(ref)) for n in pred_dos}
+        losses[prop] = {f"{n}_trained": v for n, v in loss.items()}
+        comparisons[prop] = _compare(errors["ldos"], errors["dos"])
+    return losses, comparisons, values
+
+
 def evaluate_sets(
     sets: Mapping[str, tuple[Mapping[str, Any], Mapping[str, Any]]], properties: PropertiesParams,
     metrics_path: Path, predictions_path: Path,
     compare_sigma: Mapping[str, Mapping[float, Mapping[str, Any]]] | None = None,
 ) -> dict[str, Any]:
-    """``metrics.json`` (schema of issue 4, plus ``smearing``: see :func:`smearing_comparison`)
-    and the test predictions for the report. ``compare_sigma``: per set, the models learned at
-    each extra smearing width (``learn_set``'s ``compare_sigma``)."""
+    """``metrics.json`` and the test predictions for the report.
+
+    Per set (``sets.<set>``): min/max/mean over held-out atoms of each species' LDOS L/σ (σ of
+    that species) and over held-out structures of the per-atom structural-DOS L/σ, LDOS-trained
+    at the top, DOS-trained under ``dos_trained``. ``derived.<set>.<property>``: L/σ of each
+    derived property for the sets ``properties.sets`` (:func:`derived_comparison`);
+    ``derived_worst.<set>``: the largest of them per model. ``comparisons.<set>.ldos.<species>``
+    (per-structure mean atom L/σ), ``comparisons.<set>.dos`` and ``comparisons.<set>.<property>``:
+    paired bootstrap records (:func:`esrepro.metrics.paired_comparison`, names ``ldos_trained``,
+    ``dos_trained``) over the held-out structures. ``smearing``: :func:`smearing_comparison`;
+    ``compare_sigma``: per set, the models learned at each extra smearing width.
+    """
     kT, T = properties.kT_ev, properties.T_k
-    metrics: dict[str, Any] = {"sets": {}, "derived": {}}
+    metrics: dict[str, Any] = {"sets": {}, "derived": {}, "derived_worst": {}, "comparisons": {}}
     arrays: dict[str, np.ndarray] = {}
     for set_name, (feats, models) in sets.items():
         energies = feats["energies"]
         test = _rows(feats["split"], "test")
         d, species = _take(feats["descriptors"], test), _take(feats["atom_species"], test)
         ref_atoms = _take(feats["ldos"], test)
-        ref_dos = (
-            np.stack([g.sum(axis=0) for g in ref_atoms]) if test
-            else np.zeros((0, len(energies)))
-        )
+        n_atoms = np.array([len(g) for g in ref_atoms], dtype=np.int64)
+        owner = np.repeat(np.arange(len(test)), n_atoms)
+        ref_dos = np.stack([g.sum(axis=0) for g in ref_atoms])
         pred = {name: model.predict_atoms(d, species) for name, model in models.items()}
+        pred_dos = {name: np.stack([p.sum(axis=0) for p in pred[name]]) for name in pred}
         flat_ref = np.concatenate(ref_atoms)
         flat_species = np.concatenate([np.asarray(s) for s in species])
         entry: dict[str, Any] = {
@@ -277,20 +400,35 @@ def evaluate_sets(
             "n_test_structures": len(test),
             "n_dft_failed": int(feats["n_failed"]),
         }
+        per_structure: dict[str, Any] = {}
         for name in ("ldos", "dos"):
-            atom_losses = per_sample_losses(np.concatenate(pred[name]), flat_ref, energies)
-            dos_losses = per_sample_losses(
-                np.stack([p.sum(axis=0) for p in pred[name]]), ref_dos, energies
+            atom_losses = species_losses(
+                np.concatenate(pred[name]), flat_ref, flat_species, feats["species"], energies
             )
+            dos_losses = per_atom_dos_losses(pred_dos[name], ref_dos, n_atoms, energies)
             block = {
-                "ldos": {s: _summary(atom_losses[flat_species == s]) for s in feats["species"]},
+                "ldos": {s: _summary(v) for s, v in atom_losses.items()},
                 "dos": _summary(dos_losses),
             }
             if name == "ldos":
                 entry.update(block)
             else:
                 entry["dos_trained"] = block
+            per_structure[name] = {
+                "ldos": {
+                    s: _per_structure_means(v, owner[flat_species == s], len(test))
+                    for s, v in atom_losses.items()
+                },
+                "dos": dos_losses,
+            }
         metrics["sets"][set_name] = entry
+        comparisons: dict[str, Any] = {
+            "ldos": {
+                s: _compare(per_structure["ldos"]["ldos"][s], per_structure["dos"]["ldos"][s])
+                for s in feats["species"]
+            },
+            "dos": _compare(per_structure["ldos"]["dos"], per_structure["dos"]["dos"]),
+        }
         if compare_sigma and compare_sigma.get(set_name):
             metrics.setdefault("smearing", {})[set_name] = smearing_comparison(
                 feats, entry, compare_sigma[set_name]
@@ -299,6 +437,7 @@ def evaluate_sets(
         arrays[f"{set_name}__structure_ids"] = np.array(
             _take(feats["structure_ids"], test), dtype=str
         )
+        arrays[f"{set_name}__n_atoms"] = n_atoms
         arrays[f"{set_name}__ref_dos"] = ref_dos.astype(np.float32)
         arrays[f"{set_name}__atom_species"] = flat_species.astype(str)
         arrays[f"{set_name}__ref_ldos"] = flat_ref.astype(np.float32)
@@ -306,39 +445,25 @@ def evaluate_sets(
             arrays[f"{set_name}__pred_ldos_{name}_trained"] = np.concatenate(
                 pred[name]
             ).astype(np.float32)
-            arrays[f"{set_name}__pred_dos_{name}_trained"] = np.stack(
-                [p.sum(axis=0) for p in pred[name]]
-            ).astype(np.float32)
-        if set_name == "si" and len(test) >= 2:
-            # -df/de is ~kT wide: resample the (smeared, smooth) DOS onto a grid of kT/4 spacing,
-            # or the thermal integrals (heat capacity, susceptibility) are under-resolved.
-            fine = np.linspace(
-                energies[0], energies[-1],
-                int(np.ceil((energies[-1] - energies[0]) / (kT / 4))) + 1,
+            arrays[f"{set_name}__pred_dos_{name}_trained"] = pred_dos[name].astype(np.float32)
+        if set_name in properties.sets and len(test) >= 2:
+            # Predictions as stored (float32), as the report shows them.
+            losses, derived_comps, values = derived_comparison(
+                ref_dos,
+                {n: pred_dos[n].astype(np.float32).astype(np.float64) for n in ("ldos", "dos")},
+                n_atoms, energies, np.asarray(feats["fermi_levels"])[test], kT, T,
             )
-            # Per atom: the band energy, D(E_F), C and chi of a cell grow with its size (the
-            # absorption with its square), so over cells of 1-216 atoms the L/sigma of the
-            # extensive values would measure the spread of cell sizes, not the predictions.
-            per_atom = np.array([len(a) for a in ref_atoms], dtype=np.float64)[:, None]
-            ref_fine = _resample(ref_dos, energies, fine) / per_atom
-            n_el = electrons_in_window(ref_fine, fine, kT, np.asarray(feats["fermi_levels"])[test])
-            props = {"ref": derived_properties(ref_fine, fine, n_el, kT=kT, T=T)}
-            for name in ("ldos", "dos"):
-                pred_fine = _resample(
-                    arrays[f"si__pred_dos_{name}_trained"].astype(np.float64), energies, fine
-                ) / per_atom
-                props[name] = derived_properties(pred_fine, fine, n_el, kT=kT, T=T)
+            metrics["derived"][set_name] = losses
+            metrics["derived_worst"][set_name] = {
+                f"{n}_trained": max(losses[p][f"{n}_trained"] for p in PROPERTIES)
+                for n in ("ldos", "dos")
+            }
+            comparisons.update(derived_comps)
+            arrays[f"{set_name}__hbar_omega"] = HBAR_OMEGA_EV
             for prop in PROPERTIES:
-                metrics["derived"][prop] = {
-                    f"{name}_trained": normalized_scalar_loss(
-                        np.asarray(props[name][prop]), np.asarray(props["ref"][prop])
-                    )
-                    for name in ("ldos", "dos")
-                }
-                for source in ("ref", "ldos", "dos"):
-                    arrays[f"si__derived_{prop}_{source}"] = np.asarray(
-                        props[source][prop], dtype=np.float64
-                    )
+                for source, value in values[prop].items():
+                    arrays[f"{set_name}__derived_{prop}_{source}"] = value
+        metrics["comparisons"][set_name] = comparisons
     write_json(metrics_path, metrics)
     predictions_path.parent.mkdir(parents=True, exist_ok=True)
     with open(predictions_path, "wb") as fh:

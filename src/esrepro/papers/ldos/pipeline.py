@@ -5,9 +5,11 @@
 
 Learning sets (:data:`~esrepro.papers.ldos.config.SET_MEMBERS`): ``si`` (mirrored real silicon
 configurations plus generated diamond, beta-tin and liquid-like cells), ``c``, ``sic`` and
-``snsse`` (generated, seeded). Each set is learned on its own, as in the paper. DFT: GPAW LCAO
-through the shared engine and cache (``ldos.dft`` overrides ``dft.settings``), per-atom LDOS
-from Mulliken weights, so the atoms' LDOS add up to the structural DOS exactly (paper eq. 7).
+``snsse`` (generated, seeded), each learned on its own, and ``set_c``
+(:data:`~esrepro.papers.ldos.config.COMBINED_SETS`): si, c and sic learned together by one
+model, as the paper's Set C. DFT: GPAW LCAO through the shared engine and cache (``ldos.dft``
+overrides ``dft.settings``), per-atom LDOS from Mulliken weights, so the atoms' LDOS add up to
+the structural DOS exactly (paper eq. 7).
 
 Each function takes its stage's typed config (``esrepro.papers.ldos.config``) and the paths
 the registry entry declares; imports a single stage needs stay inside its function, so each
@@ -135,13 +137,51 @@ def stage_dft(cfg: DFTConfig, *, structures: Path, dft: Path) -> None:
     ).to_csv(dft / "summary.csv", index=False)
 
 
+def merge_sets(parts: Sequence[Mapping[str, Any]], descriptors: Sequence[np.ndarray]) -> dict:
+    """The features of one set learned together from ``parts`` (``features/<set>.pkl`` dicts of
+    one grid and smearing): their structures, targets and train/test splits concatenated in
+    order (a member's test structures stay held out; every test species is still in training),
+    with ``descriptors`` computed over the union of their species."""
+    first = parts[0]
+    for part in parts[1:]:
+        if not (np.array_equal(part["energies"], first["energies"])
+                and part["sigma_ev"] == first["sigma_ev"]
+                and set(part["ldos_by_sigma"]) == set(first["ldos_by_sigma"])):
+            raise ValueError("sets merged into one must share the energy grid and smearing")
+
+    def concat(key: str) -> list:
+        return [x for part in parts for x in part[key]]
+
+    merged = {
+        key: concat(key) for key in ("structure_ids", "atoms", "atom_species", "ldos", "split")
+    }
+    if len(descriptors) != len(merged["atoms"]):
+        raise ValueError(f"{len(descriptors)} descriptor blocks for {len(merged['atoms'])} "
+                         "structures")
+    return {
+        **merged,
+        "species": sorted({s for part in parts for s in part["species"]}),
+        "sigma_ev": first["sigma_ev"],
+        "ldos_by_sigma": {
+            width: [x for part in parts for x in part["ldos_by_sigma"][width]]
+            for width in first["ldos_by_sigma"]
+        },
+        "descriptors": list(descriptors),
+        "fermi_levels": np.concatenate([np.asarray(part["fermi_levels"]) for part in parts]),
+        "energies": first["energies"],
+        "n_failed": int(sum(part["n_failed"] for part in parts)),
+    }
+
+
 def stage_featurize(cfg: FeaturizeConfig, *, structures: Path, dft: Path, features: Path) -> None:
     """Per set: per-atom LDOS targets (on ``ldos.grid``: absolute, or relative to E_F), also at
-    each ``compare_sigma_ev`` width, SOAP descriptors, structure split.
+    each ``compare_sigma_ev`` width, SOAP descriptors, structure split; then each combined set
+    (:data:`~esrepro.papers.ldos.config.COMBINED_SETS`, the paper's Set C) from its members.
 
     Writes ``features/<set>.pkl`` pickles holding lists per structure.
     """
     from esrepro.dft.product import DFTProduct
+    from esrepro.papers.ldos.config import COMBINED_SETS
     from esrepro.papers.ldos.descriptors import soap_descriptors
     from esrepro.papers.ldos.learn import species_covering_split
     from esrepro.spectra import atom_ldos, energy_grid
@@ -151,9 +191,11 @@ def stage_featurize(cfg: FeaturizeConfig, *, structures: Path, dft: Path, featur
     sigma = grid_cfg.sigma_ev
     compare = grid_cfg.compare_sigmas()
     absolute = grid_cfg.reference == "absolute"
+    soap = cfg.soap
     summary = pd.read_csv(dft / "summary.csv", keep_default_na=False)
     _, all_atoms = load_structures(structures)
     features.mkdir(parents=True, exist_ok=True)
+    built: dict[str, dict[str, Any]] = {}
     for set_name, rows in summary.groupby("set", sort=True):
         ok = rows[rows["status"] != "failed"]
         ids = list(ok["structure_id"])
@@ -178,24 +220,37 @@ def stage_featurize(cfg: FeaturizeConfig, *, structures: Path, dft: Path, featur
                 )
             fermi.append(product.fermi_level if absolute else 0.0)
         species = sorted({s for a in atoms for s in a.get_chemical_symbols()})
-        soap = cfg.soap
         descriptors = soap_descriptors(
             atoms, species, soap.r_cut, soap.n_max, soap.l_max, soap.sigma
         )
         atom_species = [a.get_chemical_symbols() for a in atoms]
         split = species_covering_split(ids, atom_species, cfg.test_fraction, cfg.split_seed)
+        built[set_name] = {
+            "structure_ids": ids, "atoms": atoms, "species": species,
+            "atom_species": atom_species,
+            "ldos": ldos, "sigma_ev": sigma, "ldos_by_sigma": ldos_by_sigma,
+            "descriptors": [d.astype(np.float32) for d in descriptors],
+            "fermi_levels": np.array(fermi), "energies": grid, "split": split,
+            "n_failed": int((rows["status"] == "failed").sum()),
+        }
+    for name, members in COMBINED_SETS.items():
+        missing = [m for m in members if m not in built]
+        if missing:
+            log.warning("LDOS combined set %s: member sets %s not learned; left out", name, missing)
+            continue
+        parts = [built[m] for m in members]
+        atoms = [a for part in parts for a in part["atoms"]]
+        species = sorted({s for part in parts for s in part["species"]})
+        descriptors = soap_descriptors(
+            atoms, species, soap.r_cut, soap.n_max, soap.l_max, soap.sigma
+        )
+        built[name] = merge_sets(parts, [d.astype(np.float32) for d in descriptors])
+    for set_name, feats in built.items():
         with open(features / f"{set_name}.pkl", "wb") as fh:
-            pickle.dump({
-                "structure_ids": ids, "atoms": atoms, "species": species,
-                "atom_species": atom_species,
-                "ldos": ldos, "sigma_ev": sigma, "ldos_by_sigma": ldos_by_sigma,
-                "descriptors": [d.astype(np.float32) for d in descriptors],
-                "fermi_levels": np.array(fermi), "energies": grid, "split": split,
-                "n_failed": int((rows["status"] == "failed").sum()),
-            }, fh)
+            pickle.dump(feats, fh)
         log.info(
             "LDOS features %s: %d structures, %d environments",
-            set_name, len(ids), sum(len(a) for a in atoms),
+            set_name, len(feats["structure_ids"]), sum(len(a) for a in feats["atoms"]),
         )
 
 
