@@ -26,3 +26,10 @@ def test_paired_comparison_is_seeded_and_pairs_samples():
     assert paired_comparison(a, b)["winner"] == "a"  # resolved only because samples are paired
     with pytest.raises(ValueError, match="differ in length"):
         paired_comparison(a, b[:-1])
+
+
+def test_too_few_samples_resolve_no_winner():
+    # Two samples of one sign give a bootstrap interval that excludes 0 whatever their spread.
+    few = paired_comparison([0.1, 0.2], [0.5, 0.9])
+    assert few["ci95"][1] < 0 and few["winner"] is None
+    assert paired_comparison([0.1, 0.2] * 5, [0.5, 0.9] * 5)["winner"] == "a"

@@ -247,8 +247,8 @@ def test_resolved_by_lets_only_a_resolved_loss_fail() -> None:
         name="ae", metric="ae.test.mae", paper=None, bar=None, unit="u", definition="d",
         where="w", must_beat=("mean.test.mae",), resolved_by="comparisons.ae_vs_mean",
     )
-    hard = np.linspace(0.01, 0.05, 8)
-    noisy = hard + np.array([0.004, -0.003, 0.002, -0.001, 0.003, -0.002, 0.001, 0.0])
+    hard = np.linspace(0.01, 0.05, 12)
+    noisy = hard + np.array([0.004, -0.003, 0.002, -0.001, 0.003, -0.002, 0.001, 0.0] + [0.0] * 4)
     tie = paired_comparison(noisy, hard, names=("ae", "mean"))
     assert tie["winner"] is None and noisy.mean() > hard.mean()
     metrics = {"ae": {"test": {"mae": float(noisy.mean())}},

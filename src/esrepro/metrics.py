@@ -70,6 +70,9 @@ def paired_difference(
 #: Resamples of :func:`paired_comparison`'s bootstrap; 2,000 puts the 2.5% quantile's own Monte
 #: Carlo error well below the spread it estimates.
 BOOTSTRAP_RESAMPLES = 2000
+#: Fewest paired samples whose bootstrap interval may resolve a winner: below it the percentile
+#: interval is far too narrow (with 2 samples of one sign it excludes 0 whatever their spread).
+MIN_RESOLVING_SAMPLES = 10
 
 
 def paired_comparison(
@@ -86,7 +89,8 @@ def paired_comparison(
     ``names[1]`` on the same samples (e.g. per-structure L/σ over held-out structures). The
     difference of means ``diff = mean_a - mean_b`` gets a 95% percentile interval from a paired
     bootstrap over samples (seeded: the same inputs give the same interval). ``winner`` is the
-    name of the better model when the interval excludes zero, else ``None`` ("not resolved").
+    name of the better model when the interval excludes zero and there are at least
+    :data:`MIN_RESOLVING_SAMPLES` samples, else ``None`` ("not resolved").
     This is the record every "which is better" claim is judged on (``esrepro.targets``).
     """
     a = np.asarray(errors_a, dtype=np.float64).ravel()
@@ -113,7 +117,9 @@ def paired_comparison(
     means = d[rng.integers(0, n, size=(n_resamples, n))].mean(axis=1)
     lo, hi = (float(q) for q in np.quantile(means, [0.025, 0.975]))
     record["ci95"] = [lo, hi]
-    if hi < 0:
+    if n < MIN_RESOLVING_SAMPLES:
+        record["method"] += f"; fewer than {MIN_RESOLVING_SAMPLES} samples resolve no winner"
+    elif hi < 0:
         record["winner"] = names[0]
     elif lo > 0:
         record["winner"] = names[1]
