@@ -288,6 +288,11 @@ def measure(
             wall.append(run_stages(paper, stages, run_params, root, out))
             runs.append(headline_metrics({s: out / p for s, p in files.items()}, plan.headline))
             seeds.append(run_seeds)
+        for pattern in plan.headline:
+            if pattern.split(":", 1)[0] in files and not any(
+                fnmatch.fnmatchcase(key, pattern) for key in runs[0]
+            ):
+                print(f"warning: {paper}: no metric matches {pattern}", file=sys.stderr)
         result["papers"][paper] = {
             "stages": list(stages),
             "seeds": seeds,
