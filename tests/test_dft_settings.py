@@ -24,7 +24,7 @@ def rocksalt():
 def test_key_is_deterministic_hex(rocksalt) -> None:
     key = cache_key(rocksalt, DFTSettings(), VERSIONS)
     assert key == cache_key(rocksalt.copy(), DFTSettings(), dict(VERSIONS))
-    assert len(key) == 64 and int(key, 16) >= 0
+    assert len(key) == 64 and set(key) <= set("0123456789abcdef")  # sha256 hex digest
 
 
 def test_key_invariant_to_atom_permutation(rocksalt) -> None:
@@ -480,4 +480,4 @@ def test_the_engine_takes_every_accepted_smearing_and_converge_bands_form() -> N
         create_occ_calc({"name": "tetrahedron-method", "width": 0.01})
     for form in ("CBM+5", "CBM+0.5", "CBM+.5", "CBM+1e-1", "CBM+2.5E+0"):
         assert CONVERGE_BANDS.fullmatch(form)
-        assert float(form[4:]) >= 0  # how gpaw.new.eigensolver reads it
+        float(form[4:])  # how gpaw.new.eigensolver reads it: raises if it cannot

@@ -95,7 +95,7 @@ def test_repro_builds_every_artifact(tiny_repo: Path, first_repro: str) -> None:
     for model in SCHEMA_MODELS:
         for split in ("train", "test"):
             assert set(metrics[model][split]) >= {"mae", "rmse", "r2", "n"}
-    assert metrics["gpaw_vs_ecalj_lda_gap_mae"] >= 0
+    assert metrics["gpaw_vs_ecalj_lda_gap_mae"] < 0.5  # eV; default profile 0.09, partial 0.07
     html = tiny_repo / "reports/dosnp/dosnp.html"
     assert html.stat().st_size > 10_000
     figures = sorted(p.name for p in (tiny_repo / "reports/dosnp/figures").glob("*.png"))
