@@ -69,9 +69,17 @@ def test_every_material_is_predicted_once_by_models_that_never_saw_it(
         assert metrics[model]["fold_mae"] == pytest.approx(
             [err[folds == k].mean() for k in range(FOLDS)], rel=1e-4, abs=1e-5
         )
+    # The mean predictor of each fold is the mean QSGW gap of the other folds.
+    for k in range(FOLDS):
+        np.testing.assert_allclose(
+            table["pred_mean_baseline"].to_numpy()[folds == k], qsgw[folds != k].mean(), rtol=1e-5
+        )
     d = np.abs(table["pred_dosnp"] - qsgw) - np.abs(table["pred_lrlidg"] - qsgw)
-    paired = metrics["dosnp_minus_baseline_abs_error"]["lrlidg"]
-    assert paired["mean"] == pytest.approx(d.mean(), rel=1e-4, abs=1e-6) and paired["n"] == 12
+    paired = metrics["comparisons"]["dosnp_vs_lrlidg"]
+    assert paired["diff"] == pytest.approx(d.mean(), rel=1e-4, abs=1e-6) and paired["n"] == 12
+    assert (paired["a"], paired["b"]) == ("dosnp", "lrlidg")
+    assert set(metrics["comparisons"]) == {"dosnp_vs_lrlidg", "dosnp_vs_linear", "dosnp_vs_mean"}
+    assert len(metrics["lrlidg"]["fold_max_descriptors_per_sample"]) == FOLDS
     on_disk = json.loads((tmp_path / "cv_metrics.json").read_text())
     assert on_disk["folds"] == FOLDS and on_disk["n_materials"] == 12
 

@@ -27,19 +27,16 @@ import numpy as np
 import pandas as pd
 
 from esrepro.errors import ConfigError
-from esrepro.metrics import (
-    paired_abs_error_difference,
-    regression_metrics,
-    write_csv,
-    write_json,
-)
+from esrepro.metrics import regression_metrics, write_csv, write_json
 from esrepro.papers.dosnp.config import CVConfig
 from esrepro.papers.dosnp.data import load_features
 from esrepro.papers.dosnp.train import (
+    MODELS,
     _as_list,
     aligned_formation_energies,
     dosnp_run_key,
     fit_baselines,
+    gap_comparisons,
     predict_gaps,
     structures_of,
     train_dosnp,
@@ -49,7 +46,6 @@ from esrepro.splits import kfold_labels
 
 log = logging.getLogger(__name__)
 
-MODELS: tuple[str, ...] = ("dosnp", "lrlidg", "linear")
 PREDICTION_COLUMNS: tuple[str, ...] = (
     "material_id", "formula", "fold", "lda_gap_table", "qsgw_gap",
     *(f"pred_{m}" for m in MODELS),
@@ -65,13 +61,14 @@ def run_cross_validation(
     scratch_dir: Path,
     formation_energies: Mapping[str, float] | None = None,
 ) -> dict[str, Any]:
-    """Out-of-fold predictions of DOSnp, LRLIDG and the linear map for every material.
+    """Out-of-fold predictions of DOSnp and its baselines (``train.MODELS``) for every material.
 
     ``cfg.cv`` holds ``folds`` (k; 0 switches cross-validation off and writes ``{"folds": 0}``)
     and ``seed``; DOSnp is fitted as the train stage fits it (``cfg.fit``). Writes the
     out-of-fold predictions (CSV) and metrics: per model the pooled MAE/RMSE/R² over all
-    materials, each fold's MAE, and the paired differences of absolute error of DOSnp against
-    each baseline (negative: DOSnp better).
+    materials and each fold's MAE, LRLIDG's descriptor cap chosen in each fold (inner CV on
+    that fold's training rows), and ``comparisons``: DOSnp paired with each baseline over all
+    materials (the records of the evaluate stage, on out-of-fold predictions).
     """
     folds, seed = cfg.cv.folds, cfg.cv.seed
     if folds == 0:
@@ -100,6 +97,7 @@ def run_cross_validation(
     )
     scratch.mkdir(parents=True, exist_ok=True)
     pred = {m: np.full(len(ids), np.nan) for m in MODELS}
+    caps = np.full(folds, np.nan)
     for k in range(folds):
         held_out = np.flatnonzero(fold_of == k)
         done = scratch / f"fold{k}.npz"
@@ -107,6 +105,7 @@ def run_cross_validation(
             saved = np.load(done)
             for m in MODELS:
                 pred[m][held_out] = saved[m]
+            caps[k] = float(saved["lrlidg_cap"])
             log.info("fold %d/%d: reused %s", k + 1, folds, done)
             continue
         t0 = time.perf_counter()
@@ -116,17 +115,18 @@ def run_cross_validation(
                 feats, np.flatnonzero(train_mask), cfg.fit, Path(curves),
                 resume_dir=scratch / f"fold{k}-fits",
             )
-        fold_pred = {"dosnp": predict_gaps(model, feats, held_out, batch_size=batch_size)}
-        linear, lrlidg = fit_baselines(atoms, lda, qsgw, train_mask, cfg.lrlidg, fe)
-        fold_pred["linear"] = linear.predict(lda[held_out])
-        fold_pred["lrlidg"] = lrlidg.predict(
-            [atoms[i] for i in held_out], lda[held_out],
-            formation_energies=None if fe is None else fe[held_out],
-        )
+        baselines = fit_baselines(atoms, lda, qsgw, train_mask, cfg.lrlidg, ids, fe)
+        fold_pred = {
+            "dosnp": predict_gaps(model, feats, held_out, batch_size=batch_size),
+            **baselines.predict(
+                [atoms[i] for i in held_out], lda[held_out], None if fe is None else fe[held_out]
+            ),
+        }
         for m in MODELS:
             pred[m][held_out] = fold_pred[m]
+        caps[k] = baselines.lrlidg_cap.max_descriptors_per_sample
         tmp = done.with_name(done.stem + ".tmp.npz")
-        np.savez(tmp, **fold_pred)
+        np.savez(tmp, lrlidg_cap=caps[k], **fold_pred)
         tmp.replace(done)
         # The predictions are what is kept.
         shutil.rmtree(scratch / f"fold{k}-fits", ignore_errors=True)
@@ -160,8 +160,7 @@ def run_cross_validation(
             "fold_mae": fold_mae,
             "fold_mae_std": float(np.std(fold_mae, ddof=1)),
         }
-    metrics["dosnp_minus_baseline_abs_error"] = {
-        b: paired_abs_error_difference(qsgw, pred["dosnp"], pred[b]) for b in ("lrlidg", "linear")
-    }
+    metrics["lrlidg"]["fold_max_descriptors_per_sample"] = caps.tolist()
+    metrics["comparisons"] = gap_comparisons(qsgw, pred)
     write_json(metrics_path, metrics)
     return metrics
