@@ -111,6 +111,23 @@ def test_an_interrupted_run_resumes_from_its_finished_folds(
         _run(tmp_path, _cv_params(lr=2e-3))
 
 
+def test_baseline_params_refit_the_baselines_without_retraining_dosnp(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_synthetic_features(tmp_path / "features.pt")
+    params = _cv_params()
+    first = _run(tmp_path, params)
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("DOSnp was trained again")
+
+    monkeypatch.setattr(cv, "train_dosnp", no_training)
+    params["dosnp"]["lrlidg"]["max_descriptors_per_sample"] = [1.0]
+    second = _run(tmp_path, params)  # DOSnp's folds reused, LRLIDG refitted with the new cap
+    assert second["dosnp"] == first["dosnp"]
+    assert second["lrlidg"]["fold_max_descriptors_per_sample"] == [1.0] * FOLDS
+
+
 def test_folds_zero_switches_it_off_and_bad_folds_are_named(tmp_path: Path) -> None:
     write_synthetic_features(tmp_path / "features.pt")
     assert _run(tmp_path, _cv_params(folds=0)) == {"folds": 0}
