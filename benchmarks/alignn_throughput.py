@@ -4,8 +4,8 @@
 
 Structures: the 50 real JARVIS structures of ALIGNN's sample set (1-32 atoms) plus the DOSnp
 structures fetched under data/ (if any). Throughput is measured on full training steps
-(forward, MSE on a 300-bin target, backward, AdamW) of the params.yaml configuration and of
-the reference width (hidden 256, embedding 64), after two warm-up steps; per second of wall
+(forward, MSE on a 300-bin target, backward, AdamW) at both width presets of params.yaml
+(``alignn_dos.model.widths``: ours and the reference's), after two warm-up steps; per second of wall
 time and per second of this process's CPU time (the fairer figure on a shared machine).
 """
 
@@ -22,6 +22,7 @@ from esrepro.config import load_params, mirror_dir, resolve_path
 from esrepro.jarvis import fetch_alignn_samples
 from esrepro.papers.alignn_dos.data import collate_records, graph_record
 from esrepro.papers.alignn_dos.model import ALIGNN
+from esrepro.registry import get_paper
 from esrepro.structures import read_structure
 
 
@@ -55,11 +56,10 @@ def main() -> None:
           f" total {sum(times):.2f} s")
 
     device = torch.device(args.device)
+    model_params = get_paper("alignn_dos").parse(params)["train"].model
     configs = {
-        "params.yaml": dict(params["alignn_dos"]["model"]),
-        "reference width": {
-            **dict(params["alignn_dos"]["model"]), "hidden_features": 256, "embedding_features": 64
-        },
+        "params.yaml ours widths": model_params.alignn_kwargs("ours"),
+        "reference (paper) width": model_params.alignn_kwargs("paper"),
     }
     for label, cfg in configs.items():
         torch.manual_seed(0)

@@ -69,9 +69,17 @@ def test_every_material_is_predicted_once_by_models_that_never_saw_it(
         assert metrics[model]["fold_mae"] == pytest.approx(
             [err[folds == k].mean() for k in range(FOLDS)], rel=1e-4, abs=1e-5
         )
+    # The mean predictor of each fold is the mean QSGW gap of the other folds.
+    for k in range(FOLDS):
+        np.testing.assert_allclose(
+            table["pred_mean_baseline"].to_numpy()[folds == k], qsgw[folds != k].mean(), rtol=1e-5
+        )
     d = np.abs(table["pred_dosnp"] - qsgw) - np.abs(table["pred_lrlidg"] - qsgw)
-    paired = metrics["dosnp_minus_baseline_abs_error"]["lrlidg"]
-    assert paired["mean"] == pytest.approx(d.mean(), rel=1e-4, abs=1e-6) and paired["n"] == 12
+    paired = metrics["comparisons"]["dosnp_vs_lrlidg"]
+    assert paired["diff"] == pytest.approx(d.mean(), rel=1e-4, abs=1e-6) and paired["n"] == 12
+    assert (paired["a"], paired["b"]) == ("dosnp", "lrlidg")
+    assert set(metrics["comparisons"]) == {"dosnp_vs_lrlidg", "dosnp_vs_linear", "dosnp_vs_mean"}
+    assert len(metrics["lrlidg"]["fold_max_descriptors_per_sample"]) == FOLDS
     on_disk = json.loads((tmp_path / "cv_metrics.json").read_text())
     assert on_disk["folds"] == FOLDS and on_disk["n_materials"] == 12
 
@@ -101,6 +109,23 @@ def test_an_interrupted_run_resumes_from_its_finished_folds(
     (fold_file.parent / "fold1.npz").write_bytes(b"")
     with pytest.raises(AssertionError, match="trained again"):
         _run(tmp_path, _cv_params(lr=2e-3))
+
+
+def test_baseline_params_refit_the_baselines_without_retraining_dosnp(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_synthetic_features(tmp_path / "features.pt")
+    params = _cv_params()
+    first = _run(tmp_path, params)
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("DOSnp was trained again")
+
+    monkeypatch.setattr(cv, "train_dosnp", no_training)
+    params["dosnp"]["lrlidg"]["max_descriptors_per_sample"] = [1.0]
+    second = _run(tmp_path, params)  # DOSnp's folds reused, LRLIDG refitted with the new cap
+    assert second["dosnp"] == first["dosnp"]
+    assert second["lrlidg"]["fold_max_descriptors_per_sample"] == [1.0] * FOLDS
 
 
 def test_folds_zero_switches_it_off_and_bad_folds_are_named(tmp_path: Path) -> None:

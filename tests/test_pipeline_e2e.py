@@ -62,7 +62,8 @@ def tiny_repo(tmp_path_factory, repo_root: Path, mirror_dir: Path) -> Path:
     params["dosnp"]["cv"]["folds"] = 2
     alignn = params["alignn_dos"]
     alignn.update(n_materials=4, max_sites=2, subset_seed=1)  # the DOSnp structures: no new DFT
-    alignn["model"].update(hidden_features=16, embedding_features=8, alignn_layers=1, gcn_layers=1)
+    alignn["model"].update(alignn_layers=1, gcn_layers=1)
+    alignn["model"]["widths"]["ours"].update(hidden_features=16, embedding_features=8)
     alignn["autoencoder"].update(max_epochs=2, widths=[32, 16], patience=0)
     alignn["train"].update(max_epochs=2, batch_size=2, patience=0)
     ldos = params["ldos"]
@@ -87,11 +88,10 @@ def first_repro(tiny_repo: Path) -> str:
 
 def test_repro_builds_every_artifact(tiny_repo: Path, first_repro: str) -> None:
     metrics = json.loads((tiny_repo / "reports/dosnp/metrics.json").read_text())
-    assert metrics["n_materials"] == 4
-    assert (
-        metrics["n_dft_failed"] + metrics["dosnp"]["train"]["n"] + metrics["dosnp"]["test"]["n"]
-        == 4
-    )
+    assert metrics["n_selected"] == 4
+    # n_materials counts the materials used: the selected ones whose DFT succeeded.
+    assert metrics["n_materials"] == metrics["dosnp"]["train"]["n"] + metrics["dosnp"]["test"]["n"]
+    assert metrics["n_dft_failed"] + metrics["n_materials"] == 4
     for model in SCHEMA_MODELS:
         for split in ("train", "test"):
             assert set(metrics[model][split]) >= {"mae", "rmse", "r2", "n"}
@@ -154,11 +154,12 @@ def test_alignn_dos_artifacts_and_shared_dft(tiny_repo: Path, first_repro: str) 
     n_ok = 4 - metrics["n_dft_failed"] - metrics["n_excluded"]
     assert sum(metrics["d_alignn"][s]["n"] for s in ("train", "val", "test")) == n_ok
     assert set(metrics["autoencoder_reconstruction_mae"]) == {"8", "12", "16", "20"}
+    assert metrics["n_used"] == n_ok
     # Paired over the same test spectra: the mean difference is the difference of the MAEs.
-    paired = metrics["d_alignn_minus_mean_baseline_test_mae"]
+    paired = metrics["comparisons"]["d_alignn_vs_mean_baseline"]
     assert paired["n"] == metrics["d_alignn"]["test"]["n"]
     gap = metrics["d_alignn"]["test"]["mae"] - metrics["mean_baseline"]["test"]["mae"]
-    assert abs(paired["mean"] - gap) < 1e-5
+    assert abs(paired["diff"] - gap) < 1e-5
     assert (tiny_repo / "reports/alignn_dos/alignn_dos.html").stat().st_size > 10_000
     figures = {p.name for p in (tiny_repo / "reports/alignn_dos/figures").glob("*.png")}
     assert {"fig4_d_alignn.png", "fig5_ae_alignn_12.png", "table1_latent_vs_mae.png",

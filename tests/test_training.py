@@ -84,7 +84,8 @@ def _params(**train_overrides: object) -> dict[str, object]:
         dosnp__model={"dropout": 0.3, "hidden": 100, "input_scale": 1.0},
         dosnp__train=train,
         dosnp__split={"test_fraction": 0.25, "seed": 1},
-        dosnp__lrlidg={"rank_tol": 1e-8, "max_descriptors_per_sample": 0.2},
+        dosnp__lrlidg={"rank_tol": 1e-8, "max_descriptors_per_sample": [0.2, 1.0],
+                       "inner_folds": 3, "inner_seed": 0},
     )
 
 
@@ -157,16 +158,18 @@ def test_tiny_fit_writes_model_dvclive_and_metrics(tmp_path: Path) -> None:
 
     metrics_path = tmp_path / "metrics" / "dosnp.json"
     predictions_path = tmp_path / "predictions" / "dosnp.csv"
-    extra = {"n_materials": 12, "n_dft_failed": 1, "gpaw_vs_ecalj_lda_gap_mae": 0.05}
+    extra = {"n_selected": 13, "n_dft_failed": 1, "gpaw_vs_ecalj_lda_gap_mae": 0.05}
     metrics = run_evaluate(
         features, model_path, _structures(), _cfg(params, "evaluate"), metrics_path,
         predictions_path, extra,
     )
     on_disk = json.loads(metrics_path.read_text())
     assert metrics_path.read_text().endswith("}\n")
-    assert on_disk["n_materials"] == 12 and on_disk["n_dft_failed"] == 1
+    # n_materials counts the materials used (featurized), not those selected.
+    assert on_disk["n_materials"] == 12 and on_disk["n_selected"] == 13
+    assert on_disk["n_dft_failed"] == 1
     assert on_disk["gpaw_vs_ecalj_lda_gap_mae"] == 0.05
-    for model_name in ("dosnp", "lrlidg", "linear"):
+    for model_name in ("dosnp", "lrlidg", "linear", "mean_baseline"):
         for split in ("train", "test"):
             m = on_disk[model_name][split]
             assert set(m) == {"mae", "rmse", "r2", "n"}
@@ -175,6 +178,23 @@ def test_tiny_fit_writes_model_dvclive_and_metrics(tmp_path: Path) -> None:
     # The synthetic target is exactly linear in the LDA gap.
     assert on_disk["linear"]["test"]["mae"] < 1e-4
     assert metrics["dosnp"]["test"]["n"] == 3
+    # The mean predictor: the training-set mean QSGW gap for every material.
+    qsgw, split = feats["qsgw_gap"].double().numpy(), np.array(feats["split"])
+    train_mean = qsgw[split == "train"].mean()
+    assert on_disk["mean_baseline"]["test"]["mae"] == pytest.approx(
+        np.abs(qsgw[split == "test"] - train_mean).mean(), rel=1e-5
+    )
+    # Every comparison pairs DOSnp with one baseline over the test materials.
+    for key, other in (("dosnp_vs_lrlidg", "lrlidg"), ("dosnp_vs_linear", "linear"),
+                       ("dosnp_vs_mean", "mean_baseline")):
+        record = on_disk["comparisons"][key]
+        assert (record["a"], record["b"], record["n"]) == ("dosnp", other, 3)
+        assert record["mean_b"] == pytest.approx(on_disk[other]["test"]["mae"], rel=1e-5)
+        assert record["diff"] == pytest.approx(
+            on_disk["dosnp"]["test"]["mae"] - on_disk[other]["test"]["mae"], rel=1e-5, abs=1e-5
+        )  # (the file keeps 6 significant digits)
+    assert on_disk["lrlidg"]["max_descriptors_per_sample"] in (0.2, 1.0)
+    assert set(on_disk["lrlidg"]["inner_cv_mae"]) == {"0.2", "1"}
 
     with predictions_path.open() as fh:
         rows = list(csv.DictReader(fh))

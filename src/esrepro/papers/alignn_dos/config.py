@@ -27,6 +27,9 @@ Reference = Literal["midgap", "vbm", "fermi"]
 #: :data:`esrepro.papers.alignn_dos.model.ORDERS` and ``LINKS`` (a test keeps them equal).
 Order = Literal["pair-triplet", "triplet-pair"]
 Link = Literal["identity", "log", "logit"]
+#: Which ALIGNN widths train: ``ours`` (narrow, CPU-feasible) or ``paper`` (the reference
+#: ALIGNNConfig's, for GPU runs).
+Preset = Literal["ours", "paper"]
 
 
 @dataclass(frozen=True)
@@ -121,19 +124,52 @@ class AutoencoderConfig:
 
 
 @dataclass(frozen=True)
+class Widths:
+    """ALIGNN's embedding and hidden widths."""
+
+    embedding_features: int = param(minimum=1)
+    hidden_features: int = param(minimum=1)
+
+
+@dataclass(frozen=True)
+class PresetWidths:
+    """The widths of each :data:`Preset`: ``ours`` and the reference ``paper`` widths."""
+
+    ours: Widths
+    paper: Widths
+
+
+@dataclass(frozen=True)
 class ModelParams:
-    """The ALIGNN architecture (``esrepro.papers.alignn_dos.model.ALIGNN``'s arguments, in the
-    order of params.yaml; ``output_features`` and ``pooling`` are added per model)."""
+    """The ALIGNN architecture (``esrepro.papers.alignn_dos.model.ALIGNN``'s arguments;
+    ``output_features`` and ``pooling`` are added per model). The embedding and hidden widths
+    are those of ``preset`` (``widths.ours`` or ``widths.paper``)."""
 
     alignn_layers: int = param(minimum=0)
     gcn_layers: int = param(minimum=0)
     edge_input_features: int = param(minimum=1)
     triplet_input_features: int = param(minimum=1)
-    embedding_features: int = param(minimum=1)
-    hidden_features: int = param(minimum=1)
+    preset: Preset
+    widths: PresetWidths
     fc_layers: int = param(minimum=1)
     order: Order
     link: Link
+
+    def alignn_kwargs(self, preset: Preset | None = None) -> dict[str, Any]:
+        """ALIGNN's constructor arguments (all but ``output_features`` and ``pooling``) with the
+        widths of ``preset`` (default: the configured one)."""
+        widths: Widths = getattr(self.widths, preset or self.preset)
+        return {
+            "alignn_layers": self.alignn_layers,
+            "gcn_layers": self.gcn_layers,
+            "edge_input_features": self.edge_input_features,
+            "triplet_input_features": self.triplet_input_features,
+            "embedding_features": widths.embedding_features,
+            "hidden_features": widths.hidden_features,
+            "fc_layers": self.fc_layers,
+            "order": self.order,
+            "link": self.link,
+        }
 
 
 @dataclass(frozen=True)
@@ -160,8 +196,11 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class EvaluateConfig:
-    """``alignn_dos_evaluate``: which models exist, and the Fig. 6 gap read-out threshold."""
+    """``alignn_dos_evaluate``: which models exist, the Fig. 6 gap read-out threshold, and the
+    architecture (to count the parameters of both width presets)."""
 
     source: Source
+    model: ModelParams = param(at="alignn_dos.model")
+    pooling: Pooling = pooling_param("alignn_dos")
     latents: tuple[int, ...] = param(at="alignn_dos.autoencoder.latents", minimum=1)
     gap_threshold: float = param(at="alignn_dos.dos.gap_threshold", minimum=0.0)

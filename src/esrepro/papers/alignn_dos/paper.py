@@ -66,7 +66,7 @@ PAPER = Paper(
             outputs={"metrics": metric(f"{REPORTS}/metrics.json"),
                      "predictions": report(f"{REPORTS}/predictions.npz")},
             params=("alignn_dos.source", "alignn_dos.autoencoder.latents",
-                    "alignn_dos.dos.gap_threshold"),
+                    "alignn_dos.dos.gap_threshold", "alignn_dos.model", "model.pooling"),
         ),
         Stage(
             "report", f"{RUN}:stage_report", None,

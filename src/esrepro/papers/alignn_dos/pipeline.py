@@ -211,6 +211,7 @@ def stage_evaluate(
 
     summary = pd.read_csv(dft_summary, keep_default_na=False)
     excluded = pd.read_csv(features / "excluded.csv")
+    # n_materials: selected; run_evaluate adds n_used (after DFT failures and exclusions).
     extra = {
         "source": cfg.source,
         "n_materials": int(len(summary)),

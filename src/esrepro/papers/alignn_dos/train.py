@@ -22,7 +22,13 @@ from torch.utils.data import DataLoader, TensorDataset
 from torch_geometric.data import Batch
 
 from esrepro.fetch import sha256_of
-from esrepro.metrics import paired_difference, per_spectrum_errors, spectrum_metrics, write_json
+from esrepro.metrics import (
+    BOOTSTRAP_RESAMPLES,
+    paired_comparison,
+    per_spectrum_errors,
+    spectrum_metrics,
+    write_json,
+)
 from esrepro.papers.alignn_dos.autoencoder import DOSAutoencoder
 from esrepro.papers.alignn_dos.config import (
     AutoencoderParams,
@@ -211,9 +217,35 @@ def load_autoencoder(autoencoder_dir: Path, model_key: str) -> DOSAutoencoder:
 
 
 def alignn_config(cfg: TrainConfig, output_features: int) -> dict[str, Any]:
-    """ALIGNN constructor arguments from ``alignn_dos.model`` and the shared ``model.pooling``."""
+    """ALIGNN constructor arguments from ``alignn_dos.model`` (the widths of its ``preset``) and
+    the shared ``model.pooling``."""
     return {
-        **plain_json(cfg.model), "output_features": int(output_features), "pooling": cfg.pooling
+        **cfg.model.alignn_kwargs(), "output_features": int(output_features),
+        "pooling": cfg.pooling,
+    }
+
+
+def n_parameters(module: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return int(sum(p.numel() for p in module.parameters() if p.requires_grad))
+
+
+def model_size(cfg: EvaluateConfig, n_bins: int, trained: ALIGNN) -> dict[str, Any]:
+    """D-ALIGNN's parameter count as trained and at each width preset, the reference (paper)
+    widths' counted by building that model, so every ratio to the paper can say how much
+    smaller ours is."""
+    counts = {
+        preset: n_parameters(ALIGNN(
+            **cfg.model.alignn_kwargs(preset), output_features=n_bins, pooling=cfg.pooling
+        ))
+        for preset in ("ours", "paper")
+    }
+    return {
+        "preset": cfg.model.preset,
+        "d_alignn_parameters": n_parameters(trained),
+        "d_alignn_parameters_ours": counts["ours"],
+        "d_alignn_parameters_paper_widths": counts["paper"],
+        "paper_widths_over_trained": counts["paper"] / n_parameters(trained),
     }
 
 
@@ -288,6 +320,41 @@ def predict_dos(model: ALIGNN, records: Sequence[dict[str, Any]], decoder: nn.Mo
     return torch.cat(out).numpy() if out else np.zeros((0, n_bins), dtype=np.float32)
 
 
+def comparisons(test_err: Mapping[str, np.ndarray], latents: Sequence[int]) -> dict[str, Any]:
+    """The paper's "which is better" statements as paired records over the same test spectra
+    (``esrepro.metrics.paired_comparison`` of per-spectrum MAEs): every model against the mean
+    baseline (Sec. 5), D-ALIGNN against AE-ALIGNN 12 (Sec. 5, Fig. 5), and the Table 1 trend
+    between consecutive latent sizes (``ae_alignn_<larger>_vs_ae_alignn_<smaller>``)."""
+    def pair(a: str, b: str) -> dict[str, Any]:
+        return paired_comparison(test_err[a], test_err[b], names=(a, b))
+
+    records = {f"{key}_vs_mean_baseline": pair(key, "mean_baseline") for key in model_keys(latents)}
+    sizes = sorted(int(n) for n in latents)
+    if 12 in sizes:
+        records["d_alignn_vs_ae_alignn_12"] = pair("d_alignn", "ae_alignn_12")
+    for small, large in zip(sizes[:-1], sizes[1:], strict=True):
+        records[f"ae_alignn_{large}_vs_ae_alignn_{small}"] = pair(
+            f"ae_alignn_{large}", f"ae_alignn_{small}"
+        )
+    return records
+
+
+def ratio_interval(
+    errors_num: np.ndarray, errors_den: np.ndarray, n_resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = 0,
+) -> list[float]:
+    """95% paired-bootstrap percentile interval of ``mean(errors_num) / mean(errors_den)`` over
+    samples (e.g. the mean baseline's test MAE over D-ALIGNN's); NaN for fewer than 2 samples."""
+    a, b = np.asarray(errors_num, np.float64), np.asarray(errors_den, np.float64)
+    if a.size < 2:
+        return [float("nan"), float("nan")]
+    idx = np.random.default_rng(seed).integers(0, a.size, size=(n_resamples, a.size))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratios = a[idx].mean(axis=1) / b[idx].mean(axis=1)
+    lo, hi = np.quantile(ratios, [0.025, 0.975])
+    return [float(lo), float(hi)]
+
+
 def run_evaluate(
     features_path: Path, autoencoder_dir: Path, model_dir: Path, cfg: EvaluateConfig,
     metrics_path: Path, predictions_path: Path, extra: Mapping[str, Any],
@@ -295,7 +362,11 @@ def run_evaluate(
     """Metrics of every model on train/val/test and on the external JARVIS spectra.
 
     Writes the metrics JSON and an ``.npz`` of the test and external predictions (the report's
-    input; train/val predictions are left out to keep the committed file small).
+    input; train/val predictions are left out to keep the committed file small). ``n_used``
+    counts the structures the models saw (train + val + test, after DFT failures and
+    exclusions); ``extra`` holds the stage's counts before them (``n_materials``: selected).
+    ``comparisons`` pairs every model with the mean baseline over the test spectra;
+    ``model_size`` gives D-ALIGNN's parameter count as trained and at the paper's widths.
     """
     feats = torch.load(features_path, weights_only=True)
     latents = cfg.latents
@@ -306,10 +377,12 @@ def run_evaluate(
     train, test = rows_of(split, "train"), rows_of(split, "test")
     preds: dict[str, np.ndarray] = {}
     ext_preds: dict[str, np.ndarray] = {}
-    metrics: dict[str, Any] = dict(extra)
+    metrics: dict[str, Any] = {**extra, "n_used": len(split)}
     recon: dict[str, float] = {}
     for key in model_keys(latents):
         model, _ = load_network(model_dir / f"{key}.pt", ALIGNN)
+        if key == "d_alignn":
+            metrics["model_size"] = model_size(cfg, dos.shape[1], model)
         decoder = None
         if key != "d_alignn":
             ae = load_autoencoder(autoencoder_dir, key)
@@ -330,11 +403,11 @@ def run_evaluate(
     metrics["autoencoder_reconstruction_mae"] = recon
     d_mae, base_mae = metrics["d_alignn"]["test"]["mae"], metrics["mean_baseline"]["test"]["mae"]
     metrics["baseline_over_d_alignn_test_mae"] = base_mae / d_mae if d_mae > 0 else float("nan")
-    # Same test spectra for both: the paired difference says whether the test set resolves the gap.
-    metrics["d_alignn_minus_mean_baseline_test_mae"] = paired_difference(
-        per_spectrum_errors(dos[test], preds["d_alignn"][test])["mae"],
-        per_spectrum_errors(dos[test], preds["mean_baseline"][test])["mae"],
+    test_err = {k: per_spectrum_errors(dos[test], pred[test])["mae"] for k, pred in preds.items()}
+    metrics["baseline_over_d_alignn_test_mae_ci95"] = ratio_interval(
+        test_err["mean_baseline"], test_err["d_alignn"]
     )
+    metrics["comparisons"] = comparisons(test_err, latents)
     metrics["jarvis_external"] = {
         key: spectrum_metrics(ext_dos, pred) for key, pred in ext_preds.items()
     }

@@ -24,6 +24,12 @@ LID step: standardized descriptors (zero mean, unit variance over the training s
 columns dropped as LIDG's ``gen_dp`` does) go through a rank-revealing QR factorisation with
 column pivoting; columns whose pivot ``|R_kk|`` falls below ``rank_tol * |R_00|`` are linear
 combinations of the kept ones and are removed. Least squares with an intercept follows.
+
+Descriptor cap: with ~230 candidate products, a training set of a few hundred materials would be
+nearly interpolated, so at most ``max_descriptors_per_sample`` x n_train columns are kept (the
+first in pivot order). The fraction is chosen per fit by inner k-fold cross-validation on the
+training rows alone (:func:`choose_descriptor_cap`): the baseline gets the same care as DOSnp,
+whose recipe was chosen by CV too.
 """
 
 from __future__ import annotations
@@ -37,6 +43,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.linalg
+
+from esrepro.splits import kfold_labels
 
 ELEMENT_PROPERTIES: tuple[str, ...] = (
     "Z",
@@ -201,10 +209,10 @@ class LRLIDG:
     Args:
         rank_tol: relative pivot tolerance of the linear-independence test (see
             :func:`linearly_independent_columns`).
-        max_descriptors_per_sample: cap on descriptors per training sample. With ~230
-            candidate products, a small training set would otherwise be interpolated exactly
-            (train MAE 0, useless test predictions); at the paper's 1,213 training materials
-            the default 0.2 keeps every independent descriptor.
+        max_descriptors_per_sample: cap on descriptors per training sample (the first columns
+            in pivot order are kept). Without it ~230 candidate products nearly interpolate a
+            training set of a few hundred materials; the pipeline chooses it by inner CV
+            (:func:`choose_descriptor_cap`).
     """
 
     def __init__(self, rank_tol: float = 1e-8, max_descriptors_per_sample: float = 0.2) -> None:
@@ -299,3 +307,67 @@ class LRLIDG:
         full = self._design(structures, lda_gaps, formation_energies)
         z = (full[:, self.selected_] - self.mean_) / self.scale_
         return z @ self.coef_ + self.intercept_
+
+
+# --------------------------------------------------------------------------- descriptor cap
+
+
+@dataclass(frozen=True)
+class CapChoice:
+    """The descriptor cap :func:`choose_descriptor_cap` picked and the inner-CV MAE (eV) of
+    every candidate (empty when there was a single candidate and nothing to choose)."""
+
+    max_descriptors_per_sample: float
+    inner_cv_mae: dict[float, float]
+
+
+def choose_descriptor_cap(
+    structures: Sequence[object],
+    lda_gaps: Sequence[float] | np.ndarray,
+    y: Sequence[float] | np.ndarray,
+    ids: Sequence[str],
+    candidates: Sequence[float],
+    *,
+    folds: int,
+    seed: int,
+    rank_tol: float = 1e-8,
+    formation_energies: Sequence[float] | np.ndarray | None = None,
+) -> CapChoice:
+    """The ``max_descriptors_per_sample`` of ``candidates`` with the lowest k-fold CV MAE.
+
+    Only the rows given (the caller's training rows) are used; the folds are drawn from the
+    material ``ids`` and ``seed`` (:func:`esrepro.splits.kfold_labels`; ``folds`` is lowered to
+    the number of materials when there are fewer). Ties go to the smaller cap. A single
+    candidate is returned without CV.
+    """
+    fracs = sorted({float(c) for c in candidates})
+    if not fracs:
+        raise ValueError("no descriptor-cap candidates given")
+    if len(fracs) == 1:
+        return CapChoice(fracs[0], {})
+    gaps = np.asarray(lda_gaps, dtype=np.float64).ravel()
+    t = np.asarray(y, dtype=np.float64).ravel()
+    fe = None if formation_energies is None else np.asarray(formation_energies, dtype=np.float64)
+    n = t.size
+    if not (len(structures) == gaps.size == n == len(ids)):
+        raise ValueError(
+            f"{len(structures)} structures, {gaps.size} LDA gaps, {n} targets, {len(ids)} ids"
+        )
+    k = min(int(folds), n)
+    if k < 2:
+        raise ValueError(f"inner cross-validation needs two or more materials; got {n}")
+    fold = np.asarray(kfold_labels(list(ids), k, seed))
+    errors = {frac: np.zeros(n) for frac in fracs}
+    for j in range(k):
+        fit, held = np.flatnonzero(fold != j), np.flatnonzero(fold == j)
+        fit_structs = [structures[i] for i in fit]
+        held_structs = [structures[i] for i in held]
+        for frac in fracs:
+            model = LRLIDG(rank_tol, frac).fit(
+                fit_structs, gaps[fit], t[fit], None if fe is None else fe[fit]
+            )
+            pred = model.predict(held_structs, gaps[held], None if fe is None else fe[held])
+            errors[frac][held] = np.abs(pred - t[held])
+    mae = {frac: float(e.mean()) for frac, e in errors.items()}
+    best = min(fracs, key=lambda f: (mae[f], f))
+    return CapChoice(best, mae)

@@ -125,8 +125,21 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class LRLIDGParams:
+    """LRLIDG's pivot tolerance and its descriptor cap: the candidate caps (descriptors per
+    training sample), one of which inner ``inner_folds``-fold CV on the training rows picks
+    (:func:`esrepro.papers.dosnp.baselines.choose_descriptor_cap`)."""
+
     rank_tol: float = param(above=0.0)
-    max_descriptors_per_sample: float = param(above=0.0)
+    max_descriptors_per_sample: tuple[float, ...] = param(above=0.0)
+    inner_folds: int = param(minimum=2)
+    inner_seed: int
+
+    def __post_init__(self) -> None:
+        if not self.max_descriptors_per_sample:
+            raise ConfigError(
+                "params.yaml dosnp.lrlidg.max_descriptors_per_sample: give one or more candidate "
+                "caps (descriptors per training sample), e.g. [0.1, 0.2, 0.3]"
+            )
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,10 @@ differ by more than the noise. The folds are drawn from the material ids and a s
 (:func:`esrepro.splits.kfold_labels`); inside each fold DOSnp holds out its own validation
 subset of the training folds for early stopping, exactly as the train stage does.
 
-Finished folds are kept in a scratch directory keyed by everything that determines them
-(features file, parameters, code), so an interrupted stage resumes at the first missing fold,
-and inside that fold at the last finished epoch of each ensemble member.
+DOSnp's finished folds are kept in a scratch directory keyed by everything that determines them
+(features file, DOSnp's parameters, code), so an interrupted stage resumes at the first missing
+fold, and inside that fold at the last finished epoch of each ensemble member. The baselines
+take seconds and are refitted on every run.
 """
 
 from __future__ import annotations
@@ -27,33 +28,57 @@ import numpy as np
 import pandas as pd
 
 from esrepro.errors import ConfigError
-from esrepro.metrics import (
-    paired_abs_error_difference,
-    regression_metrics,
-    write_csv,
-    write_json,
-)
+from esrepro.metrics import regression_metrics, write_csv, write_json
 from esrepro.papers.dosnp.config import CVConfig
 from esrepro.papers.dosnp.data import load_features
 from esrepro.papers.dosnp.train import (
+    MODELS,
     _as_list,
     aligned_formation_energies,
     dosnp_run_key,
     fit_baselines,
+    gap_comparisons,
     predict_gaps,
     structures_of,
     train_dosnp,
 )
-from esrepro.plain_json import plain_json
 from esrepro.splits import kfold_labels
 
 log = logging.getLogger(__name__)
 
-MODELS: tuple[str, ...] = ("dosnp", "lrlidg", "linear")
 PREDICTION_COLUMNS: tuple[str, ...] = (
     "material_id", "formula", "fold", "lda_gap_table", "qsgw_gap",
     *(f"pred_{m}" for m in MODELS),
 )
+
+
+def _dosnp_fold(
+    feats: Mapping[str, Any], train_mask: np.ndarray, held_out: np.ndarray, cfg: CVConfig,
+    done: Path, label: str,
+) -> np.ndarray:
+    """DOSnp's predictions for the ``held_out`` rows of one fold, trained on ``train_mask``;
+    kept in ``done`` (reused when there), the fold's checkpoints removed once it finished."""
+    if done.is_file():
+        log.info("fold %s: reused %s", label, done)
+        return np.load(done)["dosnp"]
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="esrepro-cv-") as curves:
+        model, fit = train_dosnp(
+            feats, np.flatnonzero(train_mask), cfg.fit, Path(curves),
+            resume_dir=done.with_name(f"{done.stem}-fits"),
+        )
+    pred = predict_gaps(model, feats, held_out, batch_size=cfg.fit.train.batch_size)
+    tmp = done.with_name(done.stem + ".tmp.npz")
+    np.savez(tmp, dosnp=pred)
+    tmp.replace(done)
+    # The predictions are what is kept.
+    shutil.rmtree(done.with_name(f"{done.stem}-fits"), ignore_errors=True)
+    qsgw = np.asarray(_as_list(feats["qsgw_gap"]), dtype=np.float64)[held_out]
+    log.info(
+        "fold %s: %d held out, DOSnp MAE %.3f eV (epochs %s, %.0f s)", label, held_out.size,
+        np.mean(np.abs(pred - qsgw)), fit["epochs_run"], time.perf_counter() - t0,
+    )
+    return pred
 
 
 def run_cross_validation(
@@ -65,13 +90,14 @@ def run_cross_validation(
     scratch_dir: Path,
     formation_energies: Mapping[str, float] | None = None,
 ) -> dict[str, Any]:
-    """Out-of-fold predictions of DOSnp, LRLIDG and the linear map for every material.
+    """Out-of-fold predictions of DOSnp and its baselines (``train.MODELS``) for every material.
 
     ``cfg.cv`` holds ``folds`` (k; 0 switches cross-validation off and writes ``{"folds": 0}``)
     and ``seed``; DOSnp is fitted as the train stage fits it (``cfg.fit``). Writes the
     out-of-fold predictions (CSV) and metrics: per model the pooled MAE/RMSE/R² over all
-    materials, each fold's MAE, and the paired differences of absolute error of DOSnp against
-    each baseline (negative: DOSnp better).
+    materials and each fold's MAE, LRLIDG's descriptor cap chosen in each fold (inner CV on
+    that fold's training rows), and ``comparisons``: DOSnp paired with each baseline over all
+    materials (the records of the evaluate stage, on out-of-fold predictions).
     """
     folds, seed = cfg.cv.folds, cfg.cv.seed
     if folds == 0:
@@ -92,49 +118,28 @@ def run_cross_validation(
     qsgw = np.asarray(_as_list(feats["qsgw_gap"]), dtype=np.float64)
     fe = aligned_formation_energies(ids, formation_energies)
     fold_of = np.asarray(kfold_labels(ids, folds, seed))
-    batch_size = cfg.fit.train.batch_size
 
     scratch = Path(scratch_dir) / dosnp_run_key(
         Path(features_path), cfg.fit, extra_sources=[Path(__file__)], folds=folds, cv_seed=seed,
-        lrlidg=plain_json(cfg.lrlidg),
     )
     scratch.mkdir(parents=True, exist_ok=True)
     pred = {m: np.full(len(ids), np.nan) for m in MODELS}
+    caps = np.full(folds, np.nan)
     for k in range(folds):
         held_out = np.flatnonzero(fold_of == k)
-        done = scratch / f"fold{k}.npz"
-        if done.is_file():
-            saved = np.load(done)
-            for m in MODELS:
-                pred[m][held_out] = saved[m]
-            log.info("fold %d/%d: reused %s", k + 1, folds, done)
-            continue
-        t0 = time.perf_counter()
         train_mask = fold_of != k
-        with tempfile.TemporaryDirectory(prefix="esrepro-cv-") as curves:
-            model, fit = train_dosnp(
-                feats, np.flatnonzero(train_mask), cfg.fit, Path(curves),
-                resume_dir=scratch / f"fold{k}-fits",
-            )
-        fold_pred = {"dosnp": predict_gaps(model, feats, held_out, batch_size=batch_size)}
-        linear, lrlidg = fit_baselines(atoms, lda, qsgw, train_mask, cfg.lrlidg, fe)
-        fold_pred["linear"] = linear.predict(lda[held_out])
-        fold_pred["lrlidg"] = lrlidg.predict(
-            [atoms[i] for i in held_out], lda[held_out],
-            formation_energies=None if fe is None else fe[held_out],
+        pred["dosnp"][held_out] = _dosnp_fold(
+            feats, train_mask, held_out, cfg, scratch / f"fold{k}.npz", f"{k + 1}/{folds}"
         )
-        for m in MODELS:
-            pred[m][held_out] = fold_pred[m]
-        tmp = done.with_name(done.stem + ".tmp.npz")
-        np.savez(tmp, **fold_pred)
-        tmp.replace(done)
-        # The predictions are what is kept.
-        shutil.rmtree(scratch / f"fold{k}-fits", ignore_errors=True)
-        log.info(
-            "fold %d/%d: %d held out, DOSnp MAE %.3f eV (epochs %s, %.0f s)", k + 1, folds,
-            held_out.size, np.mean(np.abs(fold_pred["dosnp"] - qsgw[held_out])),
-            fit["epochs_run"], time.perf_counter() - t0,
+        # The baselines take seconds (LRLIDG's inner CV included): refitted on every run, so
+        # their params never invalidate the DOSnp folds.
+        baselines = fit_baselines(atoms, lda, qsgw, train_mask, cfg.lrlidg, ids, fe)
+        fold_pred = baselines.predict(
+            [atoms[i] for i in held_out], lda[held_out], None if fe is None else fe[held_out]
         )
+        for m, values in fold_pred.items():
+            pred[m][held_out] = values
+        caps[k] = baselines.lrlidg_cap.max_descriptors_per_sample
 
     table = pd.DataFrame(
         {
@@ -160,8 +165,7 @@ def run_cross_validation(
             "fold_mae": fold_mae,
             "fold_mae_std": float(np.std(fold_mae, ddof=1)),
         }
-    metrics["dosnp_minus_baseline_abs_error"] = {
-        b: paired_abs_error_difference(qsgw, pred["dosnp"], pred[b]) for b in ("lrlidg", "linear")
-    }
+    metrics["lrlidg"]["fold_max_descriptors_per_sample"] = caps.tolist()
+    metrics["comparisons"] = gap_comparisons(qsgw, pred)
     write_json(metrics_path, metrics)
     return metrics

@@ -198,8 +198,9 @@ def stage_evaluate(
     selected, structures = load_selected(raw)
     summary = pd.read_csv(dft_summary)
     ok = summary[summary["status"] != "failed"]
+    # n_materials (written by run_evaluate) counts the materials used: n_selected - n_dft_failed.
     extra = {
-        "n_materials": int(len(summary)),
+        "n_selected": int(len(summary)),
         "n_dft_failed": int((summary["status"] == "failed").sum()),
         "gpaw_vs_ecalj_lda_gap_mae": float(np.mean(np.abs(ok["gpaw_gap"] - ok["lda_gap_table"]))),
     }

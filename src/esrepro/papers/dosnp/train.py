@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +17,14 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
-from esrepro.metrics import regression_metrics, write_csv, write_json
-from esrepro.papers.dosnp.baselines import LRLIDG, LinearGapModel, fit_linear
+from esrepro.metrics import paired_comparison, regression_metrics, write_csv, write_json
+from esrepro.papers.dosnp.baselines import (
+    LRLIDG,
+    CapChoice,
+    LinearGapModel,
+    choose_descriptor_cap,
+    fit_linear,
+)
 from esrepro.papers.dosnp.config import EvaluateConfig, LRLIDGParams, TrainConfig
 from esrepro.papers.dosnp.data import PDOSGraphDataset, collate_pdos, load_features
 from esrepro.papers.dosnp.model import DOSnp, DOSnpEnsemble, DOSnpLightning, load_dosnp
@@ -39,7 +46,15 @@ PREDICTION_COLUMNS: tuple[str, ...] = (
     "pred_dosnp",
     "pred_lrlidg",
     "pred_linear",
+    "pred_mean_baseline",
 )
+#: The models every DOSnp metrics file scores; ``mean_baseline`` predicts the training-set mean
+#: QSGW gap for every material (the floor any model must beat).
+MODELS: tuple[str, ...] = ("dosnp", "lrlidg", "linear", "mean_baseline")
+#: ``comparisons.<key>``: DOSnp against each baseline, paired over the same materials.
+COMPARISONS: dict[str, str] = {
+    "dosnp_vs_lrlidg": "lrlidg", "dosnp_vs_linear": "linear", "dosnp_vs_mean": "mean_baseline",
+}
 
 
 def _as_list(x: Any) -> list[Any]:
@@ -263,29 +278,78 @@ def aligned_formation_energies(
     return np.array([formation_energies[i] for i in ids], dtype=np.float64)
 
 
+@dataclass(frozen=True)
+class Baselines:
+    """DOSnp's baselines fitted on one training set: the linear LDA->QSGW map, LRLIDG with the
+    descriptor cap inner CV chose, and the mean predictor (the training-set mean QSGW gap)."""
+
+    linear: LinearGapModel
+    lrlidg: LRLIDG
+    lrlidg_cap: CapChoice
+    mean_gap: float
+
+    def predict(
+        self, atoms: Sequence[Any], lda: np.ndarray, formation_energies: np.ndarray | None = None
+    ) -> dict[str, np.ndarray]:
+        """Predicted QSGW gaps (eV) of each baseline, keyed as in :data:`MODELS`."""
+        return {
+            "lrlidg": self.lrlidg.predict(atoms, lda, formation_energies=formation_energies),
+            "linear": self.linear.predict(lda),
+            "mean_baseline": np.full(len(lda), self.mean_gap),
+        }
+
+
 def fit_baselines(
     atoms: Sequence[Any],
     lda: np.ndarray,
     qsgw: np.ndarray,
     train: np.ndarray,
     lrlidg_cfg: LRLIDGParams,
+    ids: Sequence[str],
     formation_energies: np.ndarray | None = None,
-) -> tuple[LinearGapModel, LRLIDG]:
-    """Fit the linear LDA->QSGW map and LRLIDG on the rows where the boolean mask ``train`` holds.
+) -> Baselines:
+    """Fit every baseline on the rows where the boolean mask ``train`` holds.
 
-    ``atoms``, ``lda``, ``qsgw`` (eV) and ``formation_energies`` are aligned, one per material.
+    ``atoms``, ``lda``, ``qsgw`` (eV), material ``ids`` and ``formation_energies`` are aligned,
+    one per material. LRLIDG's descriptor cap is chosen by inner CV on the training rows only.
     """
     train = np.asarray(train, dtype=bool)
-    linear = fit_linear(lda[train], qsgw[train])
+    rows = np.flatnonzero(train)
+    train_atoms = [atoms[i] for i in rows]
+    train_fe = None if formation_energies is None else formation_energies[train]
+    cap = choose_descriptor_cap(
+        train_atoms, lda[train], qsgw[train], [ids[i] for i in rows],
+        lrlidg_cfg.max_descriptors_per_sample, folds=lrlidg_cfg.inner_folds,
+        seed=lrlidg_cfg.inner_seed, rank_tol=lrlidg_cfg.rank_tol, formation_energies=train_fe,
+    )
     lrlidg = LRLIDG(
-        rank_tol=lrlidg_cfg.rank_tol,
-        max_descriptors_per_sample=lrlidg_cfg.max_descriptors_per_sample,
+        rank_tol=lrlidg_cfg.rank_tol, max_descriptors_per_sample=cap.max_descriptors_per_sample
+    ).fit(train_atoms, lda[train], qsgw[train], formation_energies=train_fe)
+    return Baselines(
+        linear=fit_linear(lda[train], qsgw[train]),
+        lrlidg=lrlidg,
+        lrlidg_cap=cap,
+        mean_gap=float(np.mean(qsgw[train])),
     )
-    lrlidg.fit(
-        [a for a, t in zip(atoms, train, strict=True) if t], lda[train], qsgw[train],
-        formation_energies=None if formation_energies is None else formation_energies[train],
-    )
-    return linear, lrlidg
+
+
+def lrlidg_summary(baselines: Baselines) -> dict[str, Any]:
+    """What the LRLIDG fit kept: descriptors, the chosen cap and every candidate's inner-CV MAE."""
+    return {
+        "n_descriptors": baselines.lrlidg.n_descriptors,
+        "max_descriptors_per_sample": baselines.lrlidg_cap.max_descriptors_per_sample,
+        "inner_cv_mae": {f"{k:g}": v for k, v in baselines.lrlidg_cap.inner_cv_mae.items()},
+    }
+
+
+def gap_comparisons(qsgw: np.ndarray, preds: Mapping[str, np.ndarray]) -> dict[str, Any]:
+    """:data:`COMPARISONS`: paired bootstrap records of DOSnp's absolute gap error against each
+    baseline's, over the materials given (``esrepro.metrics.paired_comparison``)."""
+    err = {m: np.abs(np.asarray(preds[m], dtype=np.float64) - qsgw) for m in MODELS}
+    return {
+        key: paired_comparison(err["dosnp"], err[other], names=("dosnp", other))
+        for key, other in COMPARISONS.items()
+    }
 
 
 def run_evaluate(
@@ -300,10 +364,12 @@ def run_evaluate(
 ) -> dict[str, Any]:
     """Predict every material with DOSnp, LRLIDG and the linear map; write CSV and metrics.
 
-    The baselines are fitted here on the "train" split (they take a second or so). Metrics are
-    on band gaps in eV. ``structures`` maps material id -> ``ase.Atoms`` (for LRLIDG); ``extra``
-    supplies ``n_materials``, ``n_dft_failed`` and ``gpaw_vs_ecalj_lda_gap_mae`` (and any other
-    top-level keys the stage wants in the metrics file). Returns the metrics dict.
+    The baselines are fitted here on the "train" split (seconds, LRLIDG's inner CV included).
+    Metrics are on band gaps in eV; ``comparisons`` pairs DOSnp with each baseline over the test
+    materials. ``n_materials`` counts the materials used (featurized: the DFT succeeded).
+    ``structures`` maps material id -> ``ase.Atoms`` (for LRLIDG); ``extra`` supplies
+    ``n_selected``, ``n_dft_failed`` and ``gpaw_vs_ecalj_lda_gap_mae`` (and any other top-level
+    keys the stage wants in the metrics file). Returns the metrics dict.
     """
     feats = load_features(features_path)
     ids = [str(i) for i in feats["material_ids"]]
@@ -317,9 +383,8 @@ def run_evaluate(
 
     atoms = structures_of(ids, structures)
     fe = aligned_formation_energies(ids, formation_energies)
-    linear, lrlidg = fit_baselines(atoms, lda, qsgw, train, cfg.lrlidg, fe)
-    pred_linear = linear.predict(lda)
-    pred_lrlidg = lrlidg.predict(atoms, lda, formation_energies=fe)
+    baselines = fit_baselines(atoms, lda, qsgw, train, cfg.lrlidg, ids, fe)
+    preds = {"dosnp": pred_dosnp, **baselines.predict(atoms, lda, fe)}
 
     table = pd.DataFrame(
         {
@@ -330,9 +395,7 @@ def run_evaluate(
             "lda_gap_table": lda,
             "gpaw_gap": np.asarray(_as_list(feats["gpaw_gap"]), dtype=np.float64),
             "qsgw_gap": qsgw,
-            "pred_dosnp": pred_dosnp,
-            "pred_lrlidg": pred_lrlidg,
-            "pred_linear": pred_linear,
+            **{f"pred_{m}": preds[m] for m in MODELS},
         },
         columns=list(PREDICTION_COLUMNS),
     )
@@ -345,13 +408,18 @@ def run_evaluate(
         }
 
     metrics: dict[str, Any] = {
-        "n_materials": len(ids),
+        "n_selected": None,
         "n_dft_failed": None,
         "gpaw_vs_ecalj_lda_gap_mae": None,
         **extra,
-        "dosnp": per_split(pred_dosnp),
-        "lrlidg": {**per_split(pred_lrlidg), "n_descriptors": lrlidg.n_descriptors},
-        "linear": {**per_split(pred_linear), "a": linear.a, "b": linear.b},
+        "n_materials": len(ids),
+        **{m: per_split(preds[m]) for m in MODELS},
+        "comparisons": gap_comparisons(qsgw[~train], {m: p[~train] for m, p in preds.items()}),
     }
+    # Paper Sec. III, Fig. 4(b)/(B): LRLIDG predicts negative gaps for some test materials,
+    # DOSnp none.
+    metrics["negative_test_predictions"] = {m: int(np.sum(preds[m][~train] < 0)) for m in MODELS}
+    metrics["lrlidg"].update(lrlidg_summary(baselines))
+    metrics["linear"].update(a=baselines.linear.a, b=baselines.linear.b)
     write_json(metrics_path, metrics)
     return metrics
