@@ -430,3 +430,18 @@ def test_matches_golden_outputs(golden: dict, golden_batch, name: str) -> None:
             torch.testing.assert_close(out, entry["eval_triplet_pair"], atol=1e-9, rtol=1e-9)
         out = model.train()(golden_batch)  # BatchNorm on batch statistics
         torch.testing.assert_close(out, entry["train"], atol=1e-9, rtol=1e-9)
+
+
+def test_an_elemental_crystal_looks_the_same_at_every_lattice_constant() -> None:
+    # A property of the edge-gated convolution (as in the reference ALIGNN): messages are averaged
+    # with their gates as weights, so when every atom is the same element the gates cancel and
+    # only the eps of the normalisation lets geometry in. D-ALIGNN therefore predicts one DOS for
+    # Si at any volume (docs/notes/alignn-elemental-crystals.md); a binary compound does see it.
+    from ase.build import bulk
+
+    model = _model(seed=3)
+    with torch.no_grad():
+        si = [model(_batch([bulk("Si", "diamond", a=a)])) for a in (5.0, 5.43, 5.8)]
+        gaas = [model(_batch([bulk("GaAs", "zincblende", a=a)])) for a in (5.0, 5.43, 5.8)]
+    assert max(float((o - si[1]).abs().max()) for o in si) < 1e-5
+    assert min(float((o - gaas[1]).abs().max()) for o in (gaas[0], gaas[2])) > 1e-5
