@@ -282,3 +282,15 @@ def make_dosnp_snapshot(folder: Path) -> dict[str, Path]:
         "cv_metrics": folder / "cv_metrics.json",
         "cv_predictions": folder / "cv_predictions.csv",
     }
+
+
+def test_render_snapshot_reads_inputs_the_snapshot_keeps(tmp_path: Path, repo_root: Path) -> None:
+    # snapshot-reference keeps inputs from outside reports/<paper>/ under inputs/<argument>.
+    snapshot = tmp_path / "partial"
+    (snapshot / "inputs").mkdir(parents=True)
+    (snapshot / "inputs" / "table.csv").write_text("id\n")
+    (snapshot / "inputs" / "dft_summary.csv").write_text("id\n")
+    with pytest.raises(SnapshotRenderError) as info:
+        render_snapshot("dosnp", snapshot, root=repo_root)
+    assert "table" not in str(info.value) and "dft_summary" not in str(info.value)
+    assert "predictions (" in str(info.value)

@@ -197,3 +197,27 @@ def test_malformed_inputs_name_the_file_and_write_nothing(tmp_path: Path) -> Non
     result = CliRunner().invoke(app, ["snapshot-reference", PAPER, "--root", str(root)])
     assert result.exit_code == 1
     assert "dvc.lock, line" in " ".join(result.output.split()), result.output
+
+
+def test_a_snapshot_keeps_what_re_rendering_its_report_needs(tmp_path: Path) -> None:
+    from esrepro.registry import get_paper
+
+    stage = get_paper("dosnp").stage("report")
+    for rel in stage.inputs.values():  # every input of the report stage, as the pipeline leaves
+        path = tmp_path / rel
+        if rel.endswith("training"):
+            (path / "plots" / "metrics" / "train").mkdir(parents=True)
+            (path / "plots" / "metrics" / "train" / "loss.tsv").write_text("step\tloss\n")
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("x\n")
+    (tmp_path / "reports/dosnp/dosnp.ipynb").write_text("{}")
+    report_dir = tmp_path / "reports" / "dosnp"
+    kept = dict((rel, src) for src, rel in snapshot._render_inputs(
+        tmp_path, "dosnp", report_dir, taken={"metrics.json"}
+    ))
+    assert "training/plots/metrics/train/loss.tsv" in kept
+    assert kept["inputs/dft_summary.csv"] == tmp_path / "data/dosnp/dft/summary.csv"
+    assert "inputs/table.csv" in kept and "dosnp.ipynb" in kept
+    assert "metrics.json" not in kept and not any(r.startswith("inputs/notebook") for r in kept)
+    assert snapshot._render_inputs(tmp_path, PAPER, report_dir, set()) == []  # unregistered

@@ -14,6 +14,7 @@ from esrepro.config import repo_root
 from esrepro.provenance import git_commit, utc_timestamp
 from esrepro.registry import get_paper
 from esrepro.targets.lock import file_md5
+from esrepro.targets.snapshot import SNAPSHOT_INPUTS
 
 
 class SnapshotRenderError(RuntimeError):
@@ -62,6 +63,8 @@ def render_snapshot(
             path = Path(given[name]) if Path(given[name]).is_absolute() else root / given[name]
         elif name == "notebook" or Path(rel).is_relative_to(reports):
             path = moved(rel)
+        elif (folder / SNAPSHOT_INPUTS / f"{name}{Path(rel).suffix}").is_file():
+            path = folder / SNAPSHOT_INPUTS / f"{name}{Path(rel).suffix}"
         else:
             missing.append(f"{name} ({rel}: outside the snapshot; pass inputs={{{name!r}: ...}})")
             continue

@@ -90,8 +90,10 @@ def snapshot_reference(
     must be a plain folder name: "." would make the snapshot the report folder itself.
 
     Copies ``metrics.json`` (and any other ``*metrics.json``, e.g. cross-validation),
-    ``figures/*.png``, ``<paper>.html`` and the prediction files from
-    ``reports/<paper>/`` and writes ``provenance.json``: git commit, params.yaml, the dvc.lock
+    ``figures/*.png``, ``<paper>.html``, the prediction files and whatever else its report stage
+    reads (learning curves; inputs from outside ``reports/<paper>/`` under ``inputs/``, so
+    :func:`esrepro.report_snapshots.render_snapshot` can render it again) and writes
+    ``provenance.json``: git commit, params.yaml, the dvc.lock
     entries of the paper's stages (their recorded md5 of ``metrics.json`` is what the check
     compares the copy with), wall time, the DFT cost measured from the run's products
     (``dft_cost``: core-hours, seconds per material, hosts; see esrepro.dft.cost), machine and
@@ -164,6 +166,7 @@ def snapshot_reference(
         extra += sorted(report_dir.glob("*predictions.csv"))
         extra += sorted(report_dir.glob("*predictions.npz"))
         copies += [(p, p.name) for p in extra if p.is_file()]
+        copies += _render_inputs(root, paper, report_dir, {rel for _, rel in copies})
         files: dict[str, str] = {}
         for src, rel in copies:
             dst = tmp / rel
@@ -190,6 +193,43 @@ def snapshot_reference(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return ref / "provenance.json"
+
+
+#: Where a snapshot keeps the report-stage inputs that live outside ``reports/<paper>/`` (e.g.
+#: DOSnp's DFT summary under data/), as ``inputs/<argument name><suffix>``.
+SNAPSHOT_INPUTS = "inputs"
+
+
+def _render_inputs(
+    root: Path, paper: str, report_dir: Path, taken: set[str]
+) -> list[tuple[Path, str]]:
+    """What re-rendering the snapshot's report needs beyond the copies already ``taken``: every
+    input of the paper's report stage (learning curves, DFT summary, ...) and the executed
+    notebook, as (source file, path in the snapshot). Empty for a paper without a registry entry.
+    """
+    from esrepro.registry import get_paper
+
+    try:
+        stage = get_paper(paper).stage("report")
+    except (KeyError, ValueError):
+        return []
+    wanted: list[tuple[Path, str]] = []
+    for arg, rel in stage.inputs.items():
+        path = root / rel
+        if arg == "notebook" or not path.exists():
+            continue
+        if path.is_relative_to(report_dir):
+            inside = path.relative_to(report_dir)
+            for file in sorted(path.rglob("*")) if path.is_dir() else [path]:
+                if file.is_file():
+                    wanted.append((file, (inside / file.relative_to(path)).as_posix()
+                                   if path.is_dir() else inside.as_posix()))
+        elif path.is_file():
+            wanted.append((path, f"{SNAPSHOT_INPUTS}/{arg}{path.suffix}"))
+    executed = stage.outputs.get("executed")
+    if executed is not None and (root / executed.path).is_file():
+        wanted.append((root / executed.path, Path(executed.path).name))
+    return [(src, rel) for src, rel in wanted if rel not in taken]
 
 
 def _run_dft_cost(root: Path, paper: str) -> dict[str, Any] | None:
