@@ -220,8 +220,25 @@ def test_claims_are_judged_on_the_partial_run_when_there_is_no_reference(tmp_pat
                         "comparison": "cmp", "expect": "model"}])
     code, output = _claims_output(root)
     assert code == 0, output
-    assert "toy claims, judged on the partial run" in output
+    assert "toy claims, each on the largest run holding its record" in output
+    assert "partial" in output.split("toy claims")[1]
     assert "holds (model wins, resolved)" in output
+
+
+def test_a_claim_falls_back_to_the_largest_run_that_holds_its_record(tmp_path: Path) -> None:
+    from esrepro.metrics import paired_comparison
+    from esrepro.targets.claims import judge_on_runs
+    from esrepro.targets.schema import Claim
+
+    claim = Claim(id="c", statement="s", where="w", comparison="cmp", expect="a")
+    rng = np.random.default_rng(0)
+    base = rng.uniform(1, 2, 20)
+    runs = [("reference", {}), ("partial", {"cmp": paired_comparison(base, base + 0.1)}),
+            ("default", {"cmp": paired_comparison(base + 0.1, base)})]
+    (result,) = judge_on_runs([claim], runs)
+    assert (result.run, result.verdict) == ("partial", "holds")  # not the older default's
+    (missing,) = judge_on_runs([claim], [("reference", {}), ("default", {})])
+    assert (missing.run, missing.verdict) == ("reference", "missing")
 
 
 def test_failing_and_missing_claims_never_gate(tmp_path: Path) -> None:
@@ -299,7 +316,7 @@ def test_paper_vs_ours_is_markdown_of_one_paper(tmp_path: Path) -> None:
     assert "| default | n_materials | materials | 100 | 21 | 0.210 |" in text
     assert "| partial |  |  |  | 95 | 0.950 |" in text
     assert "Reference run pending: waits for the toy DFT" in text
-    assert "Claims of the paper, judged on the partial run:" in text
+    assert "Claims of the paper, each judged on the largest run whose metrics hold" in text
     assert "| model beats linear [c1] | Fig. 4 | partial | 0.3 | holds (needs ≤ 0.5) |" in text
     assert "md5" not in text
     with pytest.raises(KeyError, match="no paper 'nope'"):

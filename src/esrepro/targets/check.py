@@ -132,7 +132,8 @@ class PaperCheck:
 
     @property
     def compared(self) -> RunCheck | None:
-        """The run claims are judged on: reference, else partial, else default."""
+        """The largest run: reference, else partial, else default. Each claim is judged on the
+    largest run whose metrics hold its record (:func:`~esrepro.targets.claims.judge_on_runs`)."""
         by_name = {r.run: r for r in self.runs if not r.integrity_only and r.metrics_file}
         return next((by_name[n] for n in reversed(RUNS) if n in by_name), None)
 
@@ -344,7 +345,7 @@ def check_paper(
     Raises :class:`InputError` when dvc.lock, a provenance.json or a metrics file cannot be
     parsed.
     """
-    from esrepro.targets.claims import evaluate_claims
+    from esrepro.targets.claims import judge_on_runs
 
     root = Path(root)
     check = PaperCheck(
@@ -379,7 +380,8 @@ def check_paper(
     elif reference.status == "pending":
         check.notes.append(f"{targets.paper}: reference run pending: {reference.reason}")
 
-    compared = check.compared
-    if compared is not None:
-        check.claims = evaluate_claims(targets.claims, compared.metrics)
+    by_name = {r.run: r for r in check.runs if not r.integrity_only and r.metrics_file}
+    runs = [(n, by_name[n].metrics) for n in reversed(RUNS) if n in by_name]
+    if runs:
+        check.claims = judge_on_runs(targets.claims, runs)
     return check

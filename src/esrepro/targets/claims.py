@@ -14,7 +14,7 @@ is a result.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from esrepro.targets.check import MISSING, as_number, get_node
@@ -32,6 +32,8 @@ class ClaimResult:
     verdict: str
     ours: str = ""
     detail: str = ""
+    #: The run whose metrics judged it ("" until :func:`judge_on_runs` sets it).
+    run: str = ""
 
 
 def _num(value: float | None) -> str:
@@ -124,3 +126,18 @@ def judge_claim(claim: Claim, metrics: Mapping[str, Any]) -> ClaimResult:
 def evaluate_claims(claims: Sequence[Claim], metrics: Mapping[str, Any]) -> list[ClaimResult]:
     """Every claim's verdict on ``metrics``, in the file's order."""
     return [judge_claim(c, metrics) for c in claims]
+
+
+def judge_on_runs(
+    claims: Sequence[Claim], runs: Sequence[tuple[str, Mapping[str, Any]]]
+) -> list[ClaimResult]:
+    """Every claim judged on the first of ``runs`` (name, metrics; largest run first) whose
+    metrics hold what the claim needs: an older snapshot without a newer record does not hide
+    the claim, and the result names the run that judged it. A claim no run can judge is
+    "missing" on the first run."""
+    results = []
+    for claim in claims:
+        judged = [replace(judge_claim(claim, metrics), run=name) for name, metrics in runs]
+        if judged:
+            results.append(next((r for r in judged if r.verdict != "missing"), judged[0]))
+    return results

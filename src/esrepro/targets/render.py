@@ -163,7 +163,7 @@ def claim_cells(check: PaperCheck, result: ClaimResult) -> list[str]:
     verdict = result.verdict + (f" ({result.detail})" if result.detail else "")
     return [
         check.paper, f"{statement} [{claim.id}]{note}", " ".join(claim.where.split()),
-        check.source, result.ours or "—", verdict,
+        result.run or check.source, result.ours or "—", verdict,
     ]
 
 
@@ -202,7 +202,7 @@ def render_check(
         for warning in check.warnings:
             console.print(Text("  WARNING " + warning, style="bold yellow"))
         if check.claims:
-            table = Table(title=f"{check.paper} claims, judged on the {check.source} run")
+            table = Table(title=f"{check.paper} claims, each on the largest run holding its record")
             for col in CLAIM_COLUMNS[1:]:
                 table.add_column(col, overflow="fold")
             for result in check.claims:
@@ -265,7 +265,8 @@ def _paper_markdown(check: PaperCheck, targets: PaperTargets) -> str:
     if check.claims:
         claim_rows = [claim_cells(check, r)[1:] for r in check.claims]
         parts.append(
-            f"Claims of the paper, judged on the {check.source} run:\n\n"
+            "Claims of the paper, each judged on the largest run whose metrics hold its record "
+            "(reference, else partial, else default):\n\n"
             + markdown_table(CLAIM_COLUMNS[1:], claim_rows)
         )
     failures = [f for f in check.failures if "md5" not in f]

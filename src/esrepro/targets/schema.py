@@ -90,7 +90,7 @@ class Reference:
 
 @dataclass(frozen=True)
 class Claim:
-    """A statement of the paper, judged on the compared run (never a gate; CLAIMS.md §2)."""
+    """A statement of the paper, judged on the largest run holding its record (never a gate)."""
 
     id: str
     statement: str
