@@ -118,7 +118,7 @@ def test_failure_is_recorded_with_its_reason_and_kind(tmp_path, monkeypatch) -> 
 
 
 def test_si_bands_agree_with_materials_projects_vasp_pbe_bands(tmp_path, mirror_dir) -> None:
-    """GPAW PBE (450 eV, PAW 0.9.x setups) vs MP's VASP PBE (520 eV, VASP PAW) on MP's own
+    """GPAW PBE (450 eV, gpaw-data setups) vs MP's VASP PBE (520 eV, VASP PAW) on MP's own
     k-points, bands HOB-2 ... HOB+3, each aligned to its VBM. Measured on all 164 k-points:
     max 0.027 eV, mean 0.015 eV; the bound leaves room for the k-point subset and
     eigensolver noise, and is far below the bands' dispersion (~12 eV)."""
@@ -129,3 +129,18 @@ def test_si_bands_agree_with_materials_projects_vasp_pbe_bands(tmp_path, mirror_
     assert result.max_abs_ev < 0.05
     assert result.mean_abs_ev < 0.025
     assert result.gap_ev == pytest.approx(result.reference_gap_ev, abs=0.05)
+
+
+def test_band_stage_copies_the_products_out_of_the_shared_cache(si_bands, tmp_path,
+                                                                monkeypatch) -> None:
+    from esrepro.dft.stage import run_band_stage
+
+    record, cache, _ = si_bands
+    monkeypatch.setattr(farm, "_farm", _no_farm)
+    dft = {"cache": str(cache.root), "seed_caches": [], "farm": {"workers": 1, "mpi_ranks": 1}}
+    [again] = run_band_stage({"Si": silicon()}, dft, SMALL, tmp_path / "out")
+    assert again.status == "cached"
+    copied = tmp_path / "out" / "products" / "Si.npz"
+    assert copied.read_bytes() == Path(record.product_path).read_bytes()
+    assert (cache.root / "journal-bands.jsonl").is_file()
+    assert not (cache.root / "journal.jsonl").exists()

@@ -19,6 +19,7 @@ from ase import Atoms
 
 from esrepro.checks import expect_str
 from esrepro.config import resolve_path
+from esrepro.dft.band_product import BandSettings
 from esrepro.dft.cache import DFTCache
 from esrepro.dft.farm import FarmOptions, MaterialRecord, compute_products
 from esrepro.dft.seeds import NO_SEEDS_ENV, seeds_disabled
@@ -74,11 +75,32 @@ def run_dft_stage(
     is touched, so a typo stops the stage instead of failing every material.
     """
     settings = DFTSettings.from_params(dft["settings"], source=settings_source)
+    return _run_stage(structures, settings, dft, out_dir)
+
+
+def run_band_stage(
+    structures: Mapping[str, Atoms],
+    dft: Mapping[str, Any],
+    settings: BandSettings,
+    out_dir: Path,
+) -> list[MaterialRecord]:
+    """As `run_dft_stage`, for band-structure products (`esrepro.dft.band_product`): the
+    shared `dft` params give the cache, seeds and farm; `settings` (e.g.
+    ``BandSettings.from_params(params["bandformer"]["dft"])``) what is computed."""
+    return _run_stage(structures, settings, dft, out_dir)
+
+
+def _run_stage(
+    structures: Mapping[str, Atoms],
+    settings: DFTSettings | BandSettings,
+    dft: Mapping[str, Any],
+    out_dir: Path,
+) -> list[MaterialRecord]:
     options = FarmOptions.from_params(dft["farm"])
     cache = cache_from_params(dft)
-    records = compute_products(
-        structures, settings, cache, options, journal=cache.root / "journal.jsonl"
-    )
+    # One journal per product kind: benchmarks/dft_throughput.py reads the ground-state one.
+    journal = "journal.jsonl" if isinstance(settings, DFTSettings) else "journal-bands.jsonl"
+    records = compute_products(structures, settings, cache, options, journal=cache.root / journal)
     products = Path(out_dir) / "products"
     if products.exists():
         shutil.rmtree(products)
