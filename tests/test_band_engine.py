@@ -22,6 +22,7 @@ from esrepro.dft.band_product import BandProduct, BandSettings, band_cache_key
 from esrepro.dft.band_validation import compare_bands, fetch_reference, load_reference
 from esrepro.dft.cache import DFTCache
 from esrepro.dft.farm import FarmOptions, compute_products
+from esrepro.dft.seeds import scan_cache
 
 pytestmark = [
     pytest.mark.gpaw,
@@ -46,7 +47,7 @@ def _no_farm(*args, **kwargs):
 @pytest.fixture(scope="module")
 def si_bands(tmp_path_factory):
     base = tmp_path_factory.mktemp("si-bands")
-    cache = DFTCache(base / "cache")
+    cache = DFTCache(base / "cache" / "bands")  # where run_band_stage keeps them
     [record] = compute_products({"Si": silicon()}, SMALL, cache, ONE_RANK, progress=False)
     assert record.status == "computed", record.reason
     return record, cache, BandProduct.load(Path(record.product_path))
@@ -137,10 +138,11 @@ def test_band_stage_copies_the_products_out_of_the_shared_cache(si_bands, tmp_pa
 
     record, cache, _ = si_bands
     monkeypatch.setattr(farm, "_farm", _no_farm)
-    dft = {"cache": str(cache.root), "seed_caches": [], "farm": {"workers": 1, "mpi_ranks": 1}}
+    shared = cache.root.parent
+    dft = {"cache": str(shared), "seed_caches": [], "farm": {"workers": 1, "mpi_ranks": 1}}
     [again] = run_band_stage({"Si": silicon()}, dft, SMALL, tmp_path / "out")
     assert again.status == "cached"
     copied = tmp_path / "out" / "products" / "Si.npz"
     assert copied.read_bytes() == Path(record.product_path).read_bytes()
-    assert (cache.root / "journal-bands.jsonl").is_file()
-    assert not (cache.root / "journal.jsonl").exists()
+    # Nothing at the top level, where seed packing reads ground-state products.
+    assert not scan_cache(shared) and not (shared / "journal.jsonl").exists()
