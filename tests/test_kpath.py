@@ -147,3 +147,24 @@ def test_open_path_smoothing_keeps_a_constant_band_and_resample_checks_input() -
         smooth_resample(arc, np.zeros(50), 64, width=-1.0)
     with pytest.raises(ValueError, match="non-decreasing"):
         smooth_resample(arc[::-1], np.zeros(50), 64, width=0.1)
+
+
+def test_a_disconnected_latimer_munro_path_is_bridged(mirror_dir, tmp_path) -> None:
+    """TlInS2 (mp-22566): its Latimer–Munro path falls into parts, on which pymatgen's
+    `get_continuous_path` fails ("G is not connected"); the shortest segment joins them."""
+    from esrepro.selection import fetch_structures
+
+    [atoms] = fetch_structures(["mp-22566"], mirror_dir, tmp_path).values()
+    lm = HighSymmKpath(AseAtomsAdaptor.get_structure(atoms), path_type="latimer_munro")
+    lm_segments = {
+        (a, b) for branch in lm.kpath["path"] for a, b in zip(branch[:-1], branch[1:], strict=True)
+    }
+    path = continuous_kpath(atoms)
+    assert len(path.bridges) == 1
+    bridge = path.segments[path.bridges[0]]
+    assert bridge not in lm_segments and bridge[::-1] not in lm_segments
+    assert set(path.segments) - {bridge} == lm_segments
+    labels = path.step_labels()
+    assert all(a[1] == b[0] for a, b in zip(labels[:-1], labels[1:], strict=True))
+    assert {i for i, _ in path.steps} == set(range(len(path.segments)))
+    assert ContinuousKPath.from_json(path.to_json()).bridges == path.bridges
