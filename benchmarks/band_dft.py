@@ -6,10 +6,13 @@
 Takes, for each requested site count, the first material of the DOSnp table (seeded order)
 with that many sites, runs the band product in this process (default `BandSettings`, one MPI
 rank; no farm, no cache) and prints wall and CPU seconds of the SCF and of the path run, the
-k-points of each, the gap and the gap error of smoothing + resampling (`--width`, `--n-kpoints`),
-and a power-law fit CPU ~ a * n_sites^p over the materials measured, applied
-to the site counts of the whole table (an extrapolation, printed as such). Every other number
-printed is measured; the machine may be shared, so CPU seconds are the cost, wall the latency.
+k-points of each, the gap and the gap error of smoothing + resampling (`--width`, `--n-kpoints`).
+
+Extrapolation to the whole table (printed as such): the ground-state LDA product of the same
+materials in the shipped seed (`--seed-dir`, its `meta.wall_s`) gives the ratio band CPU /
+LDA seconds; the mean ratio times the mean LDA seconds over all seeded products (a seeded
+random sample of the table) times the table's size. Every other number printed is measured; the
+machine may be shared, so CPU seconds are the cost, wall the latency.
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--width", type=float, default=0.05, help="smoothing width, Å⁻¹")
     parser.add_argument("--n-kpoints", type=int, default=256, help="resampled k-points")
     parser.add_argument("--save", type=Path, help="write each band product here (<id>.npz)")
+    parser.add_argument("--seed-dir", type=Path, default=Path("seeds"),
+                        help="shipped seed with the ground-state products (extrapolation)")
     args = parser.parse_args(argv)
 
     table = fetch_table(DOSNP_TABLE_COMMIT, args.mirror, args.downloads / "dosnp-table.csv")
@@ -52,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'material':>10} {'formula':>10} {'sites':>5} {'SCF k':>5} {'path k':>6} "
           f"{'SCF wall':>9} {'SCF cpu':>8} {'path wall':>9} {'path cpu':>8} {'gap*':>6} "
           f"{'dgap':>6}")
-    sites, cpu = [], []
+    cpu: dict[str, float] = {}
     for material_id, atoms in structures.items():
         t0 = time.perf_counter()
         product = run_gpaw_bands(atoms, settings)
@@ -69,21 +74,46 @@ def main(argv: list[str] | None = None) -> int:
             f"{selected.gap:>6.2f} {dgap:>+6.3f}   (total wall {time.perf_counter() - t0:.0f} s)",
             flush=True,
         )
-        sites.append(len(atoms))
-        cpu.append(timings["scf_cpu_s"] + timings["path_cpu_s"])
+        cpu[material_id] = timings["scf_cpu_s"] + timings["path_cpu_s"]
     print("* gap in eV, 0 = metal (HOB-based rule of esrepro.bands); dgap: gap after smoothing "
           f"({args.width} Å⁻¹) and resampling ({args.n_kpoints} points) minus gap, eV")
 
-    if len(set(sites)) >= 2:
-        p, log_a = np.polyfit(np.log(sites), np.log(cpu), 1)
-        all_sites = np.array(list(nsites.values()), dtype=float)
-        total = float(np.exp(log_a) * np.sum(all_sites**p))
-        median = np.median(all_sites)
-        print(f"EXTRAPOLATION (fit over {len(sites)} materials): CPU ~ {np.exp(log_a):.1f} s x "
-              f"n_sites^{p:.2f}; {len(all_sites)} table materials (median {median:.0f}"
-              f", max {all_sites.max():.0f} sites): {total / 3600:.1f} CPU h, "
-              f"{total / 3600 / args.cores:.1f} h on {args.cores} cores")
+    extrapolate(cpu, args.seed_dir, len(nsites), args.cores)
     return 0
+
+
+def extrapolate(cpu: dict[str, float], seed_dir: Path, n_table: int, cores: int) -> None:
+    """Print band CPU / seeded LDA seconds per material and the table-wide estimate."""
+    from esrepro.dft.product import read_product_meta
+    from esrepro.dft.seeds import Manifest, unpacked_seed_dirs
+
+    if not (seed_dir / "manifest.json").is_file():
+        print(f"no shipped seed at {seed_dir}: no extrapolation")
+        return
+    key_of = {m: k for a in Manifest.load(seed_dir).archives for k, m in a.products.items()}
+    lda: dict[str, float] = {}
+    for directory in unpacked_seed_dirs(seed_dir):
+        for path in directory.glob("??/*.npz"):
+            meta = read_product_meta(path)
+            if meta.get("settings", {}).get("mode") == "pw":
+                lda[path.stem] = float(meta["wall_s"])
+    ratios = []
+    for material_id, seconds in cpu.items():
+        key = key_of.get(material_id)
+        if key in lda:
+            ratios.append(seconds / lda[key])
+            print(f"{material_id:>10}: band {seconds:.1f} s CPU / LDA {lda[key]:.1f} s "
+                  f"= {ratios[-1]:.1f}")
+        else:
+            print(f"{material_id:>10}: no plane-wave LDA product in {seed_dir}")
+    if not ratios or not lda:
+        return
+    mean_lda = float(np.mean(list(lda.values())))
+    per_material = float(np.mean(ratios)) * mean_lda
+    total_h = per_material * n_table / 3600
+    print(f"EXTRAPOLATION: mean ratio {np.mean(ratios):.1f} x mean LDA {mean_lda:.1f}"
+          f" s over {len(lda)} seeded products = {per_material:.0f} s per material; {n_table} "
+          f"materials: {total_h:.0f} CPU h, {total_h / cores:.0f} h on {cores} cores")
 
 
 if __name__ == "__main__":

@@ -78,7 +78,12 @@ def highest_occupied_band(occupations: np.ndarray) -> int:
 
 
 def path_eigenvalues(
-    calc, kpoints: np.ndarray, n_converged: int, n_bands: int, txt: str | Path | None = None
+    calc,
+    kpoints: np.ndarray,
+    n_converged: int,
+    n_bands: int,
+    txt: str | Path | None = None,
+    eigenstates_tolerance: float = 4e-8,
 ) -> np.ndarray:
     """Eigenvalues (n_k, n_converged) at fractional `kpoints` on the SCF density of `calc`.
 
@@ -89,7 +94,7 @@ def path_eigenvalues(
         kpts=np.asarray(kpoints, dtype=float),
         symmetry="off",
         nbands=n_bands,
-        convergence={"bands": n_converged},
+        convergence={"bands": n_converged, "eigenstates": eigenstates_tolerance},
         txt=str(txt) if txt is not None else None,
     )
     n_k = len(kpoints)
@@ -122,7 +127,8 @@ def run_gpaw_bands(
     offsets = np.concatenate([[0], np.cumsum([len(s) for s in segments])])
     path_txt = None if txt is None else Path(txt).with_suffix(".path.txt")
     energies = path_eigenvalues(
-        calc, kpoints, band_stop, band_stop + settings.buffer_bands, path_txt
+        calc, kpoints, band_stop, band_stop + settings.buffer_bands, path_txt,
+        settings.path_eigenstates_tolerance,
     )
     path_time = clock.lap()
     n_kept = band_stop - band_start

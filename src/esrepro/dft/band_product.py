@@ -61,6 +61,9 @@ class BandSettings:
     #: Extra bands in the path run that are not converged: the eigensolver converges the top
     #: wanted band much faster with a few bands above it.
     buffer_bands: int = 4
+    #: Eigenstate residual (eV² per electron) the path run converges its bands to; GPAW's
+    #: default for SCFs (see docs/notes/bandformer-dft.md for what looser values change).
+    path_eigenstates_tolerance: float = 4e-8
     #: spglib tolerance (Å) of the Latimer–Munro path's symmetry analysis.
     symprec: float = 0.01
 
@@ -87,7 +90,7 @@ class BandSettings:
                 values[name] = DFTSettings.from_params(
                     {**BAND_SCF_DEFAULTS, **overrides}, source=label
                 )
-            elif name in ("path_kpt_density", "symprec"):
+            elif name in ("path_kpt_density", "symprec", "path_eigenstates_tolerance"):
                 values[name] = expect_number(value, label, minimum=0.0)
             else:
                 values[name] = expect_int(value, label, minimum=0)

@@ -83,7 +83,8 @@ def compare_bands(
     hob = highest_occupied_band(occupations)
     first, stop = hob - settings.bands_below, hob + settings.bands_above + 1
     ours = path_eigenvalues(
-        calc, reference.kpoints[picked], stop, stop + settings.buffer_bands
+        calc, reference.kpoints[picked], stop, stop + settings.buffer_bands,
+        eigenstates_tolerance=settings.path_eigenstates_tolerance,
     )[:, first:stop]
     theirs = reference.energies[picked, first:stop]
     column = hob - first
