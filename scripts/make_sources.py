@@ -47,6 +47,12 @@ PREFIX_DATASETS = {
     "si_diamonds_howweibin": re.compile(
         GH + r"HowWeiBin/datasets/[0-9a-f]{40}/(?P<key>diamonds\.xyz)$"
     ),
+    # Materials Project's VASP PBE line-mode band structure of Si (matminer's test data): the
+    # external reference of the band-structure engine (esrepro.dft.bands).
+    "mp_si_bandstructure_matminer": re.compile(
+        GH + r"hackingmaterials/matminer/[0-9a-f]{40}/tests/featurizers/"
+        r"(?P<key>si_bandstructure_line\.json)$"
+    ),
     "si_testing_framework_libatoms": re.compile(
         GH + r"libAtoms/silicon-testing-framework/[0-9a-f]{40}/tests/(?P<key>.+)$"
     ),

@@ -17,7 +17,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -74,20 +74,23 @@ class DFTCache:
             (seed / relative, f"seed:{seed}") for seed in self.seeds
         ]
 
-    def find_product(self, key: str, *, repair: bool = False) -> tuple[Path, str] | None:
+    def find_product(
+        self, key: str, *, repair: bool = False, load: Callable[[Path], Any] = DFTProduct.load
+    ) -> tuple[Path, str] | None:
         """(path, origin) of a stored product, origin "cache" or "seed:<dir>"; None if absent.
 
         With `repair`, each candidate is loaded first (milliseconds for a product) and a
         damaged one is set aside or skipped (see the class docstring), so that a truncated file
         is recomputed instead of being reported as cached and failing a later stage. Without
-        it (status queries) nothing is read but the directory.
+        it (status queries) nothing is read but the directory. `load` reads the product kind
+        the key belongs to (`esrepro.dft.kinds`); the ground-state product by default.
         """
         for path, origin in self._candidates(key, ".npz"):
             if not path.is_file():
                 continue
             if repair:
                 try:
-                    DFTProduct.load(path)
+                    load(path)
                 except ValueError as err:
                     self._reject(path, origin, str(err), set_aside=True)
                     continue

@@ -34,9 +34,11 @@ from typing import Any
 from ase import Atoms
 
 from esrepro.checks import expect_bool, expect_int, expect_mapping, expect_number, expect_str
+from esrepro.dft.band_product import BandSettings
 from esrepro.dft.cache import DFTCache
+from esrepro.dft.kinds import GROUND_STATE, kind_named, kind_of
 from esrepro.dft.locks import KeyLock
-from esrepro.dft.settings import DFTSettings, cache_key, code_versions
+from esrepro.dft.settings import DFTSettings, code_versions
 from esrepro.dft.worker import FARM_PID_ENV, atoms_to_dict, die_with_parent
 
 log = logging.getLogger(__name__)
@@ -185,6 +187,7 @@ def run_one(
     scratch: str | None = None,
     wait: bool = False,
     failure_seen: int | None = None,
+    product: str = GROUND_STATE,
 ) -> dict:
     """Compute one product into the cache (runs on a Dask worker). Returns a MaterialRecord dict.
 
@@ -193,6 +196,7 @@ def run_one(
     failure record that appeared meanwhile (another farm finished it) is reported instead of
     computing again: `failure_seen` is the mtime (ns) of the failure record the farm saw when it
     chose to compute, None if there was none. `scratch` None: a temporary directory.
+    `product` names the product kind (`esrepro.dft.kinds`) that `settings` describe.
     """
     cache = DFTCache(cache_root)
     product_path = cache.product_path(key)
@@ -203,7 +207,7 @@ def run_one(
         log.info("DFT: %s waits for %s (%s)", material_id, lock.path, lock.holder())
         lock.acquire(wait=True)
     try:
-        done = _finished_elsewhere(cache, material_id, key, failure_seen)
+        done = _finished_elsewhere(cache, material_id, key, failure_seen, product)
         if done is not None:
             return asdict(done)
         # A scratch of the task's own by default: a Dask worker may run on another machine.
@@ -211,17 +215,18 @@ def run_one(
         with own:
             return _compute(
                 material_id, atoms_dict, key, settings, cache, mpi_ranks, timeout_s,
-                Path(scratch or own.name), lock,
+                Path(scratch or own.name), lock, product,
             )
     finally:
         lock.release()
 
 
 def _finished_elsewhere(
-    cache: DFTCache, material_id: str, key: str, failure_seen: int | None
+    cache: DFTCache, material_id: str, key: str, failure_seen: int | None,
+    product: str = GROUND_STATE,
 ) -> MaterialRecord | None:
     """The record of a material another farm finished since this one looked, else None."""
-    found = cache.find_product(key, repair=True)
+    found = cache.find_product(key, repair=True, load=kind_named(product).load)
     if found is not None:
         return MaterialRecord(
             material_id, key, "cached", "computed meanwhile by another process", 0.0, str(found[0])
@@ -248,6 +253,7 @@ def _compute(
     timeout_s: float,
     scratch: Path,
     lock: KeyLock,
+    product: str = GROUND_STATE,
 ) -> dict:
     """Run the worker for one material under its time-out; record its outcome in the cache."""
     product_path = cache.product_path(key)
@@ -263,6 +269,8 @@ def _compute(
                 "product_path": str(product_path),
                 "failure_path": str(failure_tmp),
                 "txt": str(scratch / f"{material_id}.gpaw.txt"),
+                # Only other kinds say so: ground-state task files stay as they were.
+                **({} if product == GROUND_STATE else {"product": product}),
             }
         )
     )
@@ -301,6 +309,7 @@ def _compute(
             # (see `timed_out_after`); older records carry it only in the reason.
             {"material_id": material_id, "reason": reason, "gpaw_log_tail": log_tail,
              "timeout_s": float(timeout_s)},
+            product,
         )
         return asdict(MaterialRecord(material_id, key, "failed", reason, time.perf_counter() - t0))
     finally:
@@ -323,14 +332,19 @@ def _compute(
             "output_tail": tail,
         }
     info["material_id"] = material_id
-    _record_failure(cache, key, settings, info)
+    _record_failure(cache, key, settings, info, product)
     return asdict(MaterialRecord(material_id, key, "failed", info["reason"], wall))
 
 
-def _record_failure(cache: DFTCache, key: str, settings: dict, info: dict) -> None:
+def _record_failure(
+    cache: DFTCache, key: str, settings: dict, info: dict, product: str = GROUND_STATE
+) -> None:
     """Record a failure with the settings and code versions behind its key, so a shipped seed
-    files it under the right product kind (`esrepro.dft.seeds`)."""
-    cache.record_failure(key, {**info, "settings": settings, "versions": code_versions()})
+    files it under the right product kind (`esrepro.dft.seeds`); kinds other than the ground
+    state are named in the record."""
+    extra = {} if product == GROUND_STATE else {"product": product}
+    versions = kind_named(product).versions()
+    cache.record_failure(key, {**info, "settings": settings, "versions": versions, **extra})
 
 
 def _kill_worker(proc: subprocess.Popen) -> None:
@@ -481,7 +495,7 @@ def _check_workers(client, address: str) -> int:
 
 def compute_products(
     materials: Mapping[str, Atoms],
-    settings: DFTSettings,
+    settings: DFTSettings | BandSettings,
     cache: DFTCache,
     options: FarmOptions,
     *,
@@ -498,12 +512,15 @@ def compute_products(
     A material another process is computing (its key is locked) is waited for after the
     others and reported as it ends there ("cached" or "failed"), never computed twice.
     `journal`, if given, receives one JSON line per finished material as it completes.
+    The type of `settings` chooses the product kind (`esrepro.dft.kinds`): `DFTSettings` the
+    ground state, `BandSettings` band structures; both share the cache, farm and workers.
     """
+    kind = kind_of(settings)
     records: dict[str, MaterialRecord] = {}
     todo: list[tuple[str, Atoms, str]] = []
     for material_id, atoms in materials.items():
-        key = cache_key(atoms, settings)
-        found = cache.find_product(key, repair=True)
+        key = kind.key(atoms, settings)
+        found = cache.find_product(key, repair=True, load=kind.load)
         if found is not None:
             path, origin = found
             status = "cached" if origin == "cache" else "seed"
@@ -547,6 +564,7 @@ def _farm(todo, settings, cache, options, records, progress, journal_fh) -> None
     from dask.distributed import KilledWorker, as_completed
     from tqdm.auto import tqdm
 
+    kind = kind_of(settings)
     client, cluster = _make_client(options)
 
     def submit(material_id, atoms, key, failure_seen, wait=False):
@@ -562,6 +580,7 @@ def _farm(todo, settings, cache, options, records, progress, journal_fh) -> None
             options.scratch,
             wait,
             failure_seen,
+            kind.name,
             key=f"dft-{material_id}-{key[:12]}" + ("-wait" if wait else ""),
             pure=False,
         )
@@ -583,7 +602,8 @@ def _farm(todo, settings, cache, options, records, progress, journal_fh) -> None
                 # material's memory, say): a failure of the material, not of the farm.
                 reason = f"KilledWorker: {err}"
                 _record_failure(
-                    cache, key, settings.to_dict(), {"material_id": material_id, "reason": reason}
+                    cache, key, settings.to_dict(), {"material_id": material_id, "reason": reason},
+                    kind.name,
                 )
                 record = MaterialRecord(material_id, key, "failed", reason)
             if record.status == "busy":

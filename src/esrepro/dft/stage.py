@@ -19,6 +19,7 @@ from ase import Atoms
 
 from esrepro.checks import expect_str
 from esrepro.config import resolve_path
+from esrepro.dft.band_product import BANDS, BandSettings
 from esrepro.dft.cache import DFTCache
 from esrepro.dft.farm import FarmOptions, MaterialRecord, compute_products
 from esrepro.dft.seeds import NO_SEEDS_ENV, seeds_disabled
@@ -74,8 +75,41 @@ def run_dft_stage(
     is touched, so a typo stops the stage instead of failing every material.
     """
     settings = DFTSettings.from_params(dft["settings"], source=settings_source)
+    return _run_stage(structures, settings, dft, out_dir)
+
+
+def run_band_stage(
+    structures: Mapping[str, Atoms],
+    dft: Mapping[str, Any],
+    settings: BandSettings,
+    out_dir: Path,
+) -> list[MaterialRecord]:
+    """As `run_dft_stage`, for band-structure products (`esrepro.dft.band_product`): the
+    shared `dft` params give the cache, seeds and farm; `settings` (e.g.
+    ``BandSettings.from_params(params["bandformer"]["dft"])``) what is computed. The products
+    live in `band_cache` of the shared cache."""
+    return _run_stage(structures, settings, dft, out_dir)
+
+
+def band_cache(cache: DFTCache) -> DFTCache:
+    """Where band products live: ``<cache>/bands/`` and the ``bands/`` folders of the seeds.
+
+    Seed packing and verification (`esrepro.dft.seeds`) read the top level of a cache as
+    ground-state products; band products there would stop them.
+    """
+    return DFTCache(cache.root / BANDS, [s / BANDS for s in cache.seeds if (s / BANDS).is_dir()])
+
+
+def _run_stage(
+    structures: Mapping[str, Atoms],
+    settings: DFTSettings | BandSettings,
+    dft: Mapping[str, Any],
+    out_dir: Path,
+) -> list[MaterialRecord]:
     options = FarmOptions.from_params(dft["farm"])
     cache = cache_from_params(dft)
+    if isinstance(settings, BandSettings):
+        cache = band_cache(cache)
     records = compute_products(
         structures, settings, cache, options, journal=cache.root / "journal.jsonl"
     )

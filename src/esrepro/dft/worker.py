@@ -2,7 +2,8 @@
 
     python -m esrepro.dft.worker TASK.json
 
-TASK.json holds the structure, the settings, the product path and the failure path. Running
+TASK.json holds the structure, the settings, the product path and the failure path, and for
+products other than the ground state their kind (`esrepro.dft.kinds`). Running
 each material in its own process lets the farm enforce time-outs and survive crashes in GPAW's
 C code; a failure is written as JSON with its reason rather than lost.
 
@@ -105,14 +106,15 @@ def main(argv: list[str] | None = None) -> int:
 
     from gpaw.mpi import world
 
-    from esrepro.dft.gpaw_engine import run_gpaw
-    from esrepro.dft.settings import DFTSettings
+    from esrepro.dft.kinds import kind_named
 
     argv = sys.argv[1:] if argv is None else argv
     task = json.loads(Path(argv[0]).read_text())
-    settings = DFTSettings(**task["settings"])
+    # The product kind (`esrepro.dft.kinds`); task files without one are ground states.
+    kind = kind_named(task.get("product"))
+    settings = kind.settings_from_dict(task["settings"])
     try:
-        product = run_gpaw(atoms_from_dict(task["atoms"]), settings, txt=task.get("txt"))
+        product = kind.run(atoms_from_dict(task["atoms"]), settings, txt=task.get("txt"))
     except Exception as err:  # noqa: BLE001 - every failure must be recorded with its reason
         if world.rank == 0:
             failure = {

@@ -1,0 +1,74 @@
+"""The product kinds the engine computes, and how the farm and its workers handle each.
+
+The farm, the cache and the worker are shared; a kind says how to key, load, serialise and
+compute its product. "ground-state" is the original product (`DFTSettings` ->
+`DFTProduct`), whose cache keys, task files and failure records are exactly as before; "bands"
+is the band-structure product (`esrepro.dft.band_product`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from importlib import import_module
+from pathlib import Path
+from typing import Any
+
+from ase import Atoms
+
+from esrepro.dft.band_product import (
+    BANDS,
+    BandProduct,
+    BandSettings,
+    band_cache_key,
+    band_versions,
+)
+from esrepro.dft.product import DFTProduct
+from esrepro.dft.settings import DFTSettings, cache_key, code_versions
+
+GROUND_STATE = "ground-state"
+
+
+@dataclass(frozen=True)
+class ProductKind:
+    name: str
+    settings_type: type
+    key: Callable[[Atoms, Any], str]
+    load: Callable[[Path], Any]
+    settings_from_dict: Callable[[Mapping[str, Any]], Any]
+    #: "module:function" computing the product in a worker: (atoms, settings, txt) -> product
+    runner: str
+    #: The code versions its cache keys hold (recorded with failures)
+    versions: Callable[[], dict[str, str]]
+
+    def run(self, atoms: Atoms, settings: Any, txt: str | None) -> Any:
+        module, function = self.runner.split(":")
+        return getattr(import_module(module), function)(atoms, settings, txt=txt)
+
+
+KINDS: dict[str, ProductKind] = {
+    GROUND_STATE: ProductKind(
+        GROUND_STATE, DFTSettings, cache_key, DFTProduct.load, lambda d: DFTSettings(**d),
+        "esrepro.dft.gpaw_engine:run_gpaw", code_versions,
+    ),
+    BANDS: ProductKind(
+        BANDS, BandSettings, band_cache_key, BandProduct.load, BandSettings.from_dict,
+        "esrepro.dft.band_engine:run_gpaw_bands", band_versions,
+    ),
+}
+
+
+def kind_of(settings: Any) -> ProductKind:
+    """The kind whose settings type `settings` is."""
+    for kind in KINDS.values():
+        if isinstance(settings, kind.settings_type):
+            return kind
+    raise TypeError(f"no DFT product kind takes settings of type {type(settings).__name__}")
+
+
+def kind_named(name: str | None) -> ProductKind:
+    """The kind called `name` (None: the ground state, as task files before kinds existed)."""
+    try:
+        return KINDS[name or GROUND_STATE]
+    except KeyError:
+        raise ValueError(f"unknown DFT product kind {name!r}; known: {sorted(KINDS)}") from None
