@@ -261,3 +261,19 @@ def test_resolved_by_lets_only_a_resolved_loss_fail() -> None:
     assert evaluate(target, metrics, "default").verdict == "REGRESSION"
     del metrics["comparisons"]  # no record: the point estimate decides
     assert evaluate(target, metrics, "default").failed
+
+
+def test_a_stale_partial_run_is_checked_for_integrity_only_and_said_so(tmp_path: Path) -> None:
+    root = _repo(tmp_path, partial={**GOOD_METRICS, "validation_mae": 0.2})
+    assert _output(root)[0] == 1  # a failing partial run fails ...
+
+    def declare(runs: dict) -> None:
+        _write_targets(root, lambda doc: doc["papers"][PAPER].update(stale_runs=runs))
+
+    declare({"partial": "taken before the bar existed"})
+    code, output = _output(root)
+    assert code == 0, output  # ... unless declared stale, which is printed
+    assert "partial run checked for integrity only until re-taken" in output
+    declare({"reference": "no such run"})
+    code, output = _output(root)
+    assert code == 1 and "declares the reference run stale" in output

@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from esrepro.metrics import MIN_RESOLVING_SAMPLES
 from esrepro.targets.check import MISSING, as_number, get_node
 from esrepro.targets.schema import Claim
 
@@ -81,7 +82,13 @@ def _judge_comparison(claim: Claim, metrics: Mapping[str, Any]) -> ClaimResult:
         f", n={record.get('n', '?')}"
     )
     if winner is None:
-        return ClaimResult(claim, "not resolved", ours, "the 95% interval includes 0")
+        n = as_number(record.get("n"))
+        why = (
+            f"fewer than {MIN_RESOLVING_SAMPLES} held-out samples"
+            if n is not None and n < MIN_RESOLVING_SAMPLES
+            else "the 95% interval includes 0"
+        )
+        return ClaimResult(claim, "not resolved", ours, why)
     if winner == claim.expect:
         return ClaimResult(claim, "holds", ours, f"{winner} wins, resolved")
     return ClaimResult(claim, "fails", ours, f"{winner} wins, resolved")

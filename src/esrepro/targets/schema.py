@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,9 @@ TARGET_KEYS = (
     "where", "note",
 )
 #: The keys of a paper's entry, of its ``data_scale`` and of ``data_scale.ours``.
-PAPER_KEYS = ("title", "source", "reference", "data_scale", "targets", "claims")
+PAPER_KEYS = (
+    "title", "source", "reference", "stale_runs", "data_scale", "targets", "claims"
+)
 #: The keys of a paper's ``reference`` and its allowed statuses.
 REFERENCE_KEYS = ("status", "reason")
 REFERENCE_STATUSES = ("committed", "pending")
@@ -113,6 +115,9 @@ class PaperTargets:
     targets: tuple[Target, ...]
     reference: Reference = Reference("committed")
     claims: tuple[Claim, ...] = ()
+    #: Committed snapshots (``partial``) older than the targets they would be gated on, with
+    #: why: checked for integrity only, and said so, until re-taken.
+    stale_runs: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def metrics_rel(self) -> str:
@@ -328,5 +333,21 @@ def load_targets(path: str | Path) -> dict[str, PaperTargets]:
             targets=targets,
             reference=_parse_reference(_require(spec, "reference", where), where),
             claims=_parse_claims(spec.get("claims"), where),
+            stale_runs=_parse_stale_runs(spec.get("stale_runs"), where),
         )
     return out
+
+
+def _parse_stale_runs(raw: Any, where: str) -> dict[str, str]:
+    """``stale_runs: {partial: "why"}``: snapshots gated for integrity only until re-taken."""
+    if raw is None:
+        return {}
+    where = f"{where}.stale_runs"
+    if not isinstance(raw, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) and v.strip() for k, v in raw.items()
+    ):
+        raise TargetsError(f"{where}: expected {{<run>: <reason>}}, not {raw!r:.80}")
+    unknown = sorted(set(raw) - {"partial", "reference"})
+    if unknown:
+        raise TargetsError(f"{where}: only partial or reference may be stale, not {unknown}")
+    return {k: " ".join(v.split()) for k, v in raw.items()}
