@@ -146,10 +146,8 @@ def test_learn_and_evaluate_a_set(tmp_path) -> None:
                    *(comparisons[k] for k in ("dos", *PROPERTIES))]:
         assert record["a"] == "ldos_trained" and record["b"] == "dos_trained"
         assert record["n"] == 3
-        lo, hi = record["ci95"]
-        assert record["winner"] == (
-            "ldos_trained" if hi < 0 else "dos_trained" if lo > 0 else None
-        )
+        assert record["ci95"][0] <= record["diff"] <= record["ci95"][1]
+        assert record["winner"] is None  # 3 held-out structures resolve no winner
     assert comparisons["dos"]["mean_a"] == pytest.approx(entry["dos"]["mean"], rel=1e-5)
     assert comparisons["absorption"]["mean_b"] == pytest.approx(np.mean(
         per_sample_losses(spectra["dos"], spectra["ref"], omega)
