@@ -28,6 +28,13 @@ RootOption = Annotated[
         file_okay=False,
     ),
 ]
+#: ``--targets`` of the commands that read the targets file.
+TargetsOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--targets", help="Targets file (default: reports/paper_targets.yaml).", dir_okay=False
+    ),
+]
 
 
 @app.command("check-targets")
@@ -40,12 +47,7 @@ def check_targets(
         str,
         typer.Option("--format", help="Output: 'rich' (a terminal table) or 'markdown'."),
     ] = "rich",
-    targets: Annotated[
-        Path | None,
-        typer.Option(
-            "--targets", help="Targets file (default: reports/paper_targets.yaml).", dir_okay=False
-        ),
-    ] = None,
+    targets: TargetsOption = None,
     root: RootOption = None,
 ) -> None:
     """Check every committed run (default, partial/, reference/) against the bars of its scope.
@@ -73,12 +75,7 @@ def claims(
         bool,
         typer.Option("--check", help="Exit 1 when README.md's claims table is stale."),
     ] = False,
-    targets: Annotated[
-        Path | None,
-        typer.Option(
-            "--targets", help="Targets file (default: reports/paper_targets.yaml).", dir_okay=False
-        ),
-    ] = None,
+    targets: TargetsOption = None,
     root: RootOption = None,
 ) -> None:
     """Every paper's claims with their verdicts, as the Markdown table README.md shows."""

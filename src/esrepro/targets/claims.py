@@ -41,7 +41,8 @@ def _num(value: float | None) -> str:
     return "—" if value is None else f"{value:.3g}"
 
 
-def _range_text(holds_if: Mapping[str, float]) -> str:
+def range_text(holds_if: Mapping[str, float]) -> str:
+    """``{min: a, max: b}`` as "≥ a and ≤ b" (a claim's holds_if, a target's bar)."""
     parts = []
     if "min" in holds_if:
         parts.append(f"≥ {holds_if['min']:g}")
@@ -96,7 +97,7 @@ def _judge_comparison(claim: Claim, metrics: Mapping[str, Any]) -> ClaimResult:
 
 def _judge_metric(claim: Claim, metrics: Mapping[str, Any]) -> ClaimResult:
     holds_if = claim.holds_if or {}
-    wanted = _range_text(holds_if)
+    wanted = range_text(holds_if)
     value = as_number(get_node(metrics, claim.metric or ""))
     if value is None:
         return ClaimResult(claim, "missing", detail=f"{claim.metric} not in the metrics")

@@ -16,7 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from esrepro.targets.check import PaperCheck, Row
-from esrepro.targets.claims import VERDICTS, ClaimResult
+from esrepro.targets.claims import VERDICTS, ClaimResult, range_text
 from esrepro.targets.schema import PaperTargets
 
 #: Columns of the targets table.
@@ -29,14 +29,7 @@ CLAIM_COLUMNS = ("paper", "claim", "where", "judged on", "ours", "verdict")
 
 
 def _bar_text(bar: Mapping[str, float] | None) -> str:
-    if not bar:
-        return ""
-    parts = []
-    if "min" in bar:
-        parts.append(f"≥ {bar['min']:g}")
-    if "max" in bar:
-        parts.append(f"≤ {bar['max']:g}")
-    return " and ".join(parts)
+    return range_text(bar) if bar else ""
 
 
 def fmt_value(value: float | None, unit: str = "") -> str:
