@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +10,6 @@ import pandas as pd
 import pytest
 
 import esrepro.papers.dosnp.cv as cv
-from esrepro.metrics import paired_abs_error_difference
 from esrepro.papers.dosnp.baselines import fit_linear
 from test_training import _cfg, _params, _structures, write_synthetic_features
 
@@ -134,22 +132,3 @@ def test_folds_zero_switches_it_off_and_bad_folds_are_named(tmp_path: Path) -> N
     assert json.loads((tmp_path / "cv_metrics.json").read_text()) == {"folds": 0}
     with pytest.raises(ValueError, match=r"dosnp\.cv\.folds.*\[2, 12\].*got 13"):
         _run(tmp_path, _cv_params(folds=13))
-
-
-def test_paired_difference_of_absolute_errors() -> None:
-    # |a - y| - |b - y| = [1, -1, 0, 2]: mean 0.5, sample std sqrt(5/3), sem sqrt(5/3)/2.
-    d = paired_abs_error_difference([0, 0, 0, 1], [1, 1, -1, 3], [0, 2, 1, 1])
-    assert d["n"] == 4
-    assert d["mean"] == pytest.approx(0.5)
-    assert d["sem"] == pytest.approx(math.sqrt(5 / 3) / 2)
-    assert math.isnan(paired_abs_error_difference([0], [1], [0])["sem"])
-    with pytest.raises(ValueError, match="differ in length"):
-        paired_abs_error_difference([0, 1], [1], [0, 1])
-
-
-def test_paired_difference_of_per_sample_errors() -> None:
-    from esrepro.metrics import paired_difference
-
-    d = paired_difference([0.02, 0.01, 0.03], [0.03, 0.03, 0.03])
-    assert d["mean"] == pytest.approx(-0.01) and d["n"] == 3
-    assert d["sem"] == pytest.approx(0.01 / math.sqrt(3))

@@ -44,29 +44,6 @@ def regression_metrics(
     }
 
 
-def paired_difference(
-    errors_a: Sequence[float] | np.ndarray, errors_b: Sequence[float] | np.ndarray
-) -> dict[str, Any]:
-    """Mean and standard error of ``errors_a - errors_b``, per-sample errors of two models.
-
-    Negative means model A is the more accurate. Comparing two models on the same samples
-    removes the spread of sample difficulty that two separate MAEs carry, so a mean beyond
-    about two standard errors is a difference the test set resolves. ``sem`` is ``nan`` for
-    fewer than two samples.
-    """
-    a = np.asarray(errors_a, dtype=np.float64).ravel()
-    b = np.asarray(errors_b, dtype=np.float64).ravel()
-    if a.shape != b.shape:
-        raise ValueError(f"the two models' errors differ in length: {a.size} vs {b.size}")
-    d = a - b
-    n = int(d.size)
-    return {
-        "mean": float(d.mean()) if n else math.nan,
-        "sem": float(d.std(ddof=1) / math.sqrt(n)) if n >= 2 else math.nan,
-        "n": n,
-    }
-
-
 #: Resamples of :func:`paired_comparison`'s bootstrap; 2,000 puts the 2.5% quantile's own Monte
 #: Carlo error well below the spread it estimates.
 BOOTSTRAP_RESAMPLES = 2000
@@ -124,22 +101,6 @@ def paired_comparison(
     elif lo > 0:
         record["winner"] = names[1]
     return record
-
-
-def paired_abs_error_difference(
-    y_true: Sequence[float] | np.ndarray,
-    pred_a: Sequence[float] | np.ndarray,
-    pred_b: Sequence[float] | np.ndarray,
-) -> dict[str, Any]:
-    """:func:`paired_difference` of the absolute errors ``|pred_a - y|`` and ``|pred_b - y|``."""
-    t = np.asarray(y_true, dtype=np.float64).ravel()
-    a = np.asarray(pred_a, dtype=np.float64).ravel()
-    b = np.asarray(pred_b, dtype=np.float64).ravel()
-    if not (t.shape == a.shape == b.shape):
-        raise ValueError(
-            f"y_true, pred_a and pred_b differ in length: {t.size}, {a.size}, {b.size}"
-        )
-    return paired_difference(np.abs(a - t), np.abs(b - t))
 
 
 def write_json(path: str | Path, obj: Any) -> Path:

@@ -27,8 +27,6 @@ from typing import Any
 from esrepro.errors import ConfigError
 from esrepro.typed_config import ParamsSource, parse, unread_keys
 
-#: Where a paper's targets are declared (one file for every paper; see esrepro.targets).
-TARGETS_FILE = "reports/paper_targets.yaml"
 #: The command DVC runs for a stage: ``python stages/run.py <paper> <stage>``.
 RUNNER = "stages/run.py"
 
@@ -48,8 +46,9 @@ def report(path: str) -> Output:
     return Output(path, cache=False)
 
 
-#: What a report's "paper vs ours" section (:func:`esrepro.targets.render.paper_vs_ours`) reads
-#: besides the run it renders: the targets file and the code judging it.
+#: Where every paper's targets are declared (esrepro.targets), and the code judging them: what a
+#: report's "paper vs ours" section (:func:`esrepro.targets.render.paper_vs_ours`) reads besides
+#: the run it renders.
 TARGETS_FILE = "reports/paper_targets.yaml"
 TARGETS_CODE = "src/esrepro/targets"
 
