@@ -103,6 +103,22 @@ def paired_comparison(
     return record
 
 
+def ratio_interval(
+    errors_num: np.ndarray, errors_den: np.ndarray, n_resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = 0,
+) -> list[float]:
+    """95% paired-bootstrap percentile interval of ``mean(errors_num) / mean(errors_den)`` over
+    samples (e.g. the mean baseline's test MAE over a model's); NaN for fewer than 2 samples."""
+    a, b = np.asarray(errors_num, np.float64), np.asarray(errors_den, np.float64)
+    if a.size < 2:
+        return [float("nan"), float("nan")]
+    idx = np.random.default_rng(seed).integers(0, a.size, size=(n_resamples, a.size))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratios = a[idx].mean(axis=1) / b[idx].mean(axis=1)
+    lo, hi = np.quantile(ratios, [0.025, 0.975])
+    return [float(lo), float(hi)]
+
+
 def write_json(path: str | Path, obj: Any) -> Path:
     """Write ``obj`` as JSON: sorted keys, indent 2, trailing newline, parent dirs created.
 

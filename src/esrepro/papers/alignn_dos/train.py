@@ -23,9 +23,9 @@ from torch_geometric.data import Batch
 
 from esrepro.fetch import sha256_of
 from esrepro.metrics import (
-    BOOTSTRAP_RESAMPLES,
     paired_comparison,
     per_spectrum_errors,
+    ratio_interval,
     spectrum_metrics,
     write_json,
 )
@@ -337,22 +337,6 @@ def comparisons(test_err: Mapping[str, np.ndarray], latents: Sequence[int]) -> d
             f"ae_alignn_{large}", f"ae_alignn_{small}"
         )
     return records
-
-
-def ratio_interval(
-    errors_num: np.ndarray, errors_den: np.ndarray, n_resamples: int = BOOTSTRAP_RESAMPLES,
-    seed: int = 0,
-) -> list[float]:
-    """95% paired-bootstrap percentile interval of ``mean(errors_num) / mean(errors_den)`` over
-    samples (e.g. the mean baseline's test MAE over D-ALIGNN's); NaN for fewer than 2 samples."""
-    a, b = np.asarray(errors_num, np.float64), np.asarray(errors_den, np.float64)
-    if a.size < 2:
-        return [float("nan"), float("nan")]
-    idx = np.random.default_rng(seed).integers(0, a.size, size=(n_resamples, a.size))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratios = a[idx].mean(axis=1) / b[idx].mean(axis=1)
-    lo, hi = np.quantile(ratios, [0.025, 0.975])
-    return [float(lo), float(hi)]
 
 
 def run_evaluate(
