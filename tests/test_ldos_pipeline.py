@@ -13,8 +13,10 @@ from esrepro.dos_properties import normalized_loss
 from esrepro.errors import ConfigError
 from esrepro.papers.ldos.config import LearnConfig, LearnParams, PropertiesParams, SoapParams
 from esrepro.papers.ldos.generators import generated_sets
+from esrepro.papers.ldos.krr import LDOSKernelRidge, SplitDOSKernelRidge
 from esrepro.papers.ldos.learn import (
     PROPERTIES,
+    MeanSpectrumPredictor,
     electrons_in_window,
     evaluate_sets,
     learn_set,
@@ -140,7 +142,9 @@ def test_learn_and_evaluate_a_set(tmp_path) -> None:
     )
     # Every LDOS-vs-DOS comparison is a paired record over the held-out structures.
     comparisons = metrics["comparisons"]["si"]
-    assert set(comparisons) == {"ldos", "dos", *PROPERTIES}
+    assert set(comparisons) == {
+        "ldos", "dos", "ldos_trained_vs_mean", "dos_trained_vs_mean", *PROPERTIES
+    }
     assert set(comparisons["ldos"]) == {"C", "Si"}
     for record in [*comparisons["ldos"].values(),
                    *(comparisons[k] for k in ("dos", *PROPERTIES))]:
@@ -152,6 +156,27 @@ def test_learn_and_evaluate_a_set(tmp_path) -> None:
     assert comparisons["absorption"]["mean_b"] == pytest.approx(np.mean(
         per_sample_losses(spectra["dos"], spectra["ref"], omega)
     ), rel=1e-5)
+    # The mean predictor: the training atoms' species-mean LDOS, scored with the same own σ.
+    test = [i for i, s in enumerate(feats["split"]) if s == "test"]
+    train = [i for i, s in enumerate(feats["split"]) if s == "train"]
+    flat_species = np.concatenate([feats["atom_species"][i] for i in test])
+    ref_atoms = np.concatenate([feats["ldos"][i] for i in test])
+    for s in ("C", "Si"):
+        mean_s = np.mean(np.concatenate([
+            np.asarray(feats["ldos"][i])[np.asarray(feats["atom_species"][i]) == s] for i in train
+        ]), axis=0)
+        mask = flat_species == s
+        expected = per_sample_losses(
+            np.broadcast_to(mean_s, ref_atoms[mask].shape), ref_atoms[mask], GRID
+        ).mean()
+        assert entry["mean_predictor"]["ldos"][s]["mean"] == pytest.approx(expected, rel=1e-9)
+    for label in ("ldos_trained", "dos_trained"):
+        vs_mean = comparisons[f"{label}_vs_mean"]
+        for record in [*vs_mean["ldos"].values(), vs_mean["dos"]]:
+            assert (record["a"], record["b"], record["n"]) == (label, "mean_predictor", 3)
+        assert vs_mean["dos"]["mean_b"] == pytest.approx(
+            entry["mean_predictor"]["dos"]["mean"], rel=1e-9
+        )
     band = {s: predictions[f"si__derived_band_energy_{s}"] for s in ("ref", "ldos")}
     assert comparisons["band_energy"]["mean_a"] == pytest.approx(
         np.mean(np.abs(band["ldos"] - band["ref"])) / np.std(band["ref"]), rel=1e-5
@@ -195,6 +220,72 @@ def test_derived_properties_are_per_atom(tmp_path) -> None:
     assert predictions["si__ref_dos"][b] == pytest.approx(
         2 * predictions["si__ref_dos"][a], rel=1e-5
     )
+
+
+def test_mean_predictor_is_the_training_mean() -> None:
+    # Two training structures on a 2-point grid: [Si, C] and [Si, Si, Si].
+    ldos = [np.array([[1.0, 0.0], [6.0, 2.0]]), np.array([[3.0, 1.0], [5.0, 3.0], [7.0, 4.0]])]
+    mean = MeanSpectrumPredictor.fit(ldos, [["Si", "C"], ["Si", "Si", "Si"]])
+    # Si: (1 + 3 + 5 + 7) / 4 = 4 and (0 + 1 + 3 + 4) / 4 = 2; C: its only atom.
+    np.testing.assert_allclose(mean.species_ldos["Si"], [4.0, 2.0])
+    np.testing.assert_allclose(mean.species_ldos["C"], [6.0, 2.0])
+    # Per-atom DOS: [7, 2] / 2 = [3.5, 1] and [15, 8] / 3 = [5, 8/3]; their mean [4.25, 11/6]
+    # (each structure weighted equally, not each atom).
+    np.testing.assert_allclose(mean.dos_per_atom, [4.25, 11.0 / 6.0])
+    np.testing.assert_allclose(mean.predict_structures([2, 4]), [[8.5, 11 / 3], [17.0, 22 / 3]])
+    atoms = mean.predict_atoms([["C", "Si", "Si"]])
+    np.testing.assert_allclose(atoms[0], [[6.0, 2.0], [4.0, 2.0], [4.0, 2.0]])
+    with pytest.raises(ValueError, match=r"no training atom of species \['Sn'\]"):
+        mean.predict_atoms([["Sn"]])
+
+
+def test_kernel_ridge_beats_the_mean_predictor_on_a_learnable_signal() -> None:
+    # Each atom's LDOS peak moves by up to ±1 eV with its SOAP environment (a standardized
+    # descriptor component, over all atoms of the set), so a model that learned anything beats
+    # the species-mean LDOS and the mean per-atom DOS of the training cells.
+    feats = _features()
+    first = np.concatenate([d[:, 0] for d in feats["descriptors"]])
+    feats["ldos"] = [
+        np.exp(-0.5 * ((GRID[None, :] - centre[:, None]) / 0.7) ** 2)
+        for centre in (
+            np.where(np.asarray(sp) == "C", -6.0, -2.0)
+            + np.tanh((d[:, 0] - first.mean()) / first.std())
+            for d, sp in zip(feats["descriptors"], feats["atom_species"], strict=True)
+        )
+    ]
+    train = [i for i, s in enumerate(feats["split"]) if s == "train"]
+    test = [i for i, s in enumerate(feats["split"]) if s == "test"]
+
+    def take(key: str, rows: list[int]) -> list:
+        return [feats[key][i] for i in rows]
+
+    d_train, sp_train, d_test, sp_test = (
+        take("descriptors", train), take("atom_species", train),
+        take("descriptors", test), take("atom_species", test),
+    )
+    ref = take("ldos", test)
+    flat_ref, n_atoms = np.concatenate(ref), np.array([len(g) for g in ref])
+    labels = np.concatenate([np.asarray(s) for s in sp_test])
+    ref_dos = np.stack([g.sum(axis=0) for g in ref])
+    mean = MeanSpectrumPredictor.fit(take("ldos", train), sp_train)
+    ldos_model = LDOSKernelRidge(lam=1e-3, zeta=2).fit(d_train, take("ldos", train), sp_train)
+    dos_model = SplitDOSKernelRidge(lam=1e-3, zeta=2).fit(
+        d_train, np.stack([g.sum(axis=0) for g in take("ldos", train)]), sp_train
+    )
+
+    def ldos_loss(pred: list[np.ndarray]) -> dict[str, float]:
+        losses = species_losses(np.concatenate(pred), flat_ref, labels, ["C", "Si"], GRID)
+        return {s: float(v.mean()) for s, v in losses.items()}
+
+    def dos_loss(pred_dos: np.ndarray) -> float:
+        return float(per_atom_dos_losses(pred_dos, ref_dos, n_atoms, GRID).mean())
+
+    floor = ldos_loss(mean.predict_atoms(sp_test))
+    ours = ldos_loss(ldos_model.predict_atoms(d_test, sp_test))
+    assert all(ours[s] < 0.5 * floor[s] for s in ("C", "Si")), (ours, floor)
+    floor_dos = dos_loss(mean.predict_structures(n_atoms))
+    for model in (ldos_model, dos_model):
+        assert dos_loss(model.predict_structures(d_test, sp_test)) < 0.5 * floor_dos
 
 
 def test_species_loss_uses_that_species_own_sigma() -> None:

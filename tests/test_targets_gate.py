@@ -238,8 +238,8 @@ def test_targets_file_schema_error_still_exits_2(tmp_path: Path) -> None:
     assert (root / TARGETS_REL).is_file()
 
 
-def test_resolved_by_lets_only_a_resolved_loss_fail() -> None:
-    from esrepro.metrics import paired_comparison
+def test_resolved_by_lets_only_a_resolved_loss_fail(tmp_path: Path) -> None:
+    from esrepro.metrics import paired_comparison, write_json
     from esrepro.targets.check import evaluate
     from esrepro.targets.schema import Target
 
@@ -261,6 +261,17 @@ def test_resolved_by_lets_only_a_resolved_loss_fail() -> None:
     assert evaluate(target, metrics, "default").verdict == "REGRESSION"
     del metrics["comparisons"]  # no record: the point estimate decides
     assert evaluate(target, metrics, "default").failed
+    # One held-out sample (a tiny default run): the record as metrics.json stores it has no
+    # interval (null) and resolves nothing, so a lost point estimate is shown, not failed.
+    write_json(
+        tmp_path / "m.json", paired_comparison(hard[:1] + 0.01, hard[:1], names=("ae", "mean"))
+    )
+    one = json.loads((tmp_path / "m.json").read_text())
+    assert one["ci95"] == [None, None] and one["winner"] is None
+    metrics["comparisons"] = {"ae_vs_mean": one}
+    row = evaluate(target, metrics, "default")
+    assert not row.failed and row.verdict == "ok (within noise)"
+    assert "1 held-out samples, fewer than 10" in row.detail
 
 
 def test_a_stale_partial_run_is_checked_for_integrity_only_and_said_so(tmp_path: Path) -> None:

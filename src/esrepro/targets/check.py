@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from esrepro.metrics import MIN_RESOLVING_SAMPLES
 from esrepro.strict_io import read_json
 from esrepro.targets.lock import file_md5, read_dvc_lock, recorded_md5
 from esrepro.targets.schema import RUNS, PaperTargets, Target
@@ -211,6 +212,10 @@ def _within_noise(metrics: Mapping[str, Any], record_path: str | None) -> str | 
         return None
     if record["winner"] is not None:
         return None
+    n = as_number(record.get("n"))
+    if n is not None and n < MIN_RESOLVING_SAMPLES:
+        # Under two samples the interval is null in the JSON: there is none to print.
+        return f"not resolved: {n:g} held-out samples, fewer than {MIN_RESOLVING_SAMPLES}"
     lo, hi = record.get("ci95", [math.nan, math.nan])
     return f"not resolved: 95% interval of the difference [{lo:.3g}, {hi:.3g}] includes 0"
 

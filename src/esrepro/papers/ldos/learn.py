@@ -3,7 +3,8 @@
 ``ldos`` strategy: LDOS-on-LDOS kernel ridge (paper eq. 12), atom LDOS targets. ``dos``
 strategy: DOS-split learning (eq. 11, Ben Mahmoud et al.), structural DOS targets only. Both
 pick lambda and zeta by k-fold CV over the training structures (paper: 5-fold), then predict
-the held-out structures. Structural DOS prediction = sum of the predicted atom LDOS.
+the held-out structures. Structural DOS prediction = sum of the predicted atom LDOS. Both are
+scored beside :class:`MeanSpectrumPredictor`, the floor a model that learned anything clears.
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ PROPERTIES = (
 HBAR_OMEGA_EV = DEFAULT_HBAR_OMEGA_EV
 #: The names of the two models in every paired comparison record.
 COMPARED = ("ldos_trained", "dos_trained")
+#: The name of the mean predictor in the records comparing each model with it.
+MEAN_PREDICTOR = "mean_predictor"
 
 
 def _rows(split: Sequence[str], name: str) -> list[int]:
@@ -133,6 +136,48 @@ def per_atom_dos_losses(
     of the per-cell (extensive) DOS would mostly measure the spread of cell sizes."""
     scale = np.asarray(n_atoms, dtype=np.float64)[:, None]
     return per_sample_losses(pred / scale, ref / scale, energies)
+
+
+@dataclasses.dataclass(frozen=True)
+class MeanSpectrumPredictor:
+    """The mean predictor each KRR model must beat: every atom gets the mean training LDOS of its
+    species, every structure its atom count times the mean per-atom DOS of the training
+    structures (each structure weighted equally, as the per-structure L/σ weights them).
+
+    L/σ < 1 is not this floor: σ is the spread about the grand mean, not about each species' (or
+    the per-atom) mean spectrum, and the flat grand-mean predictor already scores at most 1.
+    """
+
+    species_ldos: Mapping[str, np.ndarray]
+    dos_per_atom: np.ndarray
+
+    @classmethod
+    def fit(
+        cls, ldos: Sequence[np.ndarray], atom_species: Sequence[Sequence[str]]
+    ) -> MeanSpectrumPredictor:
+        """Means over the training structures' atom LDOS ``ldos`` (one (n_atoms, n_grid) array
+        per structure) with their species labels ``atom_species``."""
+        if len(ldos) == 0:
+            raise ValueError("the mean predictor needs at least one training structure")
+        flat = np.concatenate([np.asarray(g, dtype=np.float64) for g in ldos])
+        labels = np.concatenate([np.asarray(s, dtype=str) for s in atom_species])
+        return cls(
+            species_ldos={str(s): flat[labels == s].mean(axis=0) for s in np.unique(labels)},
+            dos_per_atom=np.mean(
+                [np.asarray(g, dtype=np.float64).sum(axis=0) / len(g) for g in ldos], axis=0
+            ),
+        )
+
+    def predict_atoms(self, atom_species: Sequence[Sequence[str]]) -> list[np.ndarray]:
+        """Per structure, its atoms' species-mean LDOS, shape (n_atoms, n_grid)."""
+        unseen = sorted({str(x) for s in atom_species for x in s} - set(self.species_ldos))
+        if unseen:
+            raise ValueError(f"the mean predictor saw no training atom of species {unseen}")
+        return [np.stack([self.species_ldos[str(x)] for x in s]) for s in atom_species]
+
+    def predict_structures(self, n_atoms: Sequence[int] | np.ndarray) -> np.ndarray:
+        """The structural DOS of cells of ``n_atoms`` atoms, shape (n_structures, n_grid)."""
+        return np.asarray(n_atoms, dtype=np.float64)[:, None] * self.dos_per_atom[None, :]
 
 
 def _mean(values: np.ndarray) -> float:
@@ -302,10 +347,13 @@ def _per_structure_means(values: np.ndarray, owner: np.ndarray, n_structures: in
     return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
 
 
-def _compare(ldos_trained: np.ndarray, dos_trained: np.ndarray) -> dict[str, Any]:
-    """Paired bootstrap of the two models' per-structure errors (structures where both exist)."""
-    ok = np.isfinite(ldos_trained) & np.isfinite(dos_trained)
-    return paired_comparison(ldos_trained[ok], dos_trained[ok], names=COMPARED)
+def _compare(
+    errors_a: np.ndarray, errors_b: np.ndarray, names: tuple[str, str] = COMPARED
+) -> dict[str, Any]:
+    """Paired bootstrap of two models' per-structure errors (structures where both exist);
+    by default the LDOS-trained (``errors_a``) and the DOS-trained model."""
+    ok = np.isfinite(errors_a) & np.isfinite(errors_b)
+    return paired_comparison(errors_a[ok], errors_b[ok], names=names)
 
 
 def derived_comparison(
@@ -371,12 +419,16 @@ def evaluate_sets(
 
     Per set (``sets.<set>``): min/max/mean over held-out atoms of each species' LDOS L/σ (σ of
     that species) and over held-out structures of the per-atom structural-DOS L/σ, LDOS-trained
-    at the top, DOS-trained under ``dos_trained``. ``derived.<set>.<property>``: L/σ of each
-    derived property for the sets ``properties.sets`` (:func:`derived_comparison`);
+    at the top, DOS-trained under ``dos_trained``, the :class:`MeanSpectrumPredictor` of the
+    training structures under ``mean_predictor`` (same σ). ``derived.<set>.<property>``: L/σ of
+    each derived property for the sets ``properties.sets`` (:func:`derived_comparison`);
     ``derived_worst.<set>``: the largest of them per model. ``comparisons.<set>.ldos.<species>``
     (per-structure mean atom L/σ), ``comparisons.<set>.dos`` and ``comparisons.<set>.<property>``:
     paired bootstrap records (:func:`esrepro.metrics.paired_comparison`, names ``ldos_trained``,
-    ``dos_trained``) over the held-out structures. ``smearing``: :func:`smearing_comparison`;
+    ``dos_trained``) over the held-out structures; ``comparisons.<set>.<model>_vs_mean.ldos.
+    <species>`` and ``....<model>_vs_mean.dos`` (``<model>``: ``ldos_trained``, ``dos_trained``):
+    each model against the mean predictor (names ``<model>``, ``mean_predictor``), the same way.
+    ``smearing``: :func:`smearing_comparison`;
     ``compare_sigma``: per set, the models learned at each extra smearing width.
     """
     kT, T = properties.kT_ev, properties.T_k
@@ -392,6 +444,12 @@ def evaluate_sets(
         ref_dos = np.stack([g.sum(axis=0) for g in ref_atoms])
         pred = {name: model.predict_atoms(d, species) for name, model in models.items()}
         pred_dos = {name: np.stack([p.sum(axis=0) for p in pred[name]]) for name in pred}
+        train = _rows(feats["split"], "train")
+        mean = MeanSpectrumPredictor.fit(
+            _take(feats["ldos"], train), _take(feats["atom_species"], train)
+        )
+        pred["mean"] = mean.predict_atoms(species)
+        pred_dos["mean"] = mean.predict_structures(n_atoms)
         flat_ref = np.concatenate(ref_atoms)
         flat_species = np.concatenate([np.asarray(s) for s in species])
         entry: dict[str, Any] = {
@@ -401,7 +459,7 @@ def evaluate_sets(
             "n_dft_failed": int(feats["n_failed"]),
         }
         per_structure: dict[str, Any] = {}
-        for name in ("ldos", "dos"):
+        for name in ("ldos", "dos", "mean"):
             atom_losses = species_losses(
                 np.concatenate(pred[name]), flat_ref, flat_species, feats["species"], energies
             )
@@ -413,7 +471,7 @@ def evaluate_sets(
             if name == "ldos":
                 entry.update(block)
             else:
-                entry["dos_trained"] = block
+                entry["dos_trained" if name == "dos" else MEAN_PREDICTOR] = block
             per_structure[name] = {
                 "ldos": {
                     s: _per_structure_means(v, owner[flat_species == s], len(test))
@@ -429,6 +487,17 @@ def evaluate_sets(
             },
             "dos": _compare(per_structure["ldos"]["dos"], per_structure["dos"]["dos"]),
         }
+        for name, label in zip(("ldos", "dos"), COMPARED, strict=True):
+            names = (label, MEAN_PREDICTOR)
+            comparisons[f"{label}_vs_mean"] = {
+                "ldos": {
+                    s: _compare(
+                        per_structure[name]["ldos"][s], per_structure["mean"]["ldos"][s], names
+                    )
+                    for s in feats["species"]
+                },
+                "dos": _compare(per_structure[name]["dos"], per_structure["mean"]["dos"], names),
+            }
         if compare_sigma and compare_sigma.get(set_name):
             metrics.setdefault("smearing", {})[set_name] = smearing_comparison(
                 feats, entry, compare_sigma[set_name]
