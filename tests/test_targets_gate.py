@@ -285,6 +285,9 @@ def test_a_stale_partial_run_is_checked_for_integrity_only_and_said_so(tmp_path:
     code, output = _output(root)
     assert code == 0, output  # ... unless declared stale, which is printed
     assert "partial run checked for integrity only until re-taken" in output
+    summary = output.strip().splitlines()[-1]
+    assert f"stale, integrity only: {PAPER} partial" in summary
+    assert "reference pending: toy" in summary  # the toy paper's reference is pending, not stale
     declare({"reference": "no such run"})
     code, output = _output(root)
     assert code == 1 and "declares the reference run stale" in output

@@ -113,8 +113,11 @@ class PaperCheck:
     runs: list[RunCheck] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
-    #: One line per paper whose reference run is pending, with its reason.
+    #: One line per pending reference or stale run, with its reason.
     notes: list[str] = field(default_factory=list)
+    reference_pending: bool = False
+    #: Committed runs declared stale (checked for integrity only until re-taken).
+    stale_runs: list[str] = field(default_factory=list)
     #: Our data scale: ``data_scale.ours.metric`` (default ``n_materials``) and the paper's.
     scale_metric: str = "n_materials"
     paper_scale: float | None = None
@@ -375,6 +378,7 @@ def check_paper(
                 f"{targets.run_dir_rel(name)}/metrics.json does not exist: drop the entry"
             )
         else:
+            check.stale_runs.append(name)
             check.notes.append(
                 f"{targets.paper}: {name} run checked for integrity only until re-taken: {reason}"
             )
@@ -396,6 +400,7 @@ def check_paper(
             "is pending: set reference: {status: committed}"
         )
     elif reference.status == "pending":
+        check.reference_pending = True
         check.notes.append(f"{targets.paper}: reference run pending: {reference.reason}")
 
     by_name = {r.run: r for r in check.runs if not r.integrity_only and r.metrics_file}

@@ -63,11 +63,13 @@ def summary_line(checks: Sequence[PaperCheck], exit_code: int) -> str:
     runs = [r for c in checks for r in c.runs]
     n_files = sum(len(r.verified) for r in runs)
     n_gated = sum(r.n_gated for r in runs)
-    pending = [c.paper for c in checks if c.notes]
+    pending = [c.paper for c in checks if c.reference_pending]
+    stale = [f"{c.paper} {run}" for c in checks for run in c.stale_runs]
     covered = (
         f"{len(runs)} committed run(s) of {len(checks)} paper(s): {n_files} metrics file(s) "
         f"match their recorded md5, {n_gated} gated target check(s)"
         + (f"; reference pending: {', '.join(pending)}" if pending else "")
+        + (f"; stale, integrity only: {', '.join(stale)}" if stale else "")
     )
     n_failed = sum(len(c.failures) for c in checks)
     return {
