@@ -1,0 +1,1 @@
+"""Bandformer (Gong et al.): crystal structure to electronic band structure along a k-path."""
