@@ -35,10 +35,13 @@ __all__ = [
 #: Node feature kinds: the paper's ``elemental`` (group, period, radius) or ``onehot`` (Z).
 NodeFeatures = Literal["elemental", "onehot"]
 NODE_FEATURES: tuple[str, ...] = ("elemental", "onehot")
-#: Column order of the ``elemental`` features, each scaled to about [0, 1]: group / 18,
-#: period / 7, atomic radius / 3 A (the largest empirical radius, Cs, is 2.6 A).
-ELEMENTAL_FEATURES: tuple[str, ...] = ("group/18", "period/7", "atomic_radius/3A")
-_SCALES = (18.0, 7.0, 3.0)
+#: Column order of the ``elemental`` features, each mapped linearly onto about [-1, 1]: group
+#: 1..18, period 1..7 and the atomic radius 0.1..2.6 A (empirical radii: H 0.25, Cs 2.6).
+#: Centred inputs: with [0, 1] features the species differ by small offsets on a common mode,
+#: and a small network needed about twice the steps to separate them (synthetic test task).
+ELEMENTAL_FEATURES: tuple[str, ...] = ("group", "period", "atomic_radius")
+_CENTRES = (9.5, 4.0, 1.35)
+_HALF_RANGES = (8.5, 3.0, 1.25)
 #: Width of the ``onehot`` features: Z = 1..100 (as the public code's species embedding).
 MAX_Z = 100
 
@@ -58,11 +61,13 @@ def _elemental(z: int) -> tuple[float, float, float]:
         raise ValueError(f"{el.symbol}: no atomic radius in pymatgen (empirical or calculated)")
     # pymatgen puts the lanthanides and actinides in group 3.
     raw = (float(el.group), float(el.row), float(radius))
-    return tuple(v / s for v, s in zip(raw, _SCALES, strict=True))  # type: ignore[return-value]
+    scaled = ((v - c) / h for v, c, h in zip(raw, _CENTRES, _HALF_RANGES, strict=True))
+    return tuple(scaled)  # type: ignore[return-value]
 
 
 def elemental_features(numbers: Sequence[int] | np.ndarray) -> Tensor:
-    """``(n, 3)`` float32 ``(group/18, period/7, radius/3 A)`` of atomic numbers ``numbers``."""
+    """``(n, 3)`` float32 scaled ``(group, period, atomic radius)`` of atomic numbers
+    ``numbers`` (:data:`ELEMENTAL_FEATURES`)."""
     rows = [_elemental(int(z)) for z in np.asarray(numbers).reshape(-1)]
     return torch.tensor(rows, dtype=torch.float32).reshape(-1, len(ELEMENTAL_FEATURES))
 

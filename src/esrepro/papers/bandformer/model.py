@@ -178,7 +178,9 @@ class ModelConfig:
         if problem:
             raise ConfigError(f"params.yaml bandformer.model: {problem}")
         if self.dropout >= 1:
-            raise ConfigError(f"params.yaml bandformer.model.dropout: must be < 1, got {self.dropout}")
+            raise ConfigError(
+                f"params.yaml bandformer.model.dropout: must be < 1, got {self.dropout}"
+            )
 
     def network(
         self, n_bands: int, node_features: int, cutoff: float = 8.0, size: Size | None = None

@@ -32,8 +32,8 @@ from torch_geometric.loader import DataLoader
 
 from esrepro.checks import expect_devices
 from esrepro.papers.bandformer.model import (
-    BandformerConfig,
     Bandformer,
+    BandformerConfig,
     BandOutput,
     n_parameters,
     rfft_coefficients,
