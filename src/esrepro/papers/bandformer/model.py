@@ -47,8 +47,11 @@ The public code (qmatyanlab/Bandformer, ``nn/``: a later version of the method) 
   the Eulerian path's repeated segments should give identical energies.
 * ``size: code_published``: its ``configs/train.yaml`` sizes: d_model 768, 6 heads, 6 encoder
   and 6 decoder layers, feed-forward width 2 d = 1536 (``dim_feedforward=int(d_model * 2)``).
-  With the code's options (gatv2, nodes, rfft with 65 modes) this counts ~55.0M parameters,
-  the published size (its ``Embedding(100, 768)`` is replaced by our node embedding).
+  With the code's options (gatv2, nodes, rfft with 65 modes) this counts 55.86M parameters;
+  the code's own network, the published "~55M", counts 55.34M: the difference is our node
+  embedding MLP for its ``Embedding(100, 768)``, its final BatchNorm, its 41 Gaussians and our
+  ``band_offset`` (tests/test_bandformer_model.py pins it). The paper-v1 options at this size
+  (biased encoder with its feed-forward blocks, center_dispersion) count 68.6M.
 
 The decoder layers are torch's ``TransformerDecoderLayer`` with ``norm_first=True`` and ReLU
 (as the code); the MLP heads use GELU (as the code's ``MLP``).
