@@ -98,12 +98,29 @@ def _knn_within(
     return dist <= kth[src] + tie_tol
 
 
+def _knn_capped(
+    src: np.ndarray, dist: np.ndarray, n_atoms: int, k: int, tie_tol: float
+) -> np.ndarray:
+    """Mask of the pairs kept as k-NN (ties included) when the search radius is a hard cap:
+    an atom with fewer than ``k`` neighbours in the sphere keeps all of them (maybe none).
+
+    ``src``/``dist`` must be sorted by ``(src, dist)``.
+    """
+    counts = np.bincount(src, minlength=n_atoms)
+    starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
+    kth = np.full(n_atoms, np.inf)
+    full = counts >= k
+    kth[full] = dist[starts[full] + k - 1]
+    return dist <= kth[src] + tie_tol
+
+
 def periodic_knn_graph(
     atoms: Atoms,
     k: int = 16,
     cutoff: float = 8.0,
     max_cutoff: float = 30.0,
     tie_tol: float = DEFAULT_TIE_TOL,
+    hard_cutoff: bool = False,
 ) -> CrystalGraph:
     """k-nearest-neighbour crystal graph over periodic images (ALIGNN's ``k-nearest`` graph).
 
@@ -114,13 +131,18 @@ def periodic_knn_graph(
         cutoff: initial search radius in A (reference default 8).
         max_cutoff: largest search radius tried before giving up.
         tie_tol: distance tolerance (A) for ties at the k-th distance.
+        hard_cutoff: never grow the search radius: neighbours are the ``k`` nearest (ties
+            included) within ``cutoff + tie_tol`` (the tolerance keeps a symmetric shell lying
+            at the cutoff whole), so an atom may get fewer than ``k``, or none (Bandformer's
+            "12 nearest neighbours within 8 A"). ``max_cutoff`` is then unused.
 
     Returns:
         A :class:`CrystalGraph` whose edges are sorted by ``(src, dst, image)``.
 
     Raises:
-        ValueError: ``k < 1``, an empty structure, or some atom still has fewer than ``k``
-            neighbours within ``max_cutoff`` (the message names the formula).
+        ValueError: ``k < 1``, an empty structure, or (without ``hard_cutoff``) some atom
+            still has fewer than ``k`` neighbours within ``max_cutoff`` (the message names the
+            formula).
     """
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
@@ -141,7 +163,7 @@ def periodic_knn_graph(
     search_cell = np.asarray(search.cell.array)
     lattice_max = float(np.linalg.norm(search_cell, axis=1).max()) if atoms.pbc.any() else 0.0
 
-    radius = min(float(cutoff), float(max_cutoff))
+    radius = float(cutoff) + tie_tol if hard_cutoff else min(float(cutoff), float(max_cutoff))
     while True:
         i, j, shift = neighbor_list("ijS", search, radius, self_interaction=False)
         shift = shift @ op
@@ -151,6 +173,9 @@ def periodic_knn_graph(
         dist = np.linalg.norm(vec, axis=1)
         order = np.lexsort((dist, i))
         i, j, shift, vec, dist = i[order], j[order], shift[order], vec[order], dist[order]
+        if hard_cutoff:
+            keep = _knn_capped(i, dist, n, k, tie_tol)
+            break
         keep = _knn_within(i, dist, n, k, tie_tol)
         if keep is not None and (dist[keep].max() + tie_tol <= radius or radius >= max_cutoff):
             break
