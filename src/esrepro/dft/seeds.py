@@ -9,10 +9,10 @@ Layout (see docs/dft-cache.md, "Shipped seeds")::
 
 `<kind>` names the settings and code versions a product was computed with (`product_kind`,
 `band_product_kind`), so DOSnp/ALIGNN-DOS plane-wave products, LDOS LCAO products and
-Bandformer's band structures are separate kinds. Archives
-are only ever added (`pack`), never rewritten, so git stores each product once. The engine
-reads a shipped seed through `unpacked_seed_dirs`: each archive is checked against the
-manifest's sha256 and unpacked once, atomically, under ``$XDG_CACHE_HOME/esrepro/seeds/``.
+Bandformer's band structures are separate kinds. Archives are only ever added (`pack`),
+never rewritten, so git stores each product once. The engine reads a shipped seed through
+`unpacked_seed_dirs`: each archive is checked against the manifest's sha256 and unpacked
+once, atomically, under ``$XDG_CACHE_HOME/esrepro/seeds/``.
 """
 
 from __future__ import annotations
