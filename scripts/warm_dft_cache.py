@@ -1,11 +1,15 @@
 """Fill the DFT cache for every DOSnp material in a seeded random order (paper-scale warm-up).
 
     python scripts/warm_dft_cache.py [--workers 2] [--mpi-ranks 1]
-    python scripts/warm_dft_cache.py --status   # how far it got; computes nothing
+    python scripts/warm_dft_cache.py --product bands      # band structures (Bandformer)
+    python scripts/warm_dft_cache.py [--product bands] --status   # how far it got; computes nothing
 
-Runs the same engine and settings as the `dosnp_dft` stage (params.yaml `dft`), reading the
-mirrored/fetched POSCARs, so `dvc repro` afterwards finds every product in the cache. The random
-order makes any prefix of the run an unbiased subset, so a partial run is still usable.
+Runs the same engine and settings as the DFT stages, reading the mirrored/fetched POSCARs, so
+`dvc repro` afterwards finds every product in the cache: ground states with params.yaml `dft`
+(the `dosnp_dft` stage's), band structures with `bandformer.dft` (`BandSettings`) into
+`<dft.cache>/bands/`, where `esrepro.dft.stage.run_band_stage` looks. The random order makes
+any prefix of the run an unbiased subset, so a partial run is still usable; `--max-sites`
+skips larger cells (a profile's `max_sites`) while keeping that order.
 """
 
 from __future__ import annotations
@@ -16,16 +20,37 @@ import sys
 
 from esrepro.config import load_params, mirror_dir
 from esrepro.dft.farm import FarmOptions, compute_products
-from esrepro.dft.settings import DFTSettings, cache_key
-from esrepro.dft.stage import cache_from_params
+from esrepro.dft.kinds import kind_of
+from esrepro.dft.settings import DFTSettings
+from esrepro.dft.stage import band_cache, cache_from_params
 from esrepro.selection import fetch_structures, fetch_table, seeded_order
+
+PRODUCTS = ("ground-state", "bands")
+
+
+def product_settings(params, product: str):
+    """The settings of `product` from params (bands: the `bandformer.dft` block)."""
+    if product == "ground-state":
+        return DFTSettings.from_params(params["dft"]["settings"])
+    from esrepro.dft.seeds import bandformer_params
+
+    bandformer = bandformer_params(params)
+    if bandformer is None:
+        raise ValueError("params.yaml has no bandformer block: --product bands reads its "
+                         "band settings from bandformer.dft")
+    return bandformer[0]
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--product", choices=PRODUCTS, default="ground-state",
+                        help="ground-state (params dft.settings) or bands (bandformer.dft)")
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--mpi-ranks", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--max-sites", type=int, default=0,
+                        help="skip materials with more sites (0: none skipped)")
     parser.add_argument("--timeout-s", type=float, default=None, help="per-material time-out")
     parser.add_argument(
         "--retry-failed", action="store_true", help="re-run materials whose failure is recorded"
@@ -38,19 +63,30 @@ def main() -> int:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO)
     params = load_params()
+    try:
+        settings = product_settings(params, args.product)
+    except ValueError as err:
+        print(f"error: {err}")
+        return 2
     table = fetch_table(params["dosnp"]["table_commit"], mirror_dir(params))
     ids = seeded_order([f"mp-{i}" for i in table["material_id"]], args.seed)
+    if args.max_sites:
+        sites = dict(zip([f"mp-{i}" for i in table["material_id"]], table["nsites"], strict=True))
+        ids = [i for i in ids if sites[i] <= args.max_sites]
     structures = fetch_structures(ids, mirror_dir(params))
-    settings = DFTSettings.from_params(params["dft"]["settings"])
     cache = cache_from_params(params["dft"])
+    if args.product == "bands":
+        cache = band_cache(cache)  # <dft.cache>/bands/ and the seeds' bands/ folders
     if args.status:
+        key = kind_of(settings).key
         finished = [
-            cache.find_product(key) is not None or cache.find_failure(key) is not None
-            for key in (cache_key(atoms, settings) for atoms in structures.values())
+            cache.find_product(k) is not None or cache.find_failure(k) is not None
+            for k in (key(atoms, settings) for atoms in structures.values())
         ]
         prefix = finished.index(False) if False in finished else len(finished)
-        print(f"finished {sum(finished)} of {len(finished)} materials; the first {prefix} of the "
-              f"seeded order are all finished (use n_materials: {prefix}, max_sites: 0)")
+        print(f"{args.product}: finished {sum(finished)} of {len(finished)} materials; the first "
+              f"{prefix} of the seeded order are all finished (use n_materials: {prefix}, "
+              f"max_sites: {args.max_sites})")
         return 0
     # Command-line overrides go through the same validation as params.yaml (e.g. --workers 0).
     farm_params = dict(params["dft"]["farm"] or {})
@@ -64,7 +100,7 @@ def main() -> int:
         journal=cache.root / "journal.jsonl",
     )
     failed = sum(r.status == "failed" for r in records)
-    print(f"{len(records)} materials, {failed} failed")
+    print(f"{len(records)} {args.product} materials, {failed} failed")
     return 0
 
 

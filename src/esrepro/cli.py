@@ -154,9 +154,11 @@ def seed_status(
 ) -> None:
     """What the shipped seed holds per product kind, and how much of the DOSnp table is done.
 
-    Per kind: archives, products, failures, bytes. For the DOSnp table: materials in the
-    shipped seed, the writable cache and other seeds, and the finished prefix of the seeded
-    order. Exit 1 if an archive is missing or does not match the manifest.
+    Per kind (ground states and band structures): archives, products, failures, bytes. For the
+    DOSnp table: materials in the shipped seed, the writable cache and other seeds, and the
+    finished prefix of the seeded order; the same for its band products, and how many of
+    Bandformer's selection are finished, when params.yaml has a bandformer block. Exit 1 if an
+    archive is missing or does not match the manifest.
     """
     from esrepro.dft.seeds import run_status
 
@@ -167,22 +169,26 @@ def seed_status(
 def seed_pack(
     source: Annotated[
         list[Path] | None,
-        typer.Option("--from", help="Cache directory to pack from (repeatable; default: "
-                     "params dft.cache and every plain directory in dft.seed_caches).",
+        typer.Option("--from", help="Cache directory to pack from, its bands/ folder "
+                     "included (repeatable; default: params dft.cache and every plain "
+                     "directory in dft.seed_caches).",
                      file_okay=False),
     ] = None,
     seeds: SeedsOption = None,
     table: Annotated[
         bool,
         typer.Option("--table/--no-table",
-                     help="Label DOSnp products with their material ids (computes the table's "
-                     "cache keys from its POSCARs)."),
+                     help="Label DOSnp products (band products too, with a bandformer block) "
+                     "with their material ids (computes the table's cache keys from its "
+                     "POSCARs)."),
     ] = True,
     root: RootOption = None,
 ) -> None:
     """Pack every product and failure the seed does not ship yet into new archives.
 
-    Existing archives are never rewritten; the manifest gains the new ones. A damaged product
+    Ground-state products come from a cache's top level, band products from its bands/
+    folder; each settings/version combination is a kind of its own. Existing archives are
+    never rewritten; the manifest gains the new ones. A damaged product
     or failure record stops the pack, naming it.
     """
     from esrepro.dft.seeds import run_pack
@@ -219,7 +225,8 @@ def seed_verify(
     """Recompute a random sample of shipped products and compare them with the shipped ones.
 
     Runs this machine's engine on each product's own structure and settings, and compares
-    eigenvalues, E_F, band edges, gap and weights within the tolerances in docs/dft-cache.md.
+    eigenvalues, E_F, band edges, gap and weights within the tolerances in docs/dft-cache.md
+    (band products: SCF and path again; path eigenvalues, HOB, gap and E_F of metals).
     Exit 1 naming each product that differs.
     """
     from esrepro.dft.seed_verify import run_verify

@@ -2,8 +2,10 @@
 
 A shipped product stores the structure it was computed on (the Niggli cell where the engine
 reduced it) and its settings in its meta, so the engine can run the same calculation again
-(the farm, one MPI rank, into a temporary cache). Tolerances and what they rest on:
-docs/dft-cache.md, "Verifying shipped products".
+(the farm, one MPI rank, into a temporary cache). Band products (`esrepro.dft.band_product`)
+store their input cell and `BandSettings`: SCF and path run again, and the path's
+eigenvalues, HOB, E_F and gap are compared (`compare_band_products`). Tolerances and what
+they rest on: docs/dft-cache.md, "Verifying shipped products".
 """
 
 from __future__ import annotations
@@ -19,7 +21,14 @@ from typing import Any
 
 import numpy as np
 
-from esrepro.dft.seeds import Manifest, SeedError, member_name, shipped_seed_dir, unpack_archive
+from esrepro.dft.seeds import (
+    Manifest,
+    SeedError,
+    is_band_kind,
+    member_name,
+    shipped_seed_dir,
+    unpack_archive,
+)
 
 
 @dataclass(frozen=True)
@@ -31,10 +40,12 @@ class Tolerances:
     """
 
     #: Eigenvalues of the bands the SCF converges (see `converged_bands`), eV; measured up to
-    #: 1.7e-4 (semicore states of a metal whose SCF stopped one iteration earlier).
+    #: 1.7e-4 (semicore states of a metal whose SCF stopped one iteration earlier). Band
+    #: products: every kept band on the path (the path run converges all of them).
     eigenvalues_ev: float = 5e-3
     #: VBM, CBM and gap; and E_F of metals (in a gap, E_F is ill-defined: see `_level_names`);
-    #: measured up to 1.2e-5 eV.
+    #: measured up to 1.2e-5 eV. Band products: the HOB's maximum and the next band's minimum
+    #: on the path, the gap between them, and E_F of metals.
     levels_ev: float = 1e-3
     #: Projector (and LCAO Mulliken) weights of converged bands, summed over degenerate bands
     #: (see `_degenerate_sums`), |dw| / max(1, |w|): weights are stored as float16, whose
@@ -121,6 +132,63 @@ def compare_products(shipped, recomputed, tolerances: Tolerances) -> Comparison:
     return result
 
 
+def band_levels(product) -> dict[str, float]:
+    """Path levels of a band product: the HOB's maximum ("hob_max"), the next band's minimum
+    ("next_min") and the gap between them ("gap", 0 for a metal: the `esrepro.bands` rule),
+    and E_F ("fermi_level") of a metal only (in a gap, smearing tails alone place it)."""
+    column = product.hob - product.band_start
+    energies = product.eigenvalues
+    levels = {"hob_max": float(energies[:, column].max())}
+    if column + 1 < energies.shape[1]:
+        levels["next_min"] = float(energies[:, column + 1].min())
+        levels["gap"] = max(levels["next_min"] - levels["hob_max"], 0.0)
+    if not levels.get("gap", 0.0) > 0:
+        levels["fermi_level"] = float(product.fermi_level)
+    return levels
+
+
+def compare_band_products(shipped, recomputed, tolerances: Tolerances) -> Comparison:
+    """Eigenvalues of the kept bands on the path, HOB, path levels and E_F (`band_levels`)
+    within tolerances; the path's k-points, the band indices and the SCF's k-point weights
+    must agree."""
+    result = Comparison()
+    same_path = (
+        shipped.kpoints.shape == recomputed.kpoints.shape
+        and np.allclose(shipped.kpoints, recomputed.kpoints, rtol=0, atol=1e-8)
+        and np.array_equal(shipped.segment_offsets, recomputed.segment_offsets)
+    )
+    if not same_path:
+        result.problems.append(f"path k-points differ ({len(recomputed.kpoints)} vs shipped "
+                               f"{len(shipped.kpoints)})")
+    bands = (shipped.hob, shipped.band_start, shipped.band_stop)
+    if (recomputed.hob, recomputed.band_start, recomputed.band_stop) != bands:
+        result.problems.append(
+            f"HOB {recomputed.hob}, bands {recomputed.band_start}:{recomputed.band_stop} != "
+            f"shipped HOB {shipped.hob}, bands {shipped.band_start}:{shipped.band_stop}"
+        )
+    if shipped.scf_k_weights.shape != recomputed.scf_k_weights.shape or not np.allclose(
+        shipped.scf_k_weights, recomputed.scf_k_weights, rtol=0, atol=1e-6
+    ):
+        result.problems.append("SCF k-point weights differ")
+    if result.problems:
+        return result
+    result.eigenvalues_ev = float(np.abs(recomputed.eigenvalues - shipped.eigenvalues).max(
+        initial=0.0))
+    ours, theirs = band_levels(shipped), band_levels(recomputed)
+    if ours.keys() != theirs.keys():  # metal on one side only: the gap tells by how much
+        result.problems.append(f"gap {theirs.get('gap', 0.0):.4f} eV vs shipped "
+                               f"{ours.get('gap', 0.0):.4f} eV (a metal in one of them)")
+        return result
+    result.levels_ev = max(abs(theirs[name] - ours[name]) for name in ours)
+    for label, value, limit in (
+        ("path eigenvalues", result.eigenvalues_ev, tolerances.eigenvalues_ev),
+        ("/".join(ours), result.levels_ev, tolerances.levels_ev),
+    ):
+        if not value <= limit:  # NaN fails too
+            result.problems.append(f"{label} differ by {value:.3g} > {limit:g}")
+    return result
+
+
 def _degenerate_sums(
     weights: np.ndarray, energies: np.ndarray, n_converged: int, tolerance_ev: float
 ) -> np.ndarray:
@@ -175,6 +243,7 @@ class VerifyResult:
     archive: str
     comparison: Comparison | None = None
     error: str = ""
+    bands: bool = False  # a band product (no weights to compare)
 
     @property
     def ok(self) -> bool:
@@ -194,6 +263,7 @@ def verify_products(
     a temporary cache) and compare each with the shipped one."""
     from ase import Atoms
 
+    from esrepro.dft.band_product import BandProduct, BandSettings
     from esrepro.dft.cache import DFTCache
     from esrepro.dft.farm import FarmOptions, compute_products
     from esrepro.dft.product import DFTProduct
@@ -206,17 +276,19 @@ def verify_products(
     directories: dict[str, Path] = {}
     for key in keys:
         entry = where[key]
-        result = results[key] = VerifyResult(key, entry.products[key], entry.path)
+        bands = is_band_kind(entry.kind)
+        result = results[key] = VerifyResult(key, entry.products[key], entry.path, bands=bands)
         if entry.path not in directories:
             directories[entry.path] = unpack_archive(manifest, entry, unpack_dest)
-        directory = directories[entry.path]
-        product = shipped[key] = DFTProduct.load(directory / member_name(key, "product"))
+        path = directories[entry.path] / member_name(key, "product", entry.kind)
+        product = shipped[key] = (BandProduct if bands else DFTProduct).load(path)
         try:
-            settings = recompute_settings(product.meta)
+            settings = (BandSettings.from_dict(product.meta["settings"]) if bands
+                        else recompute_settings(product.meta))
         except (KeyError, TypeError) as err:
             result.error = f"its meta names no usable settings ({err})"
             continue
-        label = json.dumps(settings.to_dict(), sort_keys=True)
+        label = json.dumps([bands, settings.to_dict()], sort_keys=True)
         settings_of[label] = settings
         groups[label][key] = Atoms(numbers=product.numbers, cell=product.cell,
                                    positions=product.positions, pbc=True)
@@ -230,8 +302,13 @@ def verify_products(
                 if record.status == "failed":
                     result.error = f"recomputation failed: {record.reason}"
                     continue
-                recomputed = DFTProduct.load(Path(record.product_path))
-                result.comparison = compare_products(shipped[result.key], recomputed, tolerances)
+                if result.bands:
+                    recomputed = BandProduct.load(Path(record.product_path))
+                    compare = compare_band_products
+                else:
+                    recomputed = DFTProduct.load(Path(record.product_path))
+                    compare = compare_products
+                result.comparison = compare(shipped[result.key], recomputed, tolerances)
     return [results[k] for k in keys]
 
 
@@ -265,7 +342,8 @@ def run_verify(
     print(f"recomputing {len(keys)} of {len(candidates)} shipped products "
           f"({kind or 'every kind'}, seed {seed}); tolerances: eigenvalues "
           f"{tolerances.eigenvalues_ev:g} eV, band edges/gap/E_F {tolerances.levels_ev:g} eV, "
-          f"weights {tolerances.weights:g} (relative above 1)")
+          f"weights {tolerances.weights:g} (relative above 1; band products: eigenvalues on "
+          "the path, HOB maximum/next minimum/gap/E_F of metals)")
     try:
         results = verify_products(manifest, keys, workers=workers, timeout_s=timeout_s,
                                   tolerances=tolerances)
@@ -277,8 +355,9 @@ def run_verify(
         name = f"{r.key} ({r.material_id or 'no id'}, {r.archive})"
         if r.ok:
             c = r.comparison
+            weights = "" if r.bands else f", weights {c.weights:.2g}"
             print(f"ok    {name}: eigenvalues {c.eigenvalues_ev:.2g} eV, levels "
-                  f"{c.levels_ev:.2g} eV, weights {c.weights:.2g}")
+                  f"{c.levels_ev:.2g} eV{weights}")
         else:
             why = r.error or "; ".join(r.comparison.problems)
             print(f"FAIL  {name}: {why}")

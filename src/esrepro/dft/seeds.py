@@ -4,13 +4,15 @@ Layout (see docs/dft-cache.md, "Shipped seeds")::
 
     seeds/manifest.json            per archive: path, kind, sha256, bytes, the keys it holds
     seeds/<kind>/<NNNN>.tar.xz     products and failure records in the cache layout
-                                   (<key[:2]>/<key>.npz, <key[:2]>/<key>.failed.json)
+                                   (<key[:2]>/<key>.npz, <key[:2]>/<key>.failed.json;
+                                   band-structure kinds under bands/, as in a cache)
 
-`<kind>` names the settings and code versions a product was computed with (`product_kind`),
-so DOSnp/ALIGNN-DOS plane-wave products and LDOS LCAO products are separate kinds. Archives
-are only ever added (`pack`), never rewritten, so git stores each product once. The engine
-reads a shipped seed through `unpacked_seed_dirs`: each archive is checked against the
-manifest's sha256 and unpacked once, atomically, under ``$XDG_CACHE_HOME/esrepro/seeds/``.
+`<kind>` names the settings and code versions a product was computed with (`product_kind`,
+`band_product_kind`), so DOSnp/ALIGNN-DOS plane-wave products, LDOS LCAO products and
+Bandformer's band structures are separate kinds. Archives are only ever added (`pack`),
+never rewritten, so git stores each product once. The engine reads a shipped seed through
+`unpacked_seed_dirs`: each archive is checked against the manifest's sha256 and unpacked
+once, atomically, under ``$XDG_CACHE_HOME/esrepro/seeds/``.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import re
 import shutil
 import tarfile
 import tempfile
+import zipfile
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -47,8 +50,14 @@ COMPLETE_MARKER = ".complete"
 #: match no key of a known table.
 UNKNOWN_KIND = "unknown-settings"
 
+#: Kinds of band-structure products (`band_product_kind`) start with this. Their archive
+#: members lie under ``bands/``, so an unpacked archive has them where a cache keeps them
+#: (`esrepro.dft.stage.band_cache` reads ``<seed>/bands/``).
+BAND_KIND_PREFIX = "bands-"
+BAND_DIR = "bands"
+
 _KEY = re.compile(r"[0-9a-f]{64}")
-_MEMBER = re.compile(r"(?P<prefix>[0-9a-f]{2})/(?P<key>(?P=prefix)[0-9a-f]{62})"
+_MEMBER = re.compile(r"(?:bands/)?(?P<prefix>[0-9a-f]{2})/(?P<key>(?P=prefix)[0-9a-f]{62})"
                      r"(?P<suffix>\.npz|\.failed\.json)")
 _ARCHIVE_PATH = re.compile(r"(?P<kind>[A-Za-z0-9._-]+)/(?P<number>\d{4,})\.tar\.xz")
 _SUFFIX = {"product": ".npz", "failure": ".failed.json"}
@@ -90,6 +99,30 @@ def product_kind(settings: Mapping[str, Any], versions: Mapping[str, str]) -> st
     return f"{parsed.mode}-{xc}-{hashlib.sha256(blob).hexdigest()[:8]}"
 
 
+def band_product_kind(settings: Mapping[str, Any], versions: Mapping[str, str]) -> str:
+    """``bands-<xc>-<8 hex>``: as `product_kind`, the hash covers what a band product's cache
+    key holds besides the structure (`esrepro.dft.band_product.band_cache_key`: the product
+    name, `BandSettings.key_dict`, the versions with the band product's format)."""
+    from esrepro.dft.band_product import BANDS, BandSettings
+
+    try:
+        parsed = BandSettings.from_dict(settings)
+    except (TypeError, KeyError, AttributeError) as err:
+        raise ValueError(f"band settings unknown to this engine: {err!r}") from err
+    payload = {
+        "product": BANDS,
+        "settings": parsed.key_dict(),
+        "versions": {k: str(v) for k, v in versions.items() if k != "ase"},
+    }
+    blob = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
+    xc = re.sub(r"[^A-Za-z0-9.]+", "_", parsed.scf.xc)
+    return f"{BAND_KIND_PREFIX}{xc}-{hashlib.sha256(blob).hexdigest()[:8]}"
+
+
+def is_band_kind(kind: str) -> bool:
+    return kind.startswith(BAND_KIND_PREFIX)
+
+
 # --- manifest -----------------------------------------------------------------------------
 
 
@@ -106,8 +139,8 @@ class ArchiveEntry:
 
     def members(self) -> set[str]:
         """The archive member names the manifest promises."""
-        return {member_name(k, "product") for k in self.products} | {
-            member_name(k, "failure") for k in self.failures
+        return {member_name(k, "product", self.kind) for k in self.products} | {
+            member_name(k, "failure", self.kind) for k in self.failures
         }
 
     def to_json(self) -> dict[str, Any]:
@@ -217,8 +250,11 @@ def _parse_entry(item: Any, label: str) -> ArchiveEntry:
     return entry
 
 
-def member_name(key: str, what: str) -> str:
-    return f"{key[:2]}/{key}{_SUFFIX[what]}"
+def member_name(key: str, what: str, kind: str | None = None) -> str:
+    """Where `key`'s product or failure lies in an archive (and in a cache) of `kind`: band
+    kinds under ``bands/``, every other kind at the top level."""
+    folder = f"{BAND_DIR}/" if kind is not None and is_band_kind(kind) else ""
+    return f"{folder}{key[:2]}/{key}{_SUFFIX[what]}"
 
 
 # --- reading: verify and unpack -----------------------------------------------------------
@@ -382,22 +418,24 @@ def pack(
     """Pack every product and failure of `sources` that the seed does not ship yet into new
     archives, and add them to the manifest. Returns the new archives ([] if nothing is new).
 
+    Each source is read at its top level (ground-state products) and in its ``bands/``
+    folder (band products, where `esrepro.dft.stage.band_cache` keeps them); what an entry
+    is comes from its content, so a ``bands/`` folder given as a source packs as well.
     Existing archives are never rewritten. A source listed first wins for a key found in two.
     A failure is not packed for a key that has (or gets) a product. Every entry is read first
-    (`DFTProduct.load`, the failure record's JSON): a damaged one stops the pack before any
-    file is written, naming it. Material ids come from the product's meta, the failure record,
-    `material_ids` (key -> id) and the sources' journals, in that order. `failure_kinds`
-    (key -> (kind, kind info)) places failure records that do not name their settings.
+    (`DFTProduct.load` / `BandProduct.load`, the failure record's JSON): a damaged one stops
+    the pack before any file is written, naming it. Material ids come from the product's
+    meta, the failure record, `material_ids` (key -> id) and the sources' journals, in that
+    order. `failure_kinds` (key -> (kind, kind info)) places failure records that do not name
+    their settings.
     """
-    from esrepro.dft.cache import read_failure
-    from esrepro.dft.product import DFTProduct
-
     manifest = Manifest.load(seed_root, missing_ok=True)
     shipped_products = manifest.shipped("product")
     shipped_failures = manifest.shipped("failure")
     found: dict[tuple[str, str], Path] = {}
-    for source in sources:
-        for item, path in scan_cache(source).items():
+    folders = [f for source in sources for f in (Path(source), Path(source) / BAND_DIR)]
+    for folder in folders:
+        for item, path in scan_cache(folder).items():
             found.setdefault(item, path)
     have_product = set(shipped_products) | {k for k, w in found if w == "product"}
     todo = sorted(
@@ -406,42 +444,22 @@ def pack(
         or (what == "failure" and key not in have_product and key not in shipped_failures)
     )
     ids = dict(material_ids or {})
-    for source in sources:
-        for key, material_id in journal_material_ids(source).items():
+    for folder in folders:
+        for key, material_id in journal_material_ids(folder).items():
             ids.setdefault(key, material_id)
     entries: list[_Entry] = []
     problems: list[str] = []
     for key, what in todo:
         path = found[key, what]
-        if what == "product":
-            try:
-                meta = DFTProduct.load(path).meta
-                kind_info = {"settings": meta["settings"], "versions": meta["versions"]}
-                kind = product_kind(meta["settings"], meta["versions"])
-            except (ValueError, KeyError, TypeError) as err:
-                problems.append(f"{path}: {err}" if str(path) not in str(err) else str(err))
-                continue
-            entries.append(_Entry(key, what, path, kind, meta.get("material_id") or ids.get(key),
-                                  kind_info))
+        try:
+            if what == "product":
+                kind, kind_info, material_id = _read_product(path)
+            else:
+                kind, kind_info, material_id = _read_failure(path, key, failure_kinds or {})
+        except (ValueError, KeyError, TypeError) as err:
+            problems.append(str(err) if str(path) in str(err) else f"{path}: {err}")
             continue
-        record, problem = read_failure(path)
-        if record is None:
-            problems.append(f"{path}: {problem}")
-            continue
-        if isinstance(record.get("settings"), dict):
-            kind_info = {"settings": record["settings"],
-                         "versions": record.get("versions") or {}}
-            try:
-                kind = product_kind(kind_info["settings"], kind_info["versions"])
-            except ValueError as err:
-                problems.append(f"{path}: {err}")
-                continue
-        else:
-            kind, kind_info = (failure_kinds or {}).get(key, (UNKNOWN_KIND, {}))
-        material_id = record.get("material_id")
-        entries.append(_Entry(key, what, path, kind,
-                              material_id if isinstance(material_id, str) else ids.get(key),
-                              kind_info))
+        entries.append(_Entry(key, what, path, kind, material_id or ids.get(key), kind_info))
     if problems:
         raise SeedError(f"refusing to pack {len(problems)} damaged cache entr"
                         f"{'y' if len(problems) == 1 else 'ies'}: " + "; ".join(problems))
@@ -461,6 +479,56 @@ def pack(
     if new:
         manifest.save()
     return new
+
+
+def _is_band_file(path: Path) -> bool:
+    """Whether a product file is a band product: it names its kind (ground states do not);
+    an unreadable one counts as what its folder holds, for the loader to name it."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return "product.npy" in archive.namelist()
+    except (OSError, zipfile.BadZipFile):
+        return path.parent.parent.name == BAND_DIR
+
+
+def _read_product(path: Path) -> tuple[str, dict[str, Any], str | None]:
+    """(kind, kind info, material id) of a product file, read in full (ValueError if damaged)."""
+    from esrepro.dft.band_product import BANDS, BandProduct
+    from esrepro.dft.product import DFTProduct
+
+    if _is_band_file(path):
+        meta = BandProduct.load(path).meta
+        info = {"product": BANDS, "settings": meta["settings"], "versions": meta["versions"]}
+        return band_product_kind(meta["settings"], meta["versions"]), info, None
+    meta = DFTProduct.load(path).meta
+    info = {"settings": meta["settings"], "versions": meta["versions"]}
+    return product_kind(meta["settings"], meta["versions"]), info, meta.get("material_id")
+
+
+def _read_failure(
+    path: Path, key: str, failure_kinds: Mapping[str, tuple[str, dict[str, Any]]]
+) -> tuple[str, dict[str, Any], str | None]:
+    """(kind, kind info, material id) of a failure record: the kind its settings name (band
+    failures say ``"product": "bands"``), else `failure_kinds`' entry, else `UNKNOWN_KIND`."""
+    from esrepro.dft.band_product import BANDS
+    from esrepro.dft.cache import read_failure
+
+    record, problem = read_failure(path)
+    if record is None:
+        raise ValueError(f"{path}: {problem}")
+    material_id = record.get("material_id")
+    material_id = material_id if isinstance(material_id, str) else None
+    if not isinstance(record.get("settings"), dict):
+        if record.get("product") == BANDS:
+            raise ValueError(f"{path}: a band failure record without its settings")
+        kind, info = failure_kinds.get(key, (UNKNOWN_KIND, {}))
+        return kind, info, material_id
+    settings, versions = record["settings"], record.get("versions") or {}
+    if record.get("product") == BANDS:
+        info = {"product": BANDS, "settings": settings, "versions": versions}
+        return band_product_kind(settings, versions), info, material_id
+    info = {"settings": settings, "versions": versions}
+    return product_kind(settings, versions), info, material_id
 
 
 def _next_number(manifest: Manifest, kind: str) -> int:
@@ -504,7 +572,9 @@ def write_archive_bytes(members: Sequence[tuple[str, bytes]]) -> bytes:
 def _write_archive(manifest: Manifest, kind: str, number: int, chunk: list[_Entry]) -> ArchiveEntry:
     relative = f"{kind}/{number:04d}.tar.xz"
     path = manifest.root / relative
-    data = write_archive_bytes([(member_name(e.key, e.what), e.path.read_bytes()) for e in chunk])
+    data = write_archive_bytes(
+        [(member_name(e.key, e.what, kind), e.path.read_bytes()) for e in chunk]
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_bytes(data)
@@ -567,27 +637,54 @@ def _fmt_bytes(n: float) -> str:
     raise AssertionError("unreachable")
 
 
-def dosnp_table_keys(params: Mapping[str, Any]) -> tuple[list[str], list[str], Any]:
-    """The DOSnp table in the seeded order of the paper-scale selection: (material ids, cache
-    keys under params `dft.settings`, the settings). Fetches the table and POSCARs (mirror)."""
+def dosnp_table(params: Mapping[str, Any]):
+    """The DOSnp table, its material ids in the seeded order of the paper-scale selection
+    (``dosnp.subset_seed``) and their structures. Fetches the table and POSCARs (mirror)."""
     from esrepro.config import mirror_dir
-    from esrepro.dft.settings import DFTSettings, cache_key
     from esrepro.selection import fetch_structures, fetch_table, seeded_order
 
     table = fetch_table(params["dosnp"]["table_commit"], mirror_dir(dict(params)))
     seed = int((params.get("dosnp") or {}).get("subset_seed", 0))
     ids = seeded_order([f"mp-{i}" for i in table["material_id"]], seed)
-    structures = fetch_structures(ids, mirror_dir(dict(params)))
+    return table, ids, fetch_structures(ids, mirror_dir(dict(params)))
+
+
+def dosnp_table_keys(params: Mapping[str, Any]) -> tuple[list[str], list[str], Any]:
+    """The DOSnp table in the seeded order of the paper-scale selection: (material ids, cache
+    keys under params `dft.settings`, the settings). Fetches the table and POSCARs (mirror)."""
+    from esrepro.dft.settings import DFTSettings, cache_key
+
+    _, ids, structures = dosnp_table(params)
     settings = DFTSettings.from_params(params["dft"]["settings"])
     return ids, [cache_key(structures[i], settings) for i in ids], settings
+
+
+def bandformer_params(params: Mapping[str, Any]):
+    """(BandSettings, Selection) from params' `bandformer` block (its `dft` settings, its
+    n_materials / max_sites / subset_seed, 0 when absent); None when params have no such
+    block. A malformed block is a ValueError naming the key."""
+    from esrepro.checks import expect_int, expect_mapping
+    from esrepro.config import Selection
+    from esrepro.dft.band_product import BandSettings
+
+    block = params.get("bandformer")
+    if block is None:
+        return None
+    block = expect_mapping(block, "params.yaml bandformer")
+    settings = BandSettings.from_params(block.get("dft") or {}, "params.yaml bandformer.dft")
+    selection = Selection(**{
+        name: expect_int(block.get(name, 0), f"params.yaml bandformer.{name}", minimum=0)
+        for name in ("n_materials", "max_sites", "subset_seed")
+    })
+    return settings, selection
 
 
 def run_status(root: Path | None = None, seeds_dir: Path | None = None, *,
                table: bool = True) -> int:
     """Print what the shipped seed holds per kind, and how much of the DOSnp table the seeds
-    and caches cover. Exit 1 when an archive is missing or does not match the manifest."""
-    from esrepro.dft.settings import code_versions
-
+    and caches cover (ground states; band structures and Bandformer's selection when params
+    have a `bandformer` block). Exit 1 when an archive is missing or does not match the
+    manifest."""
     try:
         params, seed_dir, plain, cache_dir = _context(root, seeds_dir)
         manifest = Manifest.load(seed_dir, missing_ok=True)
@@ -621,46 +718,108 @@ def run_status(root: Path | None = None, seeds_dir: Path | None = None, *,
         print(f"warning: {stray}: not in {manifest.path}, so the engine ignores it "
               "(left by an interrupted pack?)")
     if table:
-        _print_table_status(params, manifest, cache_dir, plain, code_versions())
+        _print_table_status(params, manifest, cache_dir, plain)
     return 1 if damaged else 0
 
 
-def _print_table_status(params, manifest: Manifest, cache_dir: Path, plain: list[Path],
-                        versions) -> None:
+@dataclass
+class Coverage:
+    """Which of a list of cache keys of one kind the seeds and caches hold (product or
+    failure), key by key."""
+
+    in_seed: list[bool]
+    in_cache: list[bool]
+    in_plain: list[bool]
+    products: list[bool]  # a product (not only a failure) somewhere
+
+    @property
+    def done(self) -> list[bool]:
+        return [a or b or c for a, b, c in zip(self.in_seed, self.in_cache, self.in_plain,
+                                               strict=True)]
+
+
+def coverage(keys: Sequence[str], kind: str, manifest: Manifest, cache_dir: Path,
+             plain: Sequence[Path]) -> Coverage:
+    """Where each of `keys` (of product kind `kind`) is finished: the shipped seed, the
+    writable cache, the plain seeds (band kinds in their ``bands/`` folders)."""
+    shipped_products = set(manifest.shipped("product"))
+    shipped = shipped_products | set(manifest.shipped("failure"))
+
+    def present(directory: Path, key: str, what: Sequence[str] = tuple(_SUFFIX)) -> bool:
+        return any((directory / member_name(key, w, kind)).is_file() for w in what)
+
+    return Coverage(
+        in_seed=[k in shipped for k in keys],
+        in_cache=[present(cache_dir, k) for k in keys],
+        in_plain=[any(present(d, k) for d in plain) for k in keys],
+        products=[k in shipped_products or any(present(d, k, ("product",))
+                                               for d in (cache_dir, *plain)) for k in keys],
+    )
+
+
+def _prefix(flags: list[bool]) -> int:
+    return flags.index(False) if False in flags else len(flags)
+
+
+def _print_coverage(title: str, found: Coverage, cache_dir: Path, plain: list[Path]) -> None:
+    print(title)
+    print(f"  shipped seed:    {sum(found.in_seed):>5}  "
+          f"(first {_prefix(found.in_seed)} of the seeded order)")
+    print(f"  writable cache:  {sum(found.in_cache):>5}  ({cache_dir})")
+    print(f"  other seeds:     {sum(found.in_plain):>5}  "
+          f"({', '.join(map(str, plain)) or 'none'})")
+
+
+def _print_table_status(params, manifest: Manifest, cache_dir: Path, plain: list[Path]) -> None:
+    from esrepro.dft.band_product import band_cache_key, band_versions
+    from esrepro.dft.settings import DFTSettings, cache_key, code_versions
+    from esrepro.selection import select_materials
+
     try:
-        ids, keys, settings = dosnp_table_keys(params)
+        table, ids, structures = dosnp_table(params)
+        settings = DFTSettings.from_params(params["dft"]["settings"])
     except (OSError, ValueError, KeyError, RuntimeError) as err:
         print(f"DOSnp table: not counted ({type(err).__name__}: {err})")
         return
-    kind = product_kind(settings.to_dict(), versions)
-    shipped = set(manifest.shipped("product")) | set(manifest.shipped("failure"))
-
-    def present(directory: Path, key: str) -> bool:
-        return any((directory / member_name(key, w)).is_file() for w in _SUFFIX)
-
-    in_seed = [k in shipped for k in keys]
-    in_cache = [present(cache_dir, k) for k in keys]
-    in_plain = [any(present(d, k) for d in plain) for k in keys]
-    done = [a or b or c for a, b, c in zip(in_seed, in_cache, in_plain, strict=True)]
-
-    def prefix(flags: list[bool]) -> int:
-        return flags.index(False) if False in flags else len(flags)
-
-    print(f"DOSnp table ({len(ids)} materials, kind {kind} = params dft.settings):")
-    print(f"  shipped seed:    {sum(in_seed):>5}  (first {prefix(in_seed)} of the seeded order)")
-    print(f"  writable cache:  {sum(in_cache):>5}  ({cache_dir})")
-    print(f"  other seeds:     {sum(in_plain):>5}  ({', '.join(map(str, plain)) or 'none'})")
-    print(f"  finished in any: {sum(done):>5}  (first {prefix(done)} of the seeded order: "
-          f"n_materials: {prefix(done)}, max_sites: 0 needs no new DFT)")
+    kind = product_kind(settings.to_dict(), code_versions())
+    found = coverage([cache_key(structures[i], settings) for i in ids], kind, manifest,
+                     cache_dir, plain)
+    done = found.done
+    _print_coverage(f"DOSnp table ({len(ids)} materials, kind {kind} = params dft.settings):",
+                    found, cache_dir, plain)
+    print(f"  finished in any: {sum(done):>5}  (first {_prefix(done)} of the seeded order: "
+          f"n_materials: {_prefix(done)}, max_sites: 0 needs no new DFT)")
+    try:
+        bandformer = bandformer_params(params)
+    except ValueError as err:
+        print(f"band products: not counted ({err})")
+        return
+    if bandformer is None:
+        return
+    band_settings, selection = bandformer
+    kind = band_product_kind(band_settings.to_dict(), band_versions())
+    keys = {i: band_cache_key(structures[i], band_settings) for i in ids}
+    found = coverage(list(keys.values()), kind, manifest, cache_dir, plain)
+    _print_coverage(f"band products of the DOSnp table (kind {kind} = params bandformer.dft; "
+                    "caches' bands/ folders):", found, cache_dir / BAND_DIR,
+                    [p / BAND_DIR for p in plain])
+    done = found.done
+    print(f"  finished in any: {sum(done):>5}  (first {_prefix(done)} of the seeded order)")
+    chosen = set(select_materials(table, selection)["mp_id"])
+    flags = {i: (d, p) for i, d, p in zip(ids, done, found.products, strict=True)}
+    n_done = sum(flags[i][0] for i in chosen)
+    n_failed = sum(flags[i][0] and not flags[i][1] for i in chosen)
+    print(f"Bandformer selection (n_materials {selection.n_materials}, max_sites "
+          f"{selection.max_sites}, subset_seed {selection.subset_seed}): {n_done} of "
+          f"{len(chosen)} finished ({n_failed} of them recorded failures)")
 
 
 def run_pack(root: Path | None = None, seeds_dir: Path | None = None, *,
              sources: Sequence[Path] | None = None, table: bool = True) -> int:
     """Pack what the writable cache and the plain seed directories hold beyond the shipped
-    seed into new archives. `table`: label DOSnp products with their material ids (and place
-    failure records) by computing the table's keys."""
-    from esrepro.dft.settings import code_versions
-
+    seed into new archives (their band products too, from their ``bands/`` folders).
+    `table`: label DOSnp products with their material ids (and place failure records) by
+    computing the table's keys; band products too when params have a `bandformer` block."""
     try:
         params, seed_dir, plain, cache_dir = _context(root, seeds_dir)
     except (ValueError, OSError) as err:
@@ -671,15 +830,9 @@ def run_pack(root: Path | None = None, seeds_dir: Path | None = None, *,
     failure_kinds: dict[str, tuple[str, dict[str, Any]]] = {}
     if table:
         try:
-            table_ids, keys, settings = dosnp_table_keys(params)
+            ids, failure_kinds = _table_labels(params)
         except (OSError, ValueError, KeyError, RuntimeError) as err:
             print(f"warning: DOSnp material ids not added ({type(err).__name__}: {err})")
-        else:
-            kind = product_kind(settings.to_dict(), code_versions())
-            info = {"settings": settings.to_dict(), "versions": dict(code_versions())}
-            for material_id, key in zip(table_ids, keys, strict=True):
-                ids.setdefault(key, material_id)
-                failure_kinds[key] = (kind, info)
     try:
         new = pack(seed_dir, source_dirs, material_ids=ids, failure_kinds=failure_kinds)
     except (SeedError, OSError) as err:
@@ -694,6 +847,30 @@ def run_pack(root: Path | None = None, seeds_dir: Path | None = None, *,
               f"{len(entry.failures)} failures, {_fmt_bytes(entry.bytes)}")
     print(f"updated {seed_dir / MANIFEST_NAME}; commit it with the new archives")
     return 0
+
+
+def _table_labels(params: Mapping[str, Any]):
+    """(cache key -> material id, key -> (kind, kind info)) of the DOSnp table's ground-state
+    keys, and of its band keys when params have a `bandformer` block (band failure records
+    name their settings, so only their ids are needed)."""
+    from esrepro.dft.band_product import band_cache_key
+    from esrepro.dft.settings import DFTSettings, cache_key, code_versions
+
+    _, table_ids, structures = dosnp_table(params)
+    settings = DFTSettings.from_params(params["dft"]["settings"])
+    kind = product_kind(settings.to_dict(), code_versions())
+    info = {"settings": settings.to_dict(), "versions": dict(code_versions())}
+    ids: dict[str, str] = {}
+    failure_kinds: dict[str, tuple[str, dict[str, Any]]] = {}
+    for material_id in table_ids:
+        key = cache_key(structures[material_id], settings)
+        ids.setdefault(key, material_id)
+        failure_kinds[key] = (kind, info)
+    bandformer = bandformer_params(params)
+    if bandformer is not None:
+        for material_id in table_ids:
+            ids.setdefault(band_cache_key(structures[material_id], bandformer[0]), material_id)
+    return ids, failure_kinds
 
 
 def run_unpack(root: Path | None = None, seeds_dir: Path | None = None) -> int:
