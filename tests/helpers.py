@@ -2,11 +2,19 @@
 
 import time
 
+import numpy as np
 import pytest
 
+from esrepro.dft.band_product import BandProduct
+from esrepro.kpath import ContinuousKPath
 from esrepro.testing import assert_permutation_invariant, permute_atoms_within_graphs
 
-__all__ = ["assert_permutation_invariant", "permute_atoms_within_graphs", "wait_for"]
+__all__ = [
+    "assert_permutation_invariant",
+    "permute_atoms_within_graphs",
+    "synthetic_band_product",
+    "wait_for",
+]
 
 
 def wait_for(what: str, check, timeout_s: float = 120.0, every_s: float = 0.1):
@@ -18,3 +26,33 @@ def wait_for(what: str, check, timeout_s: float = 120.0, every_s: float = 0.1):
             return found
         time.sleep(every_s)
     pytest.fail(f"timed out after {timeout_s:g} s waiting for {what}")
+
+
+def _line_path() -> ContinuousKPath:
+    """Γ -> X and back: one unique segment walked twice, the second time reversed."""
+    return ContinuousKPath(
+        rec_lattice=2 * np.pi * np.eye(3) / 4.0,
+        points={"Γ": np.zeros(3), "X": np.array([0.5, 0.0, 0.0])},
+        segments=(("Γ", "X"),),
+        steps=((0, False), (0, True)),
+    )
+
+
+def synthetic_band_product(
+    vb_top: float, cb_bottom: float, fermi: float, hob: int = 5
+) -> BandProduct:
+    """Six bands on Γ-X: band HOB peaks at X (vb_top), band HOB+1 has its minimum at Γ."""
+    path = _line_path()
+    [k] = path.segment_kpoints(40.0)
+    t = k[:, 0] / 0.5  # 0 at Γ, 1 at X
+    vb = vb_top - 1.0 + 1.0 * t**2
+    cb = cb_bottom + 2.0 * t**2
+    bands = np.stack([vb - 3, vb - 2, vb, cb, cb + 2, cb + 3], axis=1)
+    n_scf = 4
+    return BandProduct(
+        numbers=np.array([14]), cell=4.0 * np.eye(3), positions=np.zeros((1, 3)),
+        kpoints=k, segment_offsets=np.array([0, len(k)]), eigenvalues=bands,
+        band_start=hob - 2, hob=hob, fermi_level=fermi, n_electrons=12.0,
+        scf_eigenvalues=np.zeros((n_scf, 6)), scf_occupations=np.zeros((n_scf, 6)),
+        scf_k_weights=np.full(n_scf, 1 / n_scf), kpath=path, meta={"note": "synthetic"},
+    )

@@ -13,7 +13,7 @@ from esrepro.dft.band_product import BandProduct, BandSettings, band_cache_key
 from esrepro.dft.kinds import kind_named, kind_of
 from esrepro.dft.settings import DFTSettings, cache_key
 from esrepro.errors import ConfigError
-from esrepro.kpath import ContinuousKPath
+from helpers import synthetic_band_product
 
 VERSIONS = {"product_format": "2", "gpaw": "26.7.0", "gpaw-data": "1.0.1", "ase": "3.25.0"}
 
@@ -22,7 +22,7 @@ def silicon():
     return bulk("Si", "diamond", a=5.43)
 
 
-def test_ground_state_keys_are_unchanged_by_the_band_product() -> None:
+def test_ground_state_keys_are_unchanged_by_the_bandsynthetic_band_product() -> None:
     """Pinned from main before the band product existed (commit b4b2af9): the ground-state
     cache keys, and with them every cached and seeded LDA product, must not move."""
     assert cache_key(silicon(), DFTSettings(), VERSIONS) == (
@@ -65,39 +65,8 @@ def test_band_settings_from_params() -> None:
         BandSettings.from_params({"scf": {"reduce_skewed_cells": 4.0}})
 
 
-# --- a synthetic product on a two-segment closed path ----------------------------------------
-
-
-def _line_path() -> ContinuousKPath:
-    """Γ -> X and back: one unique segment walked twice, the second time reversed."""
-    return ContinuousKPath(
-        rec_lattice=2 * np.pi * np.eye(3) / 4.0,
-        points={"Γ": np.zeros(3), "X": np.array([0.5, 0.0, 0.0])},
-        segments=(("Γ", "X"),),
-        steps=((0, False), (0, True)),
-    )
-
-
-def _product(vb_top: float, cb_bottom: float, fermi: float, hob: int = 5) -> BandProduct:
-    """Six bands on Γ-X: band HOB peaks at X (vb_top), band HOB+1 has its minimum at Γ."""
-    path = _line_path()
-    [k] = path.segment_kpoints(40.0)
-    t = k[:, 0] / 0.5  # 0 at Γ, 1 at X
-    vb = vb_top - 1.0 + 1.0 * t**2
-    cb = cb_bottom + 2.0 * t**2
-    bands = np.stack([vb - 3, vb - 2, vb, cb, cb + 2, cb + 3], axis=1)
-    n_scf = 4
-    return BandProduct(
-        numbers=np.array([14]), cell=4.0 * np.eye(3), positions=np.zeros((1, 3)),
-        kpoints=k, segment_offsets=np.array([0, len(k)]), eigenvalues=bands,
-        band_start=hob - 2, hob=hob, fermi_level=fermi, n_electrons=12.0,
-        scf_eigenvalues=np.zeros((n_scf, 6)), scf_occupations=np.zeros((n_scf, 6)),
-        scf_k_weights=np.full(n_scf, 1 / n_scf), kpath=path, meta={"note": "synthetic"},
-    )
-
-
 def test_non_metal_gap_and_mid_gap_zero() -> None:
-    selected = select_bands(_product(vb_top=1.0, cb_bottom=1.7, fermi=1.2))
+    selected = select_bands(synthetic_band_product(vb_top=1.0, cb_bottom=1.7, fermi=1.2))
     assert not selected.is_metal
     assert selected.gap == pytest.approx(0.7)
     assert selected.zero == pytest.approx(1.35)
@@ -105,7 +74,7 @@ def test_non_metal_gap_and_mid_gap_zero() -> None:
     assert selected.energies[:, 3].min() == pytest.approx(0.35)
     # The walk: Γ -> X -> Γ, the junction at X kept once; labels at 0, L, 2L.
     n = len(selected.arc)
-    assert n == 2 * len(_product(1.0, 1.7, 1.2).kpoints) - 1
+    assert n == 2 * len(synthetic_band_product(1.0, 1.7, 1.2).kpoints) - 1
     assert [label for label, _ in selected.labels] == ["Γ", "X", "Γ"]
     assert selected.labels[-1][1] == pytest.approx(selected.arc[-1])
     np.testing.assert_allclose(selected.energies, selected.energies[::-1])
@@ -113,20 +82,20 @@ def test_non_metal_gap_and_mid_gap_zero() -> None:
 
 def test_overlapping_bands_are_a_metal_zeroed_at_the_fermi_level() -> None:
     # VB top at X (1.0) above the CB bottom at Γ (0.9): an indirect overlap.
-    selected = select_bands(_product(vb_top=1.0, cb_bottom=0.9, fermi=0.95))
+    selected = select_bands(synthetic_band_product(vb_top=1.0, cb_bottom=0.9, fermi=0.95))
     assert selected.is_metal and selected.gap == 0.0
     assert selected.zero == 0.95
     assert gap_difference(selected.energies, 2) == pytest.approx(-0.1)
 
 
 def test_missing_bands_are_refused() -> None:
-    product = _product(1.0, 1.7, 1.2)
+    product = synthetic_band_product(1.0, 1.7, 1.2)
     with pytest.raises(ValueError, match=r"holds bands 3\.\.8, 2\.\.8 are needed"):
         select_bands(product, n_below=3)
 
 
 def test_gap_error_of_smoothing_and_resampling() -> None:
-    selected = select_bands(_product(vb_top=1.0, cb_bottom=1.7, fermi=1.2))
+    selected = select_bands(synthetic_band_product(vb_top=1.0, cb_bottom=1.7, fermi=1.2))
     # Without smoothing, the resampled grid hits both band edges (Γ, X, Γ at 0, L, 2L).
     assert resampling_gap_error(selected, 257, width=0.0) == pytest.approx(0.0, abs=1e-9)
     # Smoothing lowers the VB maximum and raises the CB minimum: the gap opens, more so
@@ -137,7 +106,7 @@ def test_gap_error_of_smoothing_and_resampling() -> None:
 
 
 def test_save_load_round_trip(tmp_path) -> None:
-    product = _product(1.0, 1.7, 1.2)
+    product = synthetic_band_product(1.0, 1.7, 1.2)
     path = tmp_path / "p.npz"
     product.save(path)
     back = BandProduct.load(path)

@@ -14,18 +14,18 @@ from ase.build import bulk
 from torch_geometric.data import Batch
 
 from esrepro.errors import ConfigError
+from esrepro.papers.bandformer.config import ModelParams, TrainParams
 from esrepro.papers.bandformer.features import crystal_graph, node_feature_dim
 from esrepro.papers.bandformer.model import (
     Bandformer,
     BandformerConfig,
-    ModelConfig,
     ReciprocalPositionalEncoding,
     n_parameters,
+    network_config,
     rfft_coefficients,
 )
 from esrepro.papers.bandformer.train import (
     MIN_LR_FRACTION,
-    TrainParams,
     band_loss,
     lr_factor,
     predict_bands,
@@ -119,22 +119,22 @@ def test_code_published_size_is_the_public_codes() -> None:
     ``configs/train.yaml`` sizes (d 768, 6 heads, 6 + 6 layers), "~55M" as published. Ours
     differs only in the node input (our node-feature MLP for its ``Embedding(100, 768)``), its
     final ``BatchNorm1d`` (dropped), 40 vs its 41 Gaussians and our ``band_offset``."""
-    params = ModelConfig(size="code_published", encoder="gatv2", memory="nodes", target="rfft",
+    params = ModelParams(size="code_published", encoder="gatv2", memory="nodes", target="rfft",
                          omega="code", d_model=96, n_heads=4, encoder_layers=3, decoder_layers=3,
                          ffn_dim=192, dropout=0.0, n_gaussians=40, rfft_modes=65)
-    net = Bandformer(params.network(n_bands=6, node_features=node_feature_dim("elemental")))
+    net = Bandformer(network_config(params, n_bands=6, node_features=node_feature_dim("elemental")))
     d = 768
     ours_only = n_parameters(net.node_embed) + 6  # node MLP, band_offset
     code_only = 100 * d + 2 * d + 64  # Embedding(100, d), BatchNorm1d(d), 41st Gaussian
     assert n_parameters(net) - ours_only + code_only == 55_343_244
     assert net.config.d_model == 768 and len(net.encoder) == 6 and len(net.decoder) == 6
     # The paper-v1 network at the size of the configuration ("ours").
-    assert params.network(6, 3, size="ours").d_model == 96
+    assert network_config(params, 6, 3, size="ours").d_model == 96
 
 
 def test_model_config_rejects_bad_widths() -> None:
     with pytest.raises(ConfigError, match="multiple of 6"):
-        ModelConfig(size="ours", encoder="biased", memory="pooled", target="center_dispersion",
+        ModelParams(size="ours", encoder="biased", memory="pooled", target="center_dispersion",
                     omega="paper", d_model=100, n_heads=4, encoder_layers=1, decoder_layers=1,
                     ffn_dim=8, dropout=0.0, n_gaussians=8, rfft_modes=4)
     with pytest.raises(ValueError, match="rfft_modes 10 exceeds"):

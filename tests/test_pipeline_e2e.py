@@ -1,5 +1,4 @@
-"""End-to-end smoke run of the DOSnp and ALIGNN-DOS pipelines on a tiny profile, as a user
-drives it.
+"""End-to-end smoke run of every paper's pipeline on a tiny profile, as a user drives it.
 
 A temporary git clone of the working tree gets tiny params (4 two-atom materials shared by both
 papers, 2 epochs), then: `dvc repro` builds every artifact, ALIGNN-DOS reusing DOSnp's DFT
@@ -77,6 +76,15 @@ def tiny_repo(tmp_path_factory, repo_root: Path, mirror_dir: Path) -> Path:
     ldos["dft"]["kpt_density"] = 1.0
     ldos["soap"].update(n_max=4, l_max=3, r_cut_scan=[4.0, 5.0])
     ldos["learn"].update(test_fraction=0.4, folds=2, lam=[1.0e-3], zeta=[1], curve_fractions=[1.0])
+    bandformer = params["bandformer"]
+    # The DOSnp structures again, with coarse band DFT (own products: PBE, the k-path).
+    bandformer.update(n_materials=4, max_sites=2, subset_seed=1)
+    bandformer["dft"].update(path_kpt_density=3.0, scf={"kpt_density": 1.0, "ecut_ev": 300.0})
+    bandformer["bands"]["n_kpoints"] = 32
+    bandformer["split"].update(val_fraction=0.25, test_fraction=0.25)
+    bandformer["model"].update(d_model=12, n_heads=2, encoder_layers=1, decoder_layers=1,
+                               ffn_dim=16, n_gaussians=8, rfft_modes=4)
+    bandformer["train"].update(max_epochs=2, batch_size=2, patience=0, warmup_epochs=1)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     for cmd in (
         ["git", "init", "-q"],
@@ -175,6 +183,26 @@ def test_alignn_dos_artifacts_and_shared_dft(tiny_repo: Path, first_repro: str) 
     assert "computed" not in summary and summary.count("cached") == 4 - metrics["n_dft_failed"]
 
 
+def test_bandformer_artifacts(tiny_repo: Path, first_repro: str) -> None:
+    metrics = json.loads((tiny_repo / "reports/bandformer/metrics.json").read_text())
+    assert metrics["n_materials"] == 4
+    n_ok = 4 - metrics["n_dft_failed"] - metrics["n_excluded"]
+    assert metrics["n_used"] == n_ok >= 3
+    for model in ("bandformer", "mean_baseline"):
+        test = metrics[model]["test"]
+        assert set(test) == {"total", "nonmetal", "metal"}
+        assert set(test["total"]) >= {"band_center", "band_dispersion", "band_energy", "n"}
+        assert test["nonmetal"]["n"] + test["metal"]["n"] == test["total"]["n"]
+    assert sum(metrics["bandformer"][s]["total"]["n"] for s in ("train", "val", "test")) == n_ok
+    paired = metrics["comparisons"]["bandformer_vs_mean_baseline"]
+    assert paired["n"] == metrics["bandformer"]["test"]["total"]["n"]
+    assert (tiny_repo / "reports/bandformer/bandformer.html").stat().st_size > 10_000
+    figures = {p.name for p in (tiny_repo / "reports/bandformer/figures").glob("*.png")}
+    assert {"fig2_parity_violin.png", "fig3_quintiles.png"} <= figures
+    summary = (tiny_repo / "data/bandformer/dft/summary.csv").read_text()
+    assert summary.count("computed") + summary.count("failed") == 4
+
+
 def test_second_repro_does_nothing(tiny_repo: Path, first_repro: str) -> None:
     output = _run(["dvc", "repro"], tiny_repo)
     assert "Running stage" not in output, output
@@ -189,7 +217,8 @@ def test_experiment_changes_pooling_without_dft(tiny_repo: Path, first_repro: st
     output = _run(["dvc", "exp", "run", "-S", "model.pooling=max"], tiny_repo)
     assert "Running stage 'dosnp_train'" in output
     assert "Running stage 'alignn_dos_train'" in output
-    for stage in ("dosnp_dft", "dosnp_fetch", "alignn_dos_dft", "alignn_dos_fetch"):
+    for stage in ("dosnp_dft", "dosnp_fetch", "alignn_dos_dft", "alignn_dos_fetch",
+                  "bandformer_dft", "bandformer_train"):
         assert f"Running stage '{stage}'" not in output
     # `dvc exp show --json`: one row per baseline (and the workspace), each experiment under its
     # baseline's "experiments" ranges. The baseline still has the per-paper defaults (whose

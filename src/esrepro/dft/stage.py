@@ -92,11 +92,9 @@ def run_band_stage(
 
 
 def band_cache(cache: DFTCache) -> DFTCache:
-    """Where band products live: ``<cache>/bands/`` and the ``bands/`` folders of the seeds.
-
-    Seed packing and verification (`esrepro.dft.seeds`) read the top level of a cache as
-    ground-state products; band products there would stop them.
-    """
+    """Where band products live: ``<cache>/bands/`` and the ``bands/`` folders of the seeds
+    (a shipped band archive unpacks there), apart from the ground-state products at a cache's
+    top level."""
     return DFTCache(cache.root / BANDS, [s / BANDS for s in cache.seeds if (s / BANDS).is_dir()])
 
 

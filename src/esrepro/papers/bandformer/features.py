@@ -12,7 +12,6 @@ import math
 import warnings
 from collections.abc import Sequence
 from functools import cache
-from typing import Literal
 
 import numpy as np
 import torch
@@ -20,6 +19,7 @@ from ase import Atoms
 from torch import Tensor
 
 from esrepro.graphs import CrystalGraph, periodic_knn_graph
+from esrepro.papers.bandformer.config import NodeFeatures
 
 __all__ = [
     "ELEMENTAL_FEATURES",
@@ -33,7 +33,6 @@ __all__ = [
 ]
 
 #: Node feature kinds: the paper's ``elemental`` (group, period, radius) or ``onehot`` (Z).
-NodeFeatures = Literal["elemental", "onehot"]
 NODE_FEATURES: tuple[str, ...] = ("elemental", "onehot")
 #: Column order of the ``elemental`` features, each mapped linearly onto about [-1, 1]: group
 #: 1..18, period 1..7 and the atomic radius 0.1..2.6 A (empirical radii: H 0.25, Cs 2.6).

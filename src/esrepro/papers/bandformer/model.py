@@ -61,7 +61,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Literal, NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -70,8 +70,16 @@ from torch_geometric.data import Data
 from torch_geometric.nn import GATv2Conv, global_add_pool
 from torch_geometric.utils import scatter, softmax, to_dense_batch
 
-from esrepro.errors import ConfigError
-from esrepro.typed_config import param
+from esrepro.papers.bandformer.config import (
+    CODE_PUBLISHED,
+    Encoder,
+    Memory,
+    ModelParams,
+    Omega,
+    Size,
+    Target,
+    shape_problem,
+)
 
 __all__ = [
     "CODE_PUBLISHED",
@@ -80,24 +88,13 @@ __all__ = [
     "BandformerConfig",
     "BiasedGraphAttention",
     "GaussianExpansion",
-    "ModelConfig",
+    "network_config",
     "ReciprocalPositionalEncoding",
     "kpoint_frequencies",
     "n_parameters",
     "rfft_coefficients",
 ]
 
-Size = Literal["ours", "code_published"]
-Encoder = Literal["biased", "gatv2"]
-Memory = Literal["pooled", "nodes"]
-Target = Literal["center_dispersion", "rfft"]
-Omega = Literal["paper", "code"]
-
-#: ``size: code_published``: the public code's ``configs/train.yaml`` (n_embd, n_head, n_layer
-#: for encoder and decoder) and its decoder's ``dim_feedforward = 2 * d_model``.
-CODE_PUBLISHED: dict[str, int] = {
-    "d_model": 768, "n_heads": 6, "encoder_layers": 6, "decoder_layers": 6, "ffn_dim": 1536,
-}
 #: Edge embedding width of the ``gatv2`` encoder (the code's ``d_edge=64``).
 GATV2_EDGE_DIM = 64
 
@@ -108,7 +105,8 @@ class BandformerConfig:
 
     ``node_features``: input node feature width; ``n_bands``: bands predicted (paper: 6);
     ``cutoff``: the graph's cutoff (A), the range of the Gaussian expansion. The other fields
-    are those of :class:`ModelConfig` with its ``size`` applied.
+    are those of :class:`~esrepro.papers.bandformer.config.ModelParams` with its ``size``
+    applied (:func:`network_config`).
     """
 
     node_features: int
@@ -132,7 +130,7 @@ class BandformerConfig:
         for name, kind in choices.items():
             if getattr(self, name) not in kind.__args__:
                 raise ValueError(f"{name} {getattr(self, name)!r}: expected one of {kind.__args__}")
-        problem = _shape_problem(self.d_model, self.n_heads)
+        problem = shape_problem(self.d_model, self.n_heads)
         if problem:
             raise ValueError(problem)
         for name in ("node_features", "n_bands", "encoder_layers", "decoder_layers", "ffn_dim",
@@ -146,56 +144,18 @@ class BandformerConfig:
             )
 
 
-def _shape_problem(d_model: int, n_heads: int) -> str | None:
-    if d_model % 6 or d_model < 12:
-        return f"d_model must be a multiple of 6 and >= 12 (eq. 3: dim = d_model/6), got {d_model}"
-    if n_heads < 1 or d_model % n_heads:
-        return f"d_model {d_model} is not divisible by n_heads {n_heads}"
-    return None
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """The ``bandformer.model`` params block (see ``model.py``'s docstring for each option).
-
-    ``size: code_published`` replaces ``d_model``, ``n_heads``, the layer counts and
-    ``ffn_dim`` by :data:`CODE_PUBLISHED`.
-    """
-
-    size: Size
-    encoder: Encoder
-    memory: Memory
-    target: Target
-    omega: Omega
-    d_model: int = param(minimum=12)
-    n_heads: int = param(minimum=1)
-    encoder_layers: int = param(minimum=1)
-    decoder_layers: int = param(minimum=1)
-    ffn_dim: int = param(minimum=1)
-    dropout: float = param(minimum=0.0)
-    n_gaussians: int = param(minimum=2)
-    rfft_modes: int = param(minimum=1)
-
-    def __post_init__(self) -> None:
-        problem = _shape_problem(self.d_model, self.n_heads)
-        if problem:
-            raise ConfigError(f"params.yaml bandformer.model: {problem}")
-        if self.dropout >= 1:
-            raise ConfigError(
-                f"params.yaml bandformer.model.dropout: must be < 1, got {self.dropout}"
-            )
-
-    def network(
-        self, n_bands: int, node_features: int, cutoff: float = 8.0, size: Size | None = None
-    ) -> BandformerConfig:
-        """The network's config for ``n_bands`` bands and ``node_features`` input features,
-        at ``size`` (default: the configured one)."""
-        values = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "size"}
-        if (size or self.size) == "code_published":
-            values.update(CODE_PUBLISHED)
-        return BandformerConfig(
-            node_features=int(node_features), n_bands=int(n_bands), cutoff=float(cutoff), **values
-        )
+def network_config(
+    params: ModelParams, n_bands: int, node_features: int, cutoff: float = 8.0,
+    size: Size | None = None,
+) -> BandformerConfig:
+    """The network's config from the ``bandformer.model`` block for ``n_bands`` bands and
+    ``node_features`` input features, at ``size`` (default: the configured one)."""
+    values = {f.name: getattr(params, f.name) for f in fields(params) if f.name != "size"}
+    if (size or params.size) == "code_published":
+        values.update(CODE_PUBLISHED)
+    return BandformerConfig(
+        node_features=int(node_features), n_bands=int(n_bands), cutoff=float(cutoff), **values
+    )
 
 
 class BandOutput(NamedTuple):

@@ -18,7 +18,7 @@ import hashlib
 import logging
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ from torch import Tensor
 from torch_geometric.data import Batch, Data
 from torch_geometric.loader import DataLoader
 
-from esrepro.checks import expect_devices
+from esrepro.papers.bandformer.config import TrainParams
 from esrepro.papers.bandformer.model import (
     Bandformer,
     BandformerConfig,
@@ -40,7 +40,6 @@ from esrepro.papers.bandformer.model import (
 )
 from esrepro.plain_json import plain_json
 from esrepro.training import FitResult, fit_module, run_key, save_model
-from esrepro.typed_config import param
 
 log = logging.getLogger(__name__)
 
@@ -63,22 +62,6 @@ MIN_LR_FRACTION = 0.1
 GRAD_CLIP_NORM = 1.0
 #: The model file :func:`train_bandformer` writes in its ``out_dir``.
 MODEL_FILE = "bandformer.pt"
-
-
-@dataclass(frozen=True)
-class TrainParams:
-    """The ``bandformer.train`` params block."""
-
-    max_epochs: int = param(minimum=1)
-    patience: int | None = param(minimum=0)  # 0 or null: no early stopping
-    batch_size: int = param(minimum=1)
-    lr: float = param(above=0.0)
-    weight_decay: float = param(minimum=0.0)
-    warmup_epochs: int = param(minimum=0)
-    dispersion_weight: float = param(minimum=0.0)
-    seed: int
-    accelerator: str
-    devices: int | str = param(check=expect_devices)
 
 
 def lr_factor(step: int, warmup_steps: int, total_steps: int) -> float:
