@@ -221,3 +221,65 @@ def test_a_snapshot_keeps_what_re_rendering_its_report_needs(tmp_path: Path) -> 
     assert "inputs/table.csv" in kept and "dosnp.ipynb" in kept
     assert "metrics.json" not in kept and not any(r.startswith("inputs/notebook") for r in kept)
     assert snapshot._render_inputs(tmp_path, PAPER, report_dir, set()) == []  # unregistered
+
+
+def test_a_snapshot_keeps_the_trained_models_loadable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The models the registry names are copied under models/ and load as the run left them."""
+    import torch
+
+    from esrepro.papers.dosnp.model import DOSnp
+    from esrepro.training.model_files import load_model, save_model, state_dict_digest
+
+    root = make_repo(tmp_path)
+    torch.manual_seed(0)
+    net = DOSnp(pooling="mean", dropout=0.1, hidden=8, input_scale=1.0)
+    save_model(root / "data/toy/model/toy.pt", net)
+    (root / "data/toy/model/notes").mkdir()
+    (root / "data/toy/model/notes/fold-0.txt").write_text("member 0\n")
+
+    class Entry:
+        models = ("data/toy/model",)
+
+    monkeypatch.setattr("esrepro.registry.get_paper", lambda paper: Entry())
+    monkeypatch.setattr(snapshot, "_render_inputs", lambda *a, **k: [])
+    provenance = json.loads(snapshot_reference(PAPER, root=root).read_text())
+
+    copied = root / f"reports/{PAPER}/reference/models/model/toy.pt"
+    assert state_dict_digest(load_model(copied).state_dict()) == state_dict_digest(
+        net.state_dict()
+    )
+    assert provenance["files"]["models/model/notes/fold-0.txt"] == file_md5(
+        root / "data/toy/model/notes/fold-0.txt"
+    )
+
+
+def test_a_snapshot_without_its_trained_models_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = make_repo(tmp_path)
+
+    class Entry:
+        models = ("data/toy/model",)
+
+    monkeypatch.setattr("esrepro.registry.get_paper", lambda paper: Entry())
+    monkeypatch.setattr(snapshot, "_render_inputs", lambda *a, **k: [])
+    with pytest.raises(SnapshotError, match="data/toy/model .*does not exist"):
+        snapshot_reference(PAPER, root=root)
+    assert not (root / f"reports/{PAPER}/reference").exists()
+
+
+def test_every_paper_names_its_trained_models() -> None:
+    from esrepro.registry import get_paper, paper_names
+
+    for name in paper_names():
+        assert get_paper(name).models, f"{name} declares no trained models for its snapshots"
+
+
+def test_models_must_be_stage_outputs() -> None:
+    from esrepro.registry import Paper, Stage
+
+    stage = Stage("train", "esrepro.x:f", None, outputs={"model": "data/p/model"})
+    with pytest.raises(ValueError, match="no stage's output"):
+        Paper("p", (stage,), notebook="n.ipynb", models=("data/p/other",))

@@ -135,7 +135,9 @@ class Paper:
     file for every paper). ``plots`` are DVC's top-level plot definitions for the paper.
     ``after`` names papers whose stages come first in dvc.yaml, so that ``dvc repro`` runs them
     first: a paper computing the same structures as another then finds its DFT products in the
-    shared cache instead of computing them in its own stage.
+    shared cache instead of computing them in its own stage. ``models`` are the stage outputs
+    (files or folders) holding the trained models; a reference snapshot keeps a copy of them,
+    so its networks load (``esrepro.training.load_model``) without training again.
     """
 
     name: str
@@ -144,11 +146,16 @@ class Paper:
     targets: str = TARGETS_FILE
     plots: tuple[Mapping[str, Any], ...] = ()
     after: tuple[str, ...] = ()
+    models: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         names = [s.name for s in self.stages]
         if len(names) != len(set(names)):
             raise ValueError(f"paper {self.name}: stage names repeat: {names}")
+        outputs = {o.path for stage in self.stages for o in stage.outputs.values()}
+        unknown = [m for m in self.models if m not in outputs]
+        if unknown:
+            raise ValueError(f"paper {self.name}: models {unknown} are no stage's output")
 
     def stage(self, name: str) -> Stage:
         for stage in self.stages:

@@ -92,7 +92,8 @@ def snapshot_reference(
     Copies ``metrics.json`` (and any other ``*metrics.json``, e.g. cross-validation),
     ``figures/*.png``, ``<paper>.html``, the prediction files and whatever else its report stage
     reads (learning curves; inputs from outside ``reports/<paper>/`` under ``inputs/``, so
-    :func:`esrepro.report_snapshots.render_snapshot` can render it again) and writes
+    :func:`esrepro.report_snapshots.render_snapshot` can render it again), the trained models
+    the registry names (under ``models/<output folder>/``) and writes
     ``provenance.json``: git commit, params.yaml, the dvc.lock
     entries of the paper's stages (their recorded md5 of ``metrics.json`` is what the check
     compares the copy with), wall time, the DFT cost measured from the run's products
@@ -167,6 +168,7 @@ def snapshot_reference(
         extra += sorted(report_dir.glob("*predictions.npz"))
         copies += [(p, p.name) for p in extra if p.is_file()]
         copies += _render_inputs(root, paper, report_dir, {rel for _, rel in copies})
+        copies += _model_files(root, paper)
         files: dict[str, str] = {}
         for src, rel in copies:
             dst = tmp / rel
@@ -230,6 +232,33 @@ def _render_inputs(
     if executed is not None and (root / executed.path).is_file():
         wanted.append((root / executed.path, Path(executed.path).name))
     return [(src, rel) for src, rel in wanted if rel not in taken]
+
+
+def _model_files(root: Path, paper: str) -> list[tuple[Path, str]]:
+    """The paper's trained models (registry ``models``) as (source file, path in the snapshot):
+    ``models/<name of the output>/<file>``. Empty for a paper without a registry entry.
+
+    Raises:
+        SnapshotError: a declared model output does not exist (the pipeline has not run).
+    """
+    from esrepro.registry import get_paper
+
+    try:
+        declared = get_paper(paper).models
+    except (KeyError, ValueError):
+        return []
+    files: list[tuple[Path, str]] = []
+    for rel in declared:
+        path = root / rel
+        if not path.exists():
+            raise SnapshotError(f"{rel} (trained models of {paper}) does not exist; run the "
+                                "pipeline first")
+        if path.is_dir():
+            files += [(f, f"models/{path.name}/{f.relative_to(path).as_posix()}")
+                      for f in sorted(path.rglob("*")) if f.is_file()]
+        else:
+            files.append((path, f"models/{path.name}"))
+    return files
 
 
 def _run_dft_cost(root: Path, paper: str) -> dict[str, Any] | None:

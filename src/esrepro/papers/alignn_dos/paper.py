@@ -19,6 +19,7 @@ NOTEBOOK = "src/esrepro/notebooks/alignn_dos.ipynb"
 PAPER = Paper(
     name="alignn_dos",
     notebook=NOTEBOOK,
+    models=(AUTOENCODER, MODEL),
     # The default profiles select the same structures: DOSnp's DFT stage computes them first and
     # ALIGNN-DOS finds every product in the shared cache.
     after=("dosnp",),

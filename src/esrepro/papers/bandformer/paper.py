@@ -18,6 +18,7 @@ NOTEBOOK = "src/esrepro/notebooks/bandformer.ipynb"
 PAPER = Paper(
     name="bandformer",
     notebook=NOTEBOOK,
+    models=(MODEL,),
     stages=(
         Stage(
             "fetch", f"{RUN}:stage_fetch", config.FetchConfig,

@@ -16,6 +16,7 @@ NOTEBOOK = "src/esrepro/notebooks/dosnp.ipynb"
 PAPER = Paper(
     name="dosnp",
     notebook=NOTEBOOK,
+    models=(MODEL,),
     stages=(
         Stage(
             "fetch", f"{RUN}:stage_fetch", config.FetchConfig,

@@ -17,6 +17,7 @@ NOTEBOOK = "src/esrepro/notebooks/ldos.ipynb"
 PAPER = Paper(
     name="ldos",
     notebook=NOTEBOOK,
+    models=(MODELS,),
     stages=(
         Stage(
             "structures", f"{RUN}:stage_structures", config.StructuresConfig,
