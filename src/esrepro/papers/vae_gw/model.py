@@ -408,18 +408,27 @@ def assemble_inputs(cfg: GWNetConfig, parts: Mapping[str, Tensor]) -> Tensor:
 
 class GWNetwork(nn.Module):
     """MLP ``input -> hidden... -> 1`` (ReLU) predicting Delta GW = E_GW - E_DFT (eV) per
-    state; ``forward`` returns ``(N,)``."""
+    state; ``forward`` returns ``(N,)``. Inputs are scaled by the buffers ``input_mean`` and
+    ``input_scale`` first (identity unless :meth:`set_input_scaling`; the code scales none)."""
 
     def __init__(self, config: GWNetConfig | None = None) -> None:
         super().__init__()
         self.config = cfg = config or GWNetConfig()
         layers: list[nn.Module] = []
         width = self.input_size
+        self.register_buffer("input_mean", torch.zeros(width))
+        self.register_buffer("input_scale", torch.ones(width))
         for h in cfg.hidden:
             layers += [nn.Linear(width, h), nn.ReLU()]
             width = h
         layers.append(nn.Linear(width, 1))
         self.mlp = nn.Sequential(*layers)
+
+    def set_input_scaling(self, mean: Tensor, scale: Tensor) -> None:
+        """Feed ``(x - mean) / scale`` to the MLP (e.g. the training set's mean and std)."""
+        with torch.no_grad():
+            self.input_mean.copy_(mean.reshape(-1))
+            self.input_scale.copy_(scale.reshape(-1))
 
     @property
     def input_size(self) -> int:
@@ -436,7 +445,7 @@ class GWNetwork(nn.Module):
         if x.dim() != 2 or x.shape[1] != self.input_size:
             raise ValueError(f"GW network expects (N, {self.input_size}) inputs, got "
                              f"{tuple(x.shape)}")
-        return self.mlp(x).squeeze(-1)
+        return self.mlp((x - self.input_mean) / self.input_scale).squeeze(-1)
 
 
 class LatticeAutoencoder(nn.Module):
