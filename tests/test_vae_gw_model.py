@@ -98,6 +98,11 @@ def test_table1_encoder_is_exactly_rot90_invariant(table1: VAE) -> None:
         # The reconstruction comes back in the input's frame.
         assert_rot90_equivariant(lambda t: table1(t)[0], x)
         assert_rot90_equivariant(table1.encoder[0], x)
+        reference = table1.encode(x)
+    # With autograd the layer convolves only the chosen rotation again: as invariant, and the
+    # same latent to rounding.
+    assert_rot90_invariant(table1.encode, x)
+    torch.testing.assert_close(table1.encode(x), reference, atol=1e-5, rtol=1e-5)
 
 
 def test_rot90_invariance_holds_for_symmetric_inputs(table1: VAE) -> None:
