@@ -8,11 +8,16 @@ numbered. Two input layouts:
 * a PyG ``Batch`` of :class:`esrepro.graphs.CrystalGraph` (ALIGNN): :func:`permute_graph`
   renumbers atoms, bonds and bond pairs (remapping every index that refers to them) and
   :func:`assert_graph_permutation_invariant` checks the per-graph output.
+
+Models of fields on a periodic in-plane grid ``(..., n, n)`` (VAE-GW's wavefunction moduli) must
+not depend on the choice of cell vectors or origin: :func:`assert_rot90_invariant`,
+:func:`assert_rot90_equivariant` and :func:`assert_shift_invariant` (``torch.roll``) compare a
+function's outputs exactly (``atol = rtol = 0``: bit for bit) or within tolerances.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
@@ -21,6 +26,9 @@ from torch_geometric.data import Data
 __all__ = [
     "assert_graph_permutation_invariant",
     "assert_permutation_invariant",
+    "assert_rot90_equivariant",
+    "assert_rot90_invariant",
+    "assert_shift_invariant",
     "permute_atoms_within_graphs",
     "permute_graph",
 ]
@@ -127,3 +135,62 @@ def assert_graph_permutation_invariant(
             model(permute_graph(graph, generator)), reference, atol=atol, rtol=rtol,
             msg=lambda m, trial=trial: f"output changed under renumbering {trial}: {m}",
         )
+
+
+def _as_tuple(out: Tensor | Sequence[Tensor]) -> tuple[Tensor, ...]:
+    return (out,) if isinstance(out, Tensor) else tuple(out)
+
+
+def _assert_same(
+    got: Tensor | Sequence[Tensor], want: Tensor | Sequence[Tensor], atol: float, rtol: float,
+    what: str,
+) -> None:
+    """``got`` equals ``want`` output by output: bit for bit when ``atol == rtol == 0``."""
+    got, want = _as_tuple(got), _as_tuple(want)
+    assert len(got) == len(want), f"{what}: {len(got)} outputs, expected {len(want)}"
+    for i, (g, w) in enumerate(zip(got, want, strict=True)):
+        assert g.shape == w.shape, (
+            f"{what}: output {i} has shape {tuple(g.shape)}, not {tuple(w.shape)}"
+        )
+        if atol == 0 and rtol == 0:
+            diff = (g.double() - w.double()).abs().max().item() if g.numel() else 0.0
+            assert torch.equal(g, w), f"{what}: output {i} differs (max |diff| {diff:.3g})"
+        else:
+            torch.testing.assert_close(
+                g, w, atol=atol, rtol=rtol, msg=lambda m, i=i: f"{what}: output {i}: {m}"
+            )
+
+
+def assert_rot90_invariant(
+    fn: Callable[[Tensor], Tensor | Sequence[Tensor]], x: Tensor, *, ks: Sequence[int] = (1, 2, 3),
+    atol: float = 0.0, rtol: float = 0.0,
+) -> None:
+    """Assert ``fn(rot90(x, k))`` equals ``fn(x)`` for each ``k`` (rotation of the last two
+    dims). ``fn`` returns a tensor or a tuple of tensors; call it in eval mode and under
+    ``no_grad`` when it samples or keeps statistics."""
+    reference = fn(x)
+    for k in ks:
+        _assert_same(fn(torch.rot90(x, k, (-2, -1))), reference, atol, rtol, f"rot90 k={k}")
+
+
+def assert_rot90_equivariant(
+    fn: Callable[[Tensor], Tensor | Sequence[Tensor]], x: Tensor, *, ks: Sequence[int] = (1, 2, 3),
+    atol: float = 0.0, rtol: float = 0.0,
+) -> None:
+    """Assert ``fn(rot90(x, k))`` equals ``rot90(fn(x), k)`` (every output's last two dims)."""
+    reference = _as_tuple(fn(x))
+    for k in ks:
+        rotated = tuple(torch.rot90(r, k, (-2, -1)) for r in reference)
+        _assert_same(fn(torch.rot90(x, k, (-2, -1))), rotated, atol, rtol, f"rot90 k={k}")
+
+
+def assert_shift_invariant(
+    fn: Callable[[Tensor], Tensor | Sequence[Tensor]], x: Tensor,
+    shifts: Sequence[tuple[int, int]], *, atol: float = 0.0, rtol: float = 0.0,
+) -> None:
+    """Assert ``fn(roll(x, shift))`` equals ``fn(x)`` for each periodic in-plane ``shift``
+    ``(s1, s2)`` of the last two dims (a move of the cell's origin by whole grid steps)."""
+    reference = fn(x)
+    for shift in shifts:
+        moved = torch.roll(x, tuple(int(s) for s in shift), dims=(-2, -1))
+        _assert_same(fn(moved), reference, atol, rtol, f"shift {tuple(shift)}")
