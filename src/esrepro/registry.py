@@ -137,7 +137,8 @@ class Paper:
     first: a paper computing the same structures as another then finds its DFT products in the
     shared cache instead of computing them in its own stage. ``models`` are the stage outputs
     (files or folders) holding the trained models; a reference snapshot keeps a copy of them,
-    so its networks load (``esrepro.training.load_model``) without training again.
+    so its networks load (``esrepro.training.load_model``) without training again. A paper
+    whose models are too large to commit says why in ``models_left_out`` instead.
     """
 
     name: str
@@ -147,6 +148,7 @@ class Paper:
     plots: tuple[Mapping[str, Any], ...] = ()
     after: tuple[str, ...] = ()
     models: tuple[str, ...] = ()
+    models_left_out: str = ""
 
     def __post_init__(self) -> None:
         names = [s.name for s in self.stages]
