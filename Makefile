@@ -46,7 +46,7 @@ paper-scale: setup
 
 # LDOS on every mirrored real-Si configuration of <= 216 atoms plus 16-24 generated structures
 # of each kind; what is left out and why: docs/notes/paper-scale.md.
-LDOS_PAPER_SCALE = -S ldos.max_atoms=216 \
+LDOS_PAPER_SCALE = -S ldos.max_atoms=216 -S dft.farm.timeout_s=7200 \
 	-S ldos.mirrored_si.howweibin_diamond=0 -S ldos.mirrored_si.bulk_hex_diamond=0 \
 	-S ldos.mirrored_si.bulk_sh=0 -S ldos.mirrored_si.bulk_bc8=0 \
 	-S ++ldos.mirrored_si.bulk_st12=0 -S ++ldos.mirrored_si.rss_minima=0 \
