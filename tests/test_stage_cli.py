@@ -13,6 +13,7 @@ import requests
 import yaml
 
 from esrepro import config, fetch
+from esrepro.registry import paper_names
 from esrepro.stage_cli import main
 from params_helpers import repo_params
 
@@ -73,10 +74,10 @@ def test_a_missing_params_file_is_one_line(root: Path, capsys: pytest.CaptureFix
 @pytest.mark.parametrize(
     ("argv", "second_line"),
     [
-        (["dosnpp", "fetch"], "no paper 'dosnpp'; registered: alignn_dos, dosnp, ldos"),
+        (["dosnpp", "fetch"], f"no paper 'dosnpp'; registered: {', '.join(paper_names())}"),
         (["dosnp", "fetchh"], "paper dosnp has no stage 'fetchh' (stages: ['fetch', 'dft', "
                               "'featurize', 'train', 'evaluate', 'cv', 'report'])"),
-        (["dosnp"], "papers: alignn_dos, dosnp, ldos"),
+        (["dosnp"], f"papers: {', '.join(paper_names())}"),
     ],
 )
 def test_usage_errors_exit_2_and_list_the_choices(
@@ -150,3 +151,48 @@ def test_a_missing_input_names_the_stage_that_writes_it(
         "error: alignn_dos_train needs data/alignn_dos/features (written by alignn_dos_featurize), "
         "which does not exist: run `dvc repro alignn_dos_train`"
     )
+
+
+#: DVC's part: start the stage (which arms follow_dvc and sleeps), print its pid, wait for it.
+_PARENT = """
+import subprocess, sys
+stage = subprocess.Popen([sys.executable, "-c", sys.argv[1]])
+print(stage.pid, flush=True)
+stage.wait()
+"""
+_STAGE = """
+import time
+from esrepro.stage_cli import follow_dvc
+print("armed" if follow_dvc() else "not armed", flush=True)
+time.sleep(120)
+"""
+
+
+@pytest.mark.parametrize("run_by_dvc", [True, False])
+def test_a_stage_run_by_dvc_dies_when_dvc_is_killed(run_by_dvc: bool) -> None:
+    """SIGKILL of the parent (a killed `dvc repro`) ends a stage that DVC started; a stage run by
+    hand (no DVC_STAGE) is left alone."""
+    import psutil
+
+    from helpers import wait_for
+
+    env = {k: v for k, v in os.environ.items() if k != "DVC_STAGE"}
+    if run_by_dvc:
+        env["DVC_STAGE"] = "dosnp_dft"
+    parent = subprocess.Popen([sys.executable, "-c", _PARENT, _STAGE], env=env,
+                              stdout=subprocess.PIPE, text=True)
+    stage = psutil.Process(int(parent.stdout.readline()))
+    try:
+        # The stage shares the parent's stdout: its line says it has (not) armed the signal.
+        assert parent.stdout.readline().strip() == ("armed" if run_by_dvc else "not armed")
+        parent.kill()
+        parent.wait()
+        if run_by_dvc:
+            wait_for("the stage to end", lambda: not stage.is_running()
+                     or stage.status() == psutil.STATUS_ZOMBIE, timeout_s=30)
+        else:
+            with pytest.raises(psutil.TimeoutExpired):
+                stage.wait(timeout=3)
+    finally:
+        if stage.is_running():
+            stage.kill()

@@ -10,6 +10,8 @@ and exits 1; anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -107,8 +109,22 @@ def _check_inputs(stage_name: str, inputs: Mapping[str, str]) -> None:
         )
 
 
+def follow_dvc() -> bool:
+    """When DVC runs this stage (it sets ``DVC_STAGE``), have it get SIGTERM when its parent dies.
+
+    A killed ``dvc repro`` or ``dvc exp run`` otherwise leaves the stage running unsupervised,
+    DFT farm and workers included (the workers already die with the farm). True when armed.
+    """
+    if not os.environ.get("DVC_STAGE"):
+        return False
+    from esrepro.dft.worker import kill_me_with_my_parent
+
+    return kill_me_with_my_parent(signal.SIGTERM)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``<paper> <stage>``, run it; exit status 0, 1 (expected error) or 2 (usage)."""
+    follow_dvc()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     # Lightning installs its own console handler; without this every line prints twice.
     for name in ("lightning.pytorch", "lightning.fabric"):
