@@ -159,12 +159,19 @@ def ground_state(layer: Atoms, settings: GWSettings, nbands: int, txt: str | Pat
 
 
 def state_energies(calc) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(IBZ k-points, weights, eigenvalues (n_k, n_bands) eV, occupations in [0, 1])."""
+    """(IBZ k-points, weights, eigenvalues (n_k, n_bands) eV, occupations in [0, 1]).
+
+    Occupations are read `raw` (already in [0, 1]) and copied: GPAW 26.7's
+    `get_occupation_numbers` multiplies the calculator's own array by the k-point weight in
+    place, so a .gpw written after it holds weighted occupations and G0W0 read from it is
+    wrong (measured on MoS2: EXX of the top valence band -17.7 instead of -20.1 eV).
+    """
     weights = np.asarray(calc.get_k_point_weights(), dtype=float)
     n_k = len(weights)
     eps = np.array([calc.get_eigenvalues(kpt=k, spin=0) for k in range(n_k)])
-    occ = np.array([calc.get_occupation_numbers(kpt=k, spin=0) for k in range(n_k)])
-    return np.asarray(calc.get_ibz_k_points()), weights, eps, occ / (2.0 * weights[:, None])
+    occ = np.array([np.array(calc.get_occupation_numbers(kpt=k, spin=0, raw=True))
+                    for k in range(n_k)])
+    return np.asarray(calc.get_ibz_k_points()), weights, eps, occ
 
 
 def orbital_character(calc, band_start: int, band_stop: int) -> np.ndarray:
@@ -276,12 +283,12 @@ def run_gpaw_gw(atoms: Atoms, settings: GWSettings, txt: str | Path | None = Non
             )
         nbands = max(n_sum, band_stop + 8)
         calc, iterations = ground_state(layer, settings, nbands, txt, n_converged=band_stop)
+        gpw = workdir / "gs.gpw"
+        calc.write(str(gpw), mode="all")  # before anything reads the calculator (state_energies)
         kpoints, weights, eps, occ = state_energies(calc)
         character = orbital_character(calc, band_start, band_stop)
         vacuum = vacuum_level(calc)
         fermi = float(calc.get_fermi_level())
-        gpw = workdir / "gs.gpw"
-        calc.write(str(gpw), mode="all")
         wall, cpu = clock.lap()
         timings.update(ground_state_wall_s=wall, ground_state_cpu_s=cpu)
 
