@@ -242,7 +242,7 @@ def test_sampler_evaluates_band_limited_functions_exactly() -> None:
                   rng.normal() + 1j * rng.normal()) for _ in range(6)]
         grid = np.stack(np.meshgrid(*[np.arange(n) / n for n in shape], indexing="ij"), -1)
 
-        def f(frac):
+        def f(frac, waves=waves):
             return sum(c * np.exp(2j * np.pi * (frac @ np.array(m))) for m, c in waves)
 
         sampler = GridSampler(shape, cell, atoms.positions, GridSpec())
