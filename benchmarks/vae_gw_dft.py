@@ -81,9 +81,9 @@ def convergence(args) -> dict:
     runs = [[float(x) for x in run.split(",")] for run in args.runs]
     n_ref, _ = n_reference_bands(layer, base.xc)
     band_start, band_stop = n_ref - base.bands_below, n_ref + base.bands_above
-    nbands = max(gw_nbands(layer, max(run)) for run in runs) + 8
+    nbands = max(gw_nbands(layer, max(run)) for run in runs)
     lap = _clock()
-    calc, _ = ground_state(layer, base, nbands, work / "gs.txt", n_converged=band_stop)
+    calc, _ = ground_state(layer, base, nbands, work / "gs.txt")
     gpw = work / "gs.gpw"
     calc.write(str(gpw), mode="all")
     wall, cpu = lap()

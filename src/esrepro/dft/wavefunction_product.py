@@ -76,8 +76,8 @@ class WavefunctionSettings:
     super_state_windows_ev: tuple[tuple[float, float], ...] = ((-8.0, 0.0), (0.0, 4.0),
                                                                (4.0, 8.0))
     degenerate_tolerance_ev: float = 1e-3
-    #: Bands of the ground state's full diagonalisation; 0: enough to cover the highest
-    #: super-state slice at every k-point, found by `n_bands_needed`.
+    #: Bands converged in the ground state; 0: `n_bands_needed`'s rule, enough to cover the
+    #: highest super-state slice at every k-point (checked).
     nbands: int = 0
 
     @classmethod
@@ -269,8 +269,8 @@ def energy_reference(eigenvalues: np.ndarray, n_electrons: float, fermi: float) 
 
 
 def n_bands_needed(atoms: Atoms, settings: WavefunctionSettings, n_ref: int) -> int:
-    """Bands of the full diagonalisation: `settings.nbands`, else 3 n_ref + 16 (a free-electron
-    margin; `run_wavefunction_export` checks that the top super-state slice is covered)."""
+    """Bands converged in the ground state: `settings.nbands`, else 3 n_ref + 16 (a margin;
+    `run_wavefunction_export` checks that the top super-state slice is covered)."""
     return settings.nbands or max(3 * n_ref + 16, n_ref + settings.bands_per_side + 8)
 
 
@@ -303,8 +303,9 @@ def run_wavefunction_export(atoms: Atoms, settings: WavefunctionSettings,
         raise ValueError(f"bands_per_side={settings.bands_per_side} reaches below band 0 "
                          f"({n_ref} bands hold the valence electrons)")
     nbands = n_bands_needed(layer, settings, n_ref)
-    calc, iterations = ground_state(layer, settings.ground_state(), nbands, txt, n_converged=stop)
+    calc, iterations = ground_state(layer, settings.ground_state(), nbands, txt)
     kpoints, weights, eps, occ = state_energies(calc)
+    eps, occ = eps[:, :nbands], occ[:, :nbands]  # the converged bands only
     reference = energy_reference(eps, valence, float(calc.get_fermi_level()))
     top = reference + max(hi for _, hi in settings.super_state_windows_ev)
     if eps[:, -1].min() < top:
@@ -361,7 +362,7 @@ def run_wavefunction_export(atoms: Atoms, settings: WavefunctionSettings,
         meta={
             "product": WAVEFUNCTIONS,
             "grid_shape_gpaw": [int(n) for n in calc.dft.density.nt_sR.desc.size],
-            "n_bands_ground_state": int(calc.get_number_of_bands()),
+            "n_bands_converged": nbands,
             "scf_iterations": iterations,
             "timings": {"ground_state_wall_s": gs_wall, "ground_state_cpu_s": gs_cpu,
                         "export_wall_s": export_wall, "export_cpu_s": export_cpu},
