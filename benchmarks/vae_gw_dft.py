@@ -2,6 +2,7 @@
 
     python benchmarks/vae_gw_dft.py timing [--materials MoS2-2H NbS2-2H]
     python benchmarks/vae_gw_dft.py convergence [--material MoS2-2H] [--runs 25 50 25,50,75]
+                                                [--kpts 6 6 1]
 
 `timing` runs each material's relaxation, ground state, wavefunction export and G0W0 with the
 default `GWSettings` / `WavefunctionSettings` in this process (one MPI rank) and prints wall and
@@ -68,7 +69,8 @@ def convergence(args) -> dict:
     )
     from esrepro.dft.gw_product import GWSettings, layer_with_vacuum
 
-    base = GWSettings(bands_below=args.bands_below, bands_above=args.bands_above)
+    base = GWSettings(bands_below=args.bands_below, bands_above=args.bands_above,
+                      kpts=tuple(args.kpts))
     layer = layer_with_vacuum(_material(args.material).atoms(), base.vacuum)
     work = Path(tempfile.mkdtemp(prefix="vae-gw-convergence-"))
     report: dict = {"material": args.material, "settings": base.to_dict(), "runs": []}
@@ -174,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", nargs="+", default=["25", "50", "25,50,75"])
     p.add_argument("--bands-below", type=int, default=4)
     p.add_argument("--bands-above", type=int, default=4)
+    p.add_argument("--kpts", type=int, nargs=3, default=[6, 6, 1])
     p.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     report = convergence(args) if args.command == "convergence" else timing(args)
