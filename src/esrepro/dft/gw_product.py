@@ -343,7 +343,7 @@ class GWProduct:
             return product
         except _DAMAGED_FILE_ERRORS as err:
             reason = " ".join(str(err).split()) or type(err).__name__
-            raise ValueError(f"damaged GW product file {path}: {reason}") from None
+            raise ValueError(f"damaged GW product file {path}: {reason}") from err
 
 
 def gw_cache(cache):

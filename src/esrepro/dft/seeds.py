@@ -542,7 +542,10 @@ def _read_product(path: Path) -> tuple[str, dict[str, Any], str | None]:
     from esrepro.dft.gw_product import GW, GWProduct
     from esrepro.dft.product import DFTProduct
 
-    if _product_name(path) == GW:
+    name = _product_name(path)
+    if name is not None and name not in (BANDS, GW):
+        raise ValueError(f"{path}: a {name!r} product, which seeds do not ship")
+    if name == GW:
         meta = GWProduct.load(path).meta
         info = {"product": GW, "settings": meta["settings"], "versions": meta["versions"]}
         return gw_product_kind(meta["settings"], meta["versions"]), info, None

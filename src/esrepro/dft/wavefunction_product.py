@@ -11,9 +11,10 @@ the maxima are kept.
 
 Why a product of its own: the tensors are ~4 MB per material (MoS2: 112 states of 40 × 28 ×
 28 as float16, compressed), ~0.6 GB for the machine-scale set, too much to ship in `seeds/`,
-while the ground state that regenerates them takes ~25 CPU s. A cache kind gives them what the shipped GW
-products have: keys that hold every setting and the code versions, the farm (parallel,
-resumable, failures recorded with their reason) and a content-hashed file per material. They
+while the ground state that regenerates them takes ~25 CPU s. A cache kind gives them what
+the shipped GW products have: keys that hold every setting and the code versions, the farm
+(parallel, resumable, failures recorded with their reason) and a content-hashed file per
+material. They
 live in ``<dft.cache>/gw-wavefunctions/`` (`wavefunction_cache`), which `esrepro seed pack`
 does not read.
 
