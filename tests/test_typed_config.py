@@ -117,8 +117,8 @@ def test_configs_are_frozen() -> None:
 
 def test_shared_groups_are_checked() -> None:
     papers = paper_names()
-    with pytest.raises(ConfigError, match=r"^params.yaml bandformer: unknown group"):
-        check_shared_groups(repo_params(bandformer={"n": 1}), papers)
+    with pytest.raises(ConfigError, match=r"^params.yaml bandformerr: unknown group"):
+        check_shared_groups(repo_params(bandformerr={"n": 1}), papers)
     with pytest.raises(ConfigError, match=r"^params.yaml fetch.mirorr: unknown key"):
         check_shared_groups(repo_params(fetch__mirorr="x"), papers)
     with pytest.raises(ConfigError, match=r"^params.yaml model.pooling.dosnpp: no such paper"):
