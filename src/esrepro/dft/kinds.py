@@ -3,7 +3,9 @@
 The farm, the cache and the worker are shared; a kind says how to key, load, serialise and
 compute its product. "ground-state" is the original product (`DFTSettings` ->
 `DFTProduct`), whose cache keys, task files and failure records are exactly as before; "bands"
-is the band-structure product (`esrepro.dft.band_product`).
+is the band-structure product (`esrepro.dft.band_product`), "gw" VAE-GW's G0W0 product
+(`esrepro.dft.gw_product`) and "gw-wavefunctions" its local wavefunction grids
+(`esrepro.dft.wavefunction_product`).
 """
 
 from __future__ import annotations
@@ -23,8 +25,16 @@ from esrepro.dft.band_product import (
     band_cache_key,
     band_versions,
 )
+from esrepro.dft.gw_product import GW, GWProduct, GWSettings, gw_cache_key, gw_versions
 from esrepro.dft.product import DFTProduct
 from esrepro.dft.settings import DFTSettings, cache_key, code_versions
+from esrepro.dft.wavefunction_product import (
+    WAVEFUNCTIONS,
+    WavefunctionProduct,
+    WavefunctionSettings,
+    wavefunction_cache_key,
+    wavefunction_versions,
+)
 
 GROUND_STATE = "ground-state"
 
@@ -54,6 +64,15 @@ KINDS: dict[str, ProductKind] = {
     BANDS: ProductKind(
         BANDS, BandSettings, band_cache_key, BandProduct.load, BandSettings.from_dict,
         "esrepro.dft.band_engine:run_gpaw_bands", band_versions,
+    ),
+    GW: ProductKind(
+        GW, GWSettings, gw_cache_key, GWProduct.load, GWSettings.from_dict,
+        "esrepro.dft.gw_engine:run_gpaw_gw", gw_versions,
+    ),
+    WAVEFUNCTIONS: ProductKind(
+        WAVEFUNCTIONS, WavefunctionSettings, wavefunction_cache_key, WavefunctionProduct.load,
+        WavefunctionSettings.from_dict, "esrepro.dft.wavefunction_product:run_wavefunction_export",
+        wavefunction_versions,
     ),
 }
 

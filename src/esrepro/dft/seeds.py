@@ -5,14 +5,15 @@ Layout (see docs/dft-cache.md, "Shipped seeds")::
     seeds/manifest.json            per archive: path, kind, sha256, bytes, the keys it holds
     seeds/<kind>/<NNNN>.tar.xz     products and failure records in the cache layout
                                    (<key[:2]>/<key>.npz, <key[:2]>/<key>.failed.json;
-                                   band-structure kinds under bands/, as in a cache)
+                                   band-structure kinds under bands/, G0W0 kinds under gw/,
+                                   as in a cache)
 
 `<kind>` names the settings and code versions a product was computed with (`product_kind`,
-`band_product_kind`), so DOSnp/ALIGNN-DOS plane-wave products, LDOS LCAO products and
-Bandformer's band structures are separate kinds. Archives are only ever added (`pack`),
-never rewritten, so git stores each product once. The engine reads a shipped seed through
-`unpacked_seed_dirs`: each archive is checked against the manifest's sha256 and unpacked
-once, atomically, under ``$XDG_CACHE_HOME/esrepro/seeds/``.
+`band_product_kind`, `gw_product_kind`), so DOSnp/ALIGNN-DOS plane-wave products, LDOS LCAO
+products, Bandformer's band structures and VAE-GW's G0W0 products are separate kinds. Archives
+are only ever added (`pack`), never rewritten, so git stores each product once. The engine
+reads a shipped seed through `unpacked_seed_dirs`: each archive is checked against the
+manifest's sha256 and unpacked once, atomically, under ``$XDG_CACHE_HOME/esrepro/seeds/``.
 """
 
 from __future__ import annotations
@@ -55,9 +56,13 @@ UNKNOWN_KIND = "unknown-settings"
 #: (`esrepro.dft.stage.band_cache` reads ``<seed>/bands/``).
 BAND_KIND_PREFIX = "bands-"
 BAND_DIR = "bands"
+#: Kinds of G0W0 products (`gw_product_kind`) start with this; their members lie under ``gw/``
+#: (`esrepro.dft.gw_product.gw_cache` reads ``<seed>/gw/``).
+GW_KIND_PREFIX = "gw-"
+GW_DIR = "gw"
 
 _KEY = re.compile(r"[0-9a-f]{64}")
-_MEMBER = re.compile(r"(?:bands/)?(?P<prefix>[0-9a-f]{2})/(?P<key>(?P=prefix)[0-9a-f]{62})"
+_MEMBER = re.compile(r"(?:bands/|gw/)?(?P<prefix>[0-9a-f]{2})/(?P<key>(?P=prefix)[0-9a-f]{62})"
                      r"(?P<suffix>\.npz|\.failed\.json)")
 _ARCHIVE_PATH = re.compile(r"(?P<kind>[A-Za-z0-9._-]+)/(?P<number>\d{4,})\.tar\.xz")
 _SUFFIX = {"product": ".npz", "failure": ".failed.json"}
@@ -119,8 +124,31 @@ def band_product_kind(settings: Mapping[str, Any], versions: Mapping[str, str]) 
     return f"{BAND_KIND_PREFIX}{xc}-{hashlib.sha256(blob).hexdigest()[:8]}"
 
 
+def gw_product_kind(settings: Mapping[str, Any], versions: Mapping[str, str]) -> str:
+    """``gw-<xc>-<8 hex>``: as `band_product_kind`, for G0W0 products (the hash covers
+    `"product": "gw"`, `GWSettings.key_dict`, the versions with the GW product's format)."""
+    from esrepro.dft.gw_product import GW, GWSettings
+
+    try:
+        parsed = GWSettings.from_dict(settings)
+    except (TypeError, KeyError, AttributeError) as err:
+        raise ValueError(f"GW settings unknown to this engine: {err!r}") from err
+    payload = {
+        "product": GW,
+        "settings": parsed.key_dict(),
+        "versions": {k: str(v) for k, v in versions.items() if k != "ase"},
+    }
+    blob = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
+    xc = re.sub(r"[^A-Za-z0-9.]+", "_", parsed.xc)
+    return f"{GW_KIND_PREFIX}{xc}-{hashlib.sha256(blob).hexdigest()[:8]}"
+
+
 def is_band_kind(kind: str) -> bool:
     return kind.startswith(BAND_KIND_PREFIX)
+
+
+def is_gw_kind(kind: str) -> bool:
+    return kind.startswith(GW_KIND_PREFIX)
 
 
 # --- manifest -----------------------------------------------------------------------------
@@ -252,8 +280,12 @@ def _parse_entry(item: Any, label: str) -> ArchiveEntry:
 
 def member_name(key: str, what: str, kind: str | None = None) -> str:
     """Where `key`'s product or failure lies in an archive (and in a cache) of `kind`: band
-    kinds under ``bands/``, every other kind at the top level."""
-    folder = f"{BAND_DIR}/" if kind is not None and is_band_kind(kind) else ""
+    kinds under ``bands/``, G0W0 kinds under ``gw/``, every other kind at the top level."""
+    folder = ""
+    if kind is not None and is_band_kind(kind):
+        folder = f"{BAND_DIR}/"
+    elif kind is not None and is_gw_kind(kind):
+        folder = f"{GW_DIR}/"
     return f"{folder}{key[:2]}/{key}{_SUFFIX[what]}"
 
 
@@ -433,7 +465,8 @@ def pack(
     shipped_products = manifest.shipped("product")
     shipped_failures = manifest.shipped("failure")
     found: dict[tuple[str, str], Path] = {}
-    folders = [f for source in sources for f in (Path(source), Path(source) / BAND_DIR)]
+    folders = [f for source in sources
+               for f in (Path(source), Path(source) / BAND_DIR, Path(source) / GW_DIR)]
     for folder in folders:
         for item, path in scan_cache(folder).items():
             found.setdefault(item, path)
@@ -484,18 +517,35 @@ def pack(
 def _is_band_file(path: Path) -> bool:
     """Whether a product file is a band product: it names its kind (ground states do not);
     an unreadable one counts as what its folder holds, for the loader to name it."""
+    return _product_name(path) == "bands"
+
+
+def _product_name(path: Path) -> str | None:
+    """The kind a product file names ("bands", "gw"; None: a ground state, which names none).
+    An unreadable one counts as what its folder holds, for the loader to name it."""
+    import numpy as np
+
     try:
         with zipfile.ZipFile(path) as archive:
-            return "product.npy" in archive.namelist()
-    except (OSError, zipfile.BadZipFile):
-        return path.parent.parent.name == BAND_DIR
+            if "product.npy" not in archive.namelist():
+                return None
+            with archive.open("product.npy") as member:
+                return bytes(np.lib.format.read_array(member)).decode()
+    except (OSError, zipfile.BadZipFile, ValueError, UnicodeDecodeError):
+        folder = path.parent.parent.name
+        return {BAND_DIR: "bands", GW_DIR: "gw"}.get(folder)
 
 
 def _read_product(path: Path) -> tuple[str, dict[str, Any], str | None]:
     """(kind, kind info, material id) of a product file, read in full (ValueError if damaged)."""
     from esrepro.dft.band_product import BANDS, BandProduct
+    from esrepro.dft.gw_product import GW, GWProduct
     from esrepro.dft.product import DFTProduct
 
+    if _product_name(path) == GW:
+        meta = GWProduct.load(path).meta
+        info = {"product": GW, "settings": meta["settings"], "versions": meta["versions"]}
+        return gw_product_kind(meta["settings"], meta["versions"]), info, None
     if _is_band_file(path):
         meta = BandProduct.load(path).meta
         info = {"product": BANDS, "settings": meta["settings"], "versions": meta["versions"]}
@@ -512,6 +562,7 @@ def _read_failure(
     failures say ``"product": "bands"``), else `failure_kinds`' entry, else `UNKNOWN_KIND`."""
     from esrepro.dft.band_product import BANDS
     from esrepro.dft.cache import read_failure
+    from esrepro.dft.gw_product import GW
 
     record, problem = read_failure(path)
     if record is None:
@@ -519,14 +570,18 @@ def _read_failure(
     material_id = record.get("material_id")
     material_id = material_id if isinstance(material_id, str) else None
     if not isinstance(record.get("settings"), dict):
-        if record.get("product") == BANDS:
-            raise ValueError(f"{path}: a band failure record without its settings")
+        if record.get("product") in (BANDS, GW):
+            name = {BANDS: "band", GW: "GW"}[record["product"]]
+            raise ValueError(f"{path}: a {name} failure record without its settings")
         kind, info = failure_kinds.get(key, (UNKNOWN_KIND, {}))
         return kind, info, material_id
     settings, versions = record["settings"], record.get("versions") or {}
     if record.get("product") == BANDS:
         info = {"product": BANDS, "settings": settings, "versions": versions}
         return band_product_kind(settings, versions), info, material_id
+    if record.get("product") == GW:
+        info = {"product": GW, "settings": settings, "versions": versions}
+        return gw_product_kind(settings, versions), info, material_id
     info = {"settings": settings, "versions": versions}
     return product_kind(settings, versions), info, material_id
 
