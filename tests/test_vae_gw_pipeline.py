@@ -13,8 +13,17 @@ import pandas as pd
 import pytest
 
 from esrepro.dft.wavefunction_product import WavefunctionProduct
-from esrepro.papers.vae_gw.config import GWParams, SplitParams, TrainConfig, VAEConfig, VAEParams
-from esrepro.papers.vae_gw.config import VAESplit as VAESplitParams
+from esrepro.papers.vae_gw import train
+from esrepro.papers.vae_gw.config import (
+    GWParams,
+    GWTrain,
+    SplitParams,
+    TrainConfig,
+    VAEConfig,
+    VAEParams,
+    VAESplit,
+    VAETrain,
+)
 from esrepro.papers.vae_gw.data import (
     density_powers,
     gw_splits,
@@ -30,7 +39,6 @@ from esrepro.papers.vae_gw.evaluate import (
     example_states,
     gw_metrics,
 )
-from esrepro.papers.vae_gw.train import GWTrainParams, VAETrainParams
 from helpers import synthetic_gw_product
 
 N_Z, N_XY = 4, 8  # small grids: the plain VAE needs a multiple of 4 in-plane
@@ -236,17 +244,23 @@ def products(tmp_path_factory) -> Path:
     return root
 
 
-def _vae_train(**kw) -> VAETrainParams:
+def test_training_params_of_the_config_are_those_the_fits_take() -> None:
+    for ours, theirs in ((VAETrain, train.VAETrainParams), (GWTrain, train.GWTrainParams)):
+        assert [(f.name, str(f.type)) for f in dataclasses.fields(ours)] == [
+            (f.name, str(f.type)) for f in dataclasses.fields(theirs)]
+
+
+def _vae_train(**kw) -> VAETrain:
     values = dict(max_epochs=3, patience=None, batch_size=16, lr=1e-2, beta=0.1,
                   start_at_mean=True, seed=0, accelerator="cpu", devices=1)
-    return VAETrainParams(**{**values, **kw})
+    return VAETrain(**{**values, **kw})
 
 
-def _gw_train(**kw) -> GWTrainParams:
+def _gw_train(**kw) -> GWTrain:
     values = dict(max_epochs=5, patience=None, batch_size=16, lr=1e-2, momentum=0.9,
                   start_at_mean=True, standardize_inputs=True, seed=0, accelerator="cpu",
                   devices=1)
-    return GWTrainParams(**{**values, **kw})
+    return GWTrain(**{**values, **kw})
 
 
 def test_stages_from_products_to_metrics(products: Path) -> None:
@@ -260,7 +274,7 @@ def test_stages_from_products_to_metrics(products: Path) -> None:
         {"material_id": "D-1T", "reason": "G0W0 failed: SCF did not converge"}]
     vae_cfg = VAEConfig(vae=VAEParams(
         kind="plain", latent=3, aux_latent=2, aux_hidden=(4, 4),
-        split=VAESplitParams(seed=0, holdout_materials=1, test_fraction=0.2, val_fraction=0.1),
+        split=VAESplit(seed=0, holdout_materials=1, test_fraction=0.2, val_fraction=0.1),
         train=_vae_train()))
     pipeline.stage_vae(vae_cfg, features=root / "features", vae=root / "vae",
                        fits=root / "fits")

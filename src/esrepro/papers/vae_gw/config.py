@@ -1,7 +1,9 @@
 """VAE-GW's stage configs: frozen, typed views of params.yaml group ``vae_gw`` (plus the shared
 ``dft`` group's cache, seeds and farm), parsed once when a stage starts. No field has a default:
-the values live in params.yaml only. The training blocks reuse the typed params of
-:mod:`esrepro.papers.vae_gw.train` (``VAETrainParams``, ``GWTrainParams``).
+the values live in params.yaml only. The training blocks (:class:`VAETrain`, :class:`GWTrain`)
+have the fields of :mod:`esrepro.papers.vae_gw.train`'s ``VAETrainParams`` and
+``GWTrainParams`` (a test keeps them equal): declared here so that reading params imports no
+torch, and the DFT stages' code dependencies do not include the training code.
 """
 
 from __future__ import annotations
@@ -10,8 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from esrepro.checks import expect_devices
 from esrepro.errors import ConfigError
-from esrepro.papers.vae_gw.train import GWTrainParams, VAETrainParams
 from esrepro.plain_json import plain_json
 from esrepro.typed_config import param
 
@@ -59,6 +61,37 @@ class WavefunctionsConfig:
 
     def as_params(self) -> dict[str, Any]:
         return plain_json({"cache": self.cache, "seed_caches": (), "farm": self.farm})
+
+
+@dataclass(frozen=True)
+class VAETrain:
+    """Adam on eq. 1 (``beta``: the KL weight; the code's 1.0, lr 1e-3)."""
+
+    max_epochs: int = param(minimum=1)
+    patience: int | None = param(minimum=0)  # 0 or null: no early stopping
+    batch_size: int = param(minimum=1)
+    lr: float = param(above=0.0)
+    beta: float = param(minimum=0.0)
+    start_at_mean: bool
+    seed: int
+    accelerator: str
+    devices: int | str = param(check=expect_devices)
+
+
+@dataclass(frozen=True)
+class GWTrain:
+    """SGD on the MSE of ΔGW (the code: lr 1e-3, momentum 0, batch 600, 58,000 epochs)."""
+
+    max_epochs: int = param(minimum=1)
+    patience: int | None = param(minimum=0)
+    batch_size: int = param(minimum=1)
+    lr: float = param(above=0.0)
+    momentum: float = param(minimum=0.0)
+    start_at_mean: bool
+    standardize_inputs: bool
+    seed: int
+    accelerator: str
+    devices: int | str = param(check=expect_devices)
 
 
 def _below_one(value: float, label: str) -> None:
@@ -110,7 +143,7 @@ class VAEParams:
     aux_latent: int = param(minimum=1)
     aux_hidden: tuple[int, ...] = param()
     split: VAESplit
-    train: VAETrainParams
+    train: VAETrain
 
     def __post_init__(self) -> None:
         if len(self.aux_hidden) != 2 or min(self.aux_hidden) < 1:
@@ -131,7 +164,7 @@ class GWParams:
 
     inputs: GWInputs
     hidden: tuple[int, ...] = param()
-    train: GWTrainParams
+    train: GWTrain
 
     def __post_init__(self) -> None:
         if not self.hidden or min(self.hidden) < 1:

@@ -15,6 +15,7 @@ stage's code dependencies (``dvc.yaml``) are what it actually runs.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 from typing import Any
@@ -202,9 +203,10 @@ def stage_vae(cfg: VAEConfig, *, features: Path, vae: Path, fits: Path) -> None:
 
     from esrepro.papers.vae_gw.data import density_powers, vae_split
     from esrepro.papers.vae_gw.model import VAEConfig as NetworkConfig
-    from esrepro.papers.vae_gw.train import encode_latents, fit_vae
+    from esrepro.papers.vae_gw.train import VAETrainParams, encode_latents, fit_vae
 
     p = cfg.vae
+    train_params = VAETrainParams(**dataclasses.asdict(p.train))
     states = pd.read_csv(features / "states.csv")
     tensors = torch.load(features / "tensors.pt", weights_only=False)
     images = tensors["states"].float()
@@ -221,7 +223,7 @@ def stage_vae(cfg: VAEConfig, *, features: Path, vae: Path, fits: Path) -> None:
     state_vae, _ = fit_vae(
         train, val if len(val) else None,
         NetworkConfig(kind=p.kind, in_channels=n_slices, latent=p.latent, grid=grid),
-        p.train, vae, name="vae_state", resume_root=fits, metadata={"split": counts},
+        train_params, vae, name="vae_state", resume_root=fits, metadata={"split": counts},
     )
 
     # The auxiliary VAEs see the materials whose states the state VAE trains on.
@@ -235,9 +237,9 @@ def stage_vae(cfg: VAEConfig, *, features: Path, vae: Path, fits: Path) -> None:
     aux = NetworkConfig(kind="plain", in_channels=n_slices, latent=p.aux_latent,
                         hidden=tuple(p.aux_hidden), grid=grid)
     density_vae, _ = fit_vae(powers[seen_rows].reshape(-1, n_slices, grid, grid), None, aux,
-                             p.train, vae, name="vae_density", resume_root=fits)
+                             train_params, vae, name="vae_density", resume_root=fits)
     super_vae, _ = fit_vae(supers[seen_rows].reshape(-1, n_slices, grid, grid), None, aux,
-                           p.train, vae, name="vae_super", resume_root=fits)
+                           train_params, vae, name="vae_super", resume_root=fits)
 
     def latents(net, stack: torch.Tensor) -> np.ndarray:
         flat = stack.reshape(-1, n_slices, grid, grid)
@@ -270,6 +272,7 @@ def stage_train(cfg: TrainConfig, *, features: Path, vae: Path, gw: Path, fits: 
     from esrepro.papers.vae_gw.model import GWNetConfig, assemble_inputs, input_layout
     from esrepro.papers.vae_gw.train import (
         DELTA_GW_WINDOW,
+        GWTrainParams,
         filter_delta_gw,
         fit_gw,
         fit_lattice_code,
@@ -339,7 +342,8 @@ def stage_train(cfg: TrainConfig, *, features: Path, vae: Path, gw: Path, fits: 
         net, _ = fit_gw(
             inputs[train], target[train],
             inputs[val] if val.any() else None, target[val] if val.any() else None,
-            net_config, cfg.gw.train, gw, name=f"gw_{split_name}", resume_root=fits,
+            net_config, GWTrainParams(**dataclasses.asdict(cfg.gw.train)), gw,
+            name=f"gw_{split_name}", resume_root=fits,
             metadata={"split": split_name},
         )
         parameters["gw_net"] = sum(p.numel() for p in net.parameters())
