@@ -304,6 +304,10 @@ def test_stages_from_products_to_metrics(products: Path) -> None:
     assert len(r2["mos2_examples"]) == 3
     assert metrics["parameters"]["gw_net_paper"] == 13_801
     assert metrics["gw_net"]["heldout_tmds"]["all"]["test"]["n"] == 3 * 12
+    for split in ("state_split", "material_split"):
+        counts = metrics["gw_split_counts"][split]
+        assert counts["heldout"] == 3 * 12 and sum(counts.values()) == 6 * 12
+        assert counts["test"] == metrics["gw_net"][split]["all"]["test"]["n"]
     with np.load(root / "predictions.npz") as z:
         assert z["example_input"].shape == (3, N_Z, N_XY, N_XY)
         assert z["state_mu"].shape == (6 * 18, 3)

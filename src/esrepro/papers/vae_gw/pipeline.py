@@ -417,6 +417,9 @@ def stage_evaluate(*, dft: Path, features: Path, vae: Path, gw: Path, metrics: P
             "gw_net_paper": PAPER_GW_PARAMETERS,
         },
         "delta_gw_filter": train_record["filter"],
+        "gw_split_counts": {s: {part: int((frame[s] == part).sum())
+                                for part in ("train", "val", "test", "heldout")}
+                            for s in ("state_split", "material_split")},
         "n_materials": int(len(summary)),
         "n_dft_failed": int((summary["status"] == "failed").sum()),
         "n_excluded": int(len(excluded)),
