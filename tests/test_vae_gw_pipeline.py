@@ -282,7 +282,8 @@ def test_stages_from_products_to_metrics(products: Path) -> None:
         assert z["state"].shape == (6 * 18, 6) and z["density"].shape == (6, 4, 4)
         assert z["super"].shape == (6, 2, 4) and set(z["vae_split"][:18]) == {"heldout"}
     train_cfg = TrainConfig(
-        gw=GWParams(inputs="code", hidden=(8,), train=_gw_train()),
+        gw=GWParams(inputs="code", hidden=(8,), ablations=("state", "super"),
+                    train=_gw_train()),
         split=SplitParams(seed=0, state_test_fraction=0.2, material_test_fraction=0.34,
                           val_fraction=0.1))
     pipeline.stage_train(train_cfg, features=root / "features", vae=root / "vae",
@@ -304,6 +305,8 @@ def test_stages_from_products_to_metrics(products: Path) -> None:
     assert len(r2["mos2_examples"]) == 3
     assert metrics["parameters"]["gw_net_paper"] == 13_801
     assert metrics["gw_net"]["heldout_tmds"]["all"]["test"]["n"] == 3 * 12
+    assert set(metrics["ablations"]) == {"none", "state", "super"}
+    assert metrics["ablations"]["none"] == metrics["gw_net"]["state_split"]["all"]["test"]
     for split in ("state_split", "material_split"):
         counts = metrics["gw_split_counts"][split]
         assert counts["heldout"] == 3 * 12 and sum(counts.values()) == 6 * 12

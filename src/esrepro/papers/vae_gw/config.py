@@ -160,10 +160,13 @@ class VAEConfig:
 
 @dataclass(frozen=True)
 class GWParams:
-    """The GW network: its ``inputs`` (``code`` or ``eq3``), hidden widths and training."""
+    """The GW network: its ``inputs`` (``code`` or ``eq3``), hidden widths and training;
+    ``ablations``: input groups (``state``, ``super``, ``density``, ``super_2``, ...) each left
+    out of one more network on the state split (Fig. 2f)."""
 
     inputs: GWInputs
     hidden: tuple[int, ...] = param()
+    ablations: tuple[str, ...] = param()
     train: GWTrain
 
     def __post_init__(self) -> None:

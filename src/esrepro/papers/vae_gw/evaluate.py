@@ -105,13 +105,28 @@ def comparisons(frame: pd.DataFrame) -> dict[str, dict[str, Any]]:
     return out
 
 
+#: Columns of the networks trained without one input group: ``gw_net_without_<group>__state_split``.
+ABLATION_PREFIX = f"{OURS}_without_"
+
+
+def ablation_metrics(frame: pd.DataFrame) -> dict[str, Any]:
+    """Fig. 2f: ``{group: {mae, rmse, n}}`` on the state split's test states of each network
+    trained without ``group``, and ``none`` (every input) for comparison."""
+    test = frame[frame["state_split"] == "test"]
+    out = {"none": error_record(test["delta_gw"], test[f"{OURS}__state_split"])}
+    for column in sorted(c for c in frame.columns if c.startswith(ABLATION_PREFIX)):
+        group = column[len(ABLATION_PREFIX):].removesuffix("__state_split")
+        out[group] = error_record(test["delta_gw"], test[column])
+    return out
+
+
 def gw_metrics(frame: pd.DataFrame) -> dict[str, Any]:
     """Every model's block and the comparisons: what metrics.json reports of the GW step.
     Rows are put in state-id order first, so the numbers do not depend on the row order."""
     check_predictions(frame)
     frame = frame.sort_values("state_id", kind="stable").reset_index(drop=True)
     return {**{model: model_metrics(frame, model) for model in MODELS},
-            "comparisons": comparisons(frame)}
+            "comparisons": comparisons(frame), "ablations": ablation_metrics(frame)}
 
 
 def reconstruction_r2(images: np.ndarray, recon: np.ndarray, parts: np.ndarray,

@@ -353,6 +353,20 @@ def stage_train(cfg: TrainConfig, *, features: Path, vae: Path, gw: Path, fits: 
             model = make_baseline(name, seed=cfg.split.seed)
             model.fit(features_x[fit_rows], used["delta_gw"].to_numpy()[fit_rows])
             out[f"{name}__{split_name}"] = model.predict(features_x)
+    # Fig. 2f: the network again without one input group, on the state split (the paper's).
+    part = parts_of["state_split"]
+    train, val = part == "train", part == "val"
+    for group in cfg.gw.ablations:
+        ablated = dataclasses.replace(net_config, ablate=(group,))
+        x = assemble_inputs(ablated, {k: torch.as_tensor(np.asarray(v, np.float32))
+                                      for k, v in parts.items()})
+        net, _ = fit_gw(
+            x[train], target[train], x[val] if val.any() else None,
+            target[val] if val.any() else None, ablated,
+            GWTrainParams(**dataclasses.asdict(cfg.gw.train)), gw / "ablations",
+            name=f"gw_without_{group}", resume_root=fits, metadata={"ablate": group},
+        )
+        out[f"gw_net_without_{group}__state_split"] = predict_gw(net, x)
     out.to_csv(gw / "predictions.csv", index=False)
     (gw / "train.json").write_text(json.dumps(plain_json({
         "filter": {"window_ev": list(DELTA_GW_WINDOW), "n_labelled": kept.n_total,
