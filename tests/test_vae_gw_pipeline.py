@@ -314,3 +314,19 @@ def test_stages_from_products_to_metrics(products: Path) -> None:
     with np.load(root / "predictions.npz") as z:
         assert z["example_input"].shape == (3, N_Z, N_XY, N_XY)
         assert z["state_mu"].shape == (6 * 18, 3)
+
+
+def test_a_split_that_leaves_nothing_to_train_is_one_clear_error(products: Path) -> None:
+    from esrepro.errors import InputError
+    from esrepro.papers.vae_gw import pipeline
+
+    root = products
+    pipeline.stage_featurize(raw=root / "raw", dft=root / "dft",
+                             wavefunctions=root / "wavefunctions", features=root / "features2")
+    cfg = VAEConfig(vae=VAEParams(
+        kind="plain", latent=3, aux_latent=2, aux_hidden=(4, 4),
+        split=VAESplit(seed=0, holdout_materials=3, test_fraction=0.2, val_fraction=0.1),
+        train=_vae_train()))
+    with pytest.raises(InputError, match=r"^params.yaml vae_gw.vae.split: no VAE training"):
+        pipeline.stage_vae(cfg, features=root / "features2", vae=root / "vae2",
+                           fits=root / "fits2")

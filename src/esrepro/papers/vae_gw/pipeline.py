@@ -201,6 +201,7 @@ def stage_vae(cfg: VAEConfig, *, features: Path, vae: Path, fits: Path) -> None:
     import numpy as np
     import torch
 
+    from esrepro.errors import InputError
     from esrepro.papers.vae_gw.data import density_powers, vae_split
     from esrepro.papers.vae_gw.model import VAEConfig as NetworkConfig
     from esrepro.papers.vae_gw.train import VAETrainParams, encode_latents, fit_vae
@@ -216,8 +217,8 @@ def stage_vae(cfg: VAEConfig, *, features: Path, vae: Path, fits: Path) -> None:
     vae.mkdir(parents=True, exist_ok=True)
     train, val = images[split == "train"], images[split == "val"]
     if not len(train):
-        raise RuntimeError("the VAE split left no training state; lower vae_gw.vae.split."
-                           "holdout_materials or add materials")
+        raise InputError("params.yaml vae_gw.vae.split: no VAE training state is left (lower "
+                         "holdout_materials or select more materials)")
     counts = {part: int((split == part).sum())
               for part in ("train", "val", "test", "holdout", "heldout")}
     state_vae, _ = fit_vae(
@@ -267,6 +268,7 @@ def stage_train(cfg: TrainConfig, *, features: Path, vae: Path, gw: Path, fits: 
     import numpy as np
     import torch
 
+    from esrepro.errors import InputError
     from esrepro.papers.vae_gw.baselines import BASELINES, make_baseline, state_features
     from esrepro.papers.vae_gw.data import gw_splits
     from esrepro.papers.vae_gw.model import GWNetConfig, assemble_inputs, input_layout
@@ -285,8 +287,8 @@ def stage_train(cfg: TrainConfig, *, features: Path, vae: Path, gw: Path, fits: 
     with np.load(vae / "latents.npz") as z:
         latents = {name: z[name] for name in z.files}
     if list(latents["state_id"]) != states["state_id"].astype(str).tolist():
-        raise RuntimeError(f"{vae / 'latents.npz'} does not hold the states of "
-                           f"{features / 'states.csv'}")
+        raise InputError(f"{vae / 'latents.npz'} does not hold the states of "
+                         f"{features / 'states.csv'} (re-run the vae stage)")
     row_of = {m: i for i, m in enumerate(latents["materials"])}
     mat_rows = states["material_id"].map(row_of).to_numpy()
 
@@ -338,7 +340,8 @@ def stage_train(cfg: TrainConfig, *, features: Path, vae: Path, gw: Path, fits: 
         out[split_name] = part
         train, val = part == "train", part == "val"
         if not train.any():
-            raise RuntimeError(f"{split_name}: no GW training state (add materials)")
+            raise InputError(f"params.yaml vae_gw.split: the {split_name} leaves no GW training "
+                             "state (select more materials)")
         net, _ = fit_gw(
             inputs[train], target[train],
             inputs[val] if val.any() else None, target[val] if val.any() else None,
