@@ -85,6 +85,16 @@ def tiny_repo(tmp_path_factory, repo_root: Path, mirror_dir: Path) -> Path:
     bandformer["model"].update(d_model=12, n_heads=2, encoder_layers=1, decoder_layers=1,
                                ffn_dim=16, n_gaussians=8, rfft_modes=4)
     bandformer["train"].update(max_epochs=2, batch_size=2, patience=0, warmup_epochs=1)
+    vae_gw = params["vae_gw"]
+    # The three held-out TMDs and two trainable layers (one per split side) at the tiniest
+    # settings the engine takes: no relaxation, a 3x3x1 grid, G0W0 at 10 eV over 30 bands.
+    vae_gw["n_materials"] = 5
+    vae_gw["dft"].update(ecut_ev=200.0, kpts=[3, 3, 1], vacuum=5.0, relax=False,
+                         gw_ecut_ev=10.0, gw_nbands=30, bands_below=2, bands_above=2)
+    vae_gw["wavefunctions"].update(bands_per_side=3, z_window=9.0,
+                                   super_state_windows_ev=[[-4.0, 0.0], [0.0, 3.0]])
+    vae_gw["vae"]["train"].update(max_epochs=2, batch_size=16, patience=0)
+    vae_gw["gw"]["train"].update(max_epochs=3, batch_size=64, patience=0)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     for cmd in (
         ["git", "init", "-q"],
@@ -201,6 +211,44 @@ def test_bandformer_artifacts(tiny_repo: Path, first_repro: str) -> None:
     assert {"fig2_parity_violin.png", "fig3_quintiles.png"} <= figures
     summary = (tiny_repo / "data/bandformer/dft/summary.csv").read_text()
     assert summary.count("computed") + summary.count("failed") == 4
+
+
+def test_vae_gw_artifacts(tiny_repo: Path) -> None:
+    # Its own target: a no-op after the full `dvc repro`, and all a `-k vae_gw` run builds.
+    _run(["dvc", "repro", "vae_gw_report"], tiny_repo)
+    metrics = json.loads((tiny_repo / "reports/vae_gw/metrics.json").read_text())
+    assert metrics["n_materials"] == 5
+    assert metrics["n_used"] + metrics["n_excluded"] == 5 and metrics["n_used"] >= 4
+    for model in ("gw_net", "mean", "linear_edft", "gbm"):
+        assert set(metrics[model]) == {"state_split", "material_split", "heldout_tmds"}
+        for split in ("state_split", "material_split"):
+            block = metrics[model][split]
+            assert set(block) == {"all", "semiconductor", "metal"}
+            assert set(block["all"]["test"]) == {"mae", "rmse", "n"} and block["all"]["test"]["n"]
+            assert block["semiconductor"]["train"]["n"] + block["metal"]["train"]["n"] == (
+                block["all"]["train"]["n"])
+        assert set(metrics[model]["heldout_tmds"]["all"]) == {"test"}
+    # The held-out TMDs are in no training set: every one of their GW states is predicted.
+    n_heldout = metrics["gw_net"]["heldout_tmds"]["all"]["test"]["n"]
+    for split in ("state_split", "material_split"):
+        counts = metrics["gw_split_counts"][split]
+        assert counts["heldout"] == n_heldout > 0
+        assert sum(counts.values()) == metrics["n_gw_states"]
+    assert set(metrics["comparisons"]["material_split"]) == {
+        "gw_net_vs_mean", "gw_net_vs_linear_edft", "gw_net_vs_gbm"}
+    r2 = metrics["vae_reconstruction_r2"]
+    assert r2["heldout"]["n"] > 0 and len(r2["mos2_examples"]) == 3
+    assert metrics["parameters"]["gw_net_paper"] == 13_801
+    assert metrics["delta_gw_filter"]["n_used"] == metrics["n_gw_states"]
+    assert (tiny_repo / "reports/vae_gw/vae_gw.html").stat().st_size > 10_000
+    figures = {p.name for p in (tiny_repo / "reports/vae_gw/figures").glob("*.png")}
+    assert {"fig2b_mos2_reconstructions.png", "fig2c_gw_parity.png", "fig2d_mos2_bands.png",
+            "fig3a_latent_space.png"} <= figures
+    summary = (tiny_repo / "data/vae_gw/dft/summary.csv").read_text()
+    assert summary.count("computed") + summary.count("failed") + summary.count("cached") == 5
+    lock = yaml.safe_load((tiny_repo / "dvc.lock").read_text())
+    assert {f"vae_gw_{s}" for s in ("structures", "dft", "wavefunctions", "featurize", "vae",
+                                    "train", "evaluate", "report")} <= set(lock["stages"])
 
 
 def test_second_repro_does_nothing(tiny_repo: Path, first_repro: str) -> None:

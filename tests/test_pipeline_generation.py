@@ -198,10 +198,11 @@ def test_import_walk_resolves_relative_and_package_imports(
 def test_every_paper_is_registered_with_its_targets(repo_root: Path) -> None:
     from esrepro.targets import load_targets
 
-    assert paper_names() == ["alignn_dos", "bandformer", "dosnp", "ldos"]
+    assert paper_names() == ["alignn_dos", "bandformer", "dosnp", "ldos", "vae_gw"]
     # dvc.yaml order, in which `dvc repro` runs independent stages: DOSnp's DFT stage computes
     # the structures both default profiles share, ALIGNN-DOS's finds them in the cache.
-    assert [p.name for p in all_papers()] == ["bandformer", "dosnp", "alignn_dos", "ldos"]
+    assert [p.name for p in all_papers()] == ["bandformer", "dosnp", "alignn_dos", "ldos",
+                                              "vae_gw"]
     assert list(dvc_document()["stages"]).index("dosnp_dft") < list(dvc_document()["stages"]).index(
         "alignn_dos_dft"
     )

@@ -22,8 +22,10 @@ from esrepro.config import resolve_path
 from esrepro.dft.band_product import BANDS, BandSettings
 from esrepro.dft.cache import DFTCache
 from esrepro.dft.farm import FarmOptions, MaterialRecord, compute_products
+from esrepro.dft.gw_product import GWSettings, gw_cache
 from esrepro.dft.seeds import NO_SEEDS_ENV, seeds_disabled
 from esrepro.dft.settings import DFTSettings
+from esrepro.dft.wavefunction_product import WavefunctionSettings, wavefunction_cache
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +93,19 @@ def run_band_stage(
     return _run_stage(structures, settings, dft, out_dir)
 
 
+def run_gw_stage(
+    structures: Mapping[str, Atoms],
+    dft: Mapping[str, Any],
+    settings: GWSettings | WavefunctionSettings,
+    out_dir: Path,
+) -> list[MaterialRecord]:
+    """As `run_band_stage`, for VAE-GW's products: `GWSettings` give G0W0 products
+    (`esrepro.dft.gw_product`, in `gw_cache` of the shared cache and its seeds),
+    `WavefunctionSettings` the local wavefunction grids of their relaxed structures
+    (`esrepro.dft.wavefunction_product`, in the writable cache only: never shipped)."""
+    return _run_stage(structures, settings, dft, out_dir)
+
+
 def band_cache(cache: DFTCache) -> DFTCache:
     """Where band products live: ``<cache>/bands/`` and the ``bands/`` folders of the seeds
     (a shipped band archive unpacks there), apart from the ground-state products at a cache's
@@ -100,7 +115,7 @@ def band_cache(cache: DFTCache) -> DFTCache:
 
 def _run_stage(
     structures: Mapping[str, Atoms],
-    settings: DFTSettings | BandSettings,
+    settings: DFTSettings | BandSettings | GWSettings | WavefunctionSettings,
     dft: Mapping[str, Any],
     out_dir: Path,
 ) -> list[MaterialRecord]:
@@ -108,6 +123,10 @@ def _run_stage(
     cache = cache_from_params(dft)
     if isinstance(settings, BandSettings):
         cache = band_cache(cache)
+    elif isinstance(settings, GWSettings):
+        cache = gw_cache(cache)
+    elif isinstance(settings, WavefunctionSettings):
+        cache = wavefunction_cache(cache)
     records = compute_products(
         structures, settings, cache, options, journal=cache.root / "journal.jsonl"
     )
