@@ -2,12 +2,15 @@
 
     python scripts/warm_dft_cache.py [--workers 2] [--mpi-ranks 1]
     python scripts/warm_dft_cache.py --product bands      # band structures (Bandformer)
+    python scripts/warm_dft_cache.py --product gw         # G0W0 of the 2D set (VAE-GW)
     python scripts/warm_dft_cache.py [--product bands] --status   # how far it got; computes nothing
 
 Runs the same engine and settings as the DFT stages, reading the mirrored/fetched POSCARs, so
 `dvc repro` afterwards finds every product in the cache: ground states with params.yaml `dft`
 (the `dosnp_dft` stage's), band structures with `bandformer.dft` (`BandSettings`) into
-`<dft.cache>/bands/`, where `esrepro.dft.stage.run_band_stage` looks. The random order makes
+`<dft.cache>/bands/`, where `esrepro.dft.stage.run_band_stage` looks, and G0W0 products of
+VAE-GW's monolayers (in its own seeded order) with `vae_gw.dft` into `<dft.cache>/gw/`. The
+random order makes
 any prefix of the run an unbiased subset, so a partial run is still usable; `--max-sites`
 skips larger cells (a profile's `max_sites`) while keeping that order.
 """
@@ -25,13 +28,20 @@ from esrepro.dft.settings import DFTSettings
 from esrepro.dft.stage import band_cache, cache_from_params
 from esrepro.selection import fetch_structures, fetch_table, seeded_order
 
-PRODUCTS = ("ground-state", "bands")
+PRODUCTS = ("ground-state", "bands", "gw")
 
 
 def product_settings(params, product: str):
     """The settings of `product` from params (bands: the `bandformer.dft` block)."""
     if product == "ground-state":
         return DFTSettings.from_params(params["dft"]["settings"])
+    if product == "gw":
+        from esrepro.dft.gw_product import GWSettings
+
+        if "vae_gw" not in params:
+            raise ValueError("params.yaml has no vae_gw block: --product gw reads its settings "
+                             "from vae_gw.dft")
+        return GWSettings.from_params(params["vae_gw"]["dft"], source="params.yaml vae_gw.dft")
     from esrepro.dft.seeds import bandformer_params
 
     bandformer = bandformer_params(params)
@@ -41,14 +51,26 @@ def product_settings(params, product: str):
     return bandformer[0]
 
 
+def gw_structures(params, seed: int | None, max_sites: int):
+    """VAE-GW's monolayers in the seeded order its stages take prefixes of (`vae_gw.subset_seed`
+    unless --seed is given), as the structures stage writes them."""
+    from esrepro.papers.vae_gw.structures import select_materials
+
+    materials = select_materials(0, params["vae_gw"]["subset_seed"] if seed is None else seed)
+    atoms = {m.id: m.atoms() for m in materials}
+    return {k: a for k, a in atoms.items() if not max_sites or len(a) <= max_sites}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--product", choices=PRODUCTS, default="ground-state",
-                        help="ground-state (params dft.settings) or bands (bandformer.dft)")
+                        help="ground-state (params dft.settings), bands (bandformer.dft) or gw "
+                        "(vae_gw.dft)")
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--mpi-ranks", type=int, default=None)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=None,
+                        help="order seed (default: 0; gw: vae_gw.subset_seed)")
     parser.add_argument("--max-sites", type=int, default=0,
                         help="skip materials with more sites (0: none skipped)")
     parser.add_argument("--timeout-s", type=float, default=None, help="per-material time-out")
@@ -68,15 +90,23 @@ def main() -> int:
     except ValueError as err:
         print(f"error: {err}")
         return 2
-    table = fetch_table(params["dosnp"]["table_commit"], mirror_dir(params))
-    ids = seeded_order([f"mp-{i}" for i in table["material_id"]], args.seed)
-    if args.max_sites:
-        sites = dict(zip([f"mp-{i}" for i in table["material_id"]], table["nsites"], strict=True))
-        ids = [i for i in ids if sites[i] <= args.max_sites]
-    structures = fetch_structures(ids, mirror_dir(params))
+    if args.product == "gw":
+        structures = gw_structures(params, args.seed, args.max_sites)
+    else:
+        table = fetch_table(params["dosnp"]["table_commit"], mirror_dir(params))
+        ids = seeded_order([f"mp-{i}" for i in table["material_id"]], args.seed or 0)
+        if args.max_sites:
+            sites = dict(zip([f"mp-{i}" for i in table["material_id"]], table["nsites"],
+                             strict=True))
+            ids = [i for i in ids if sites[i] <= args.max_sites]
+        structures = fetch_structures(ids, mirror_dir(params))
     cache = cache_from_params(params["dft"])
     if args.product == "bands":
         cache = band_cache(cache)  # <dft.cache>/bands/ and the seeds' bands/ folders
+    elif args.product == "gw":
+        from esrepro.dft.gw_product import gw_cache
+
+        cache = gw_cache(cache)  # <dft.cache>/gw/ and the seeds' gw/ folders
     if args.status:
         key = kind_of(settings).key
         finished = [
