@@ -78,3 +78,30 @@ def test_ldos_paper_scale_selects_every_bulk_mirrored_set(
     assert cfg["generated"]["sic"]["polytypes"] == ["3C", "2H", "4H", "6H"]
     assert cfg["dft"] == default["dft"] and cfg["grid"] == default["grid"]
 
+
+
+def test_bandformer_paper_scale_selects_the_small_cells(repo_root: Path, tmp_path: Path) -> None:
+    params = overridden_params(repo_root, tmp_path, "BANDFORMER_PAPER_SCALE")
+    default = yaml.safe_load((repo_root / "params.yaml").read_text(encoding="utf-8"))
+    cfg = params["bandformer"]
+    assert cfg["n_materials"] == 0 and cfg["max_sites"] == 4
+    # The default profile's band products (same settings) are reused.
+    assert cfg["dft"] == default["bandformer"]["dft"]
+    assert params["dft"]["farm"]["timeout_s"] >= default["dft"]["farm"]["timeout_s"]
+
+
+def test_vae_gw_machine_scale_takes_the_whole_2d_set(repo_root: Path, tmp_path: Path) -> None:
+    from esrepro.papers.vae_gw.structures import select_materials
+
+    params = overridden_params(repo_root, tmp_path, "VAE_GW_MACHINE_SCALE")
+    default = yaml.safe_load((repo_root / "params.yaml").read_text(encoding="utf-8"))
+    cfg = params["vae_gw"]
+    materials = select_materials(cfg["n_materials"], cfg["subset_seed"])
+    assert len(materials) >= 150  # the machine scale
+    trainable = [m for m in materials if not m.heldout]
+    # About the paper's share kept out of VAE training (30 of 302).
+    assert abs(cfg["vae"]["split"]["holdout_materials"] / len(trainable) - 30 / 302) < 0.01
+    # Same G0W0 and wavefunction settings as the default, so its shipped products are reused.
+    assert cfg["dft"] == default["vae_gw"]["dft"]
+    assert cfg["wavefunctions"] == default["vae_gw"]["wavefunctions"]
+    assert params["dft"]["farm"]["timeout_s"] >= default["dft"]["farm"]["timeout_s"]
