@@ -75,6 +75,10 @@ def main() -> int:
                         help="skip materials with more sites (0: none skipped)")
     parser.add_argument("--timeout-s", type=float, default=None, help="per-material time-out")
     parser.add_argument(
+        "--timeout-clock", choices=("wall", "cpu"), default="cpu",
+        help="what the time-out counts (default cpu: a niced warm-up shares its cores, so wall "
+        "time measures the load, and a material timed out by load would be skipped later)")
+    parser.add_argument(
         "--retry-failed", action="store_true", help="re-run materials whose failure is recorded"
     )
     parser.add_argument(
@@ -120,7 +124,8 @@ def main() -> int:
         return 0
     # Command-line overrides go through the same validation as params.yaml (e.g. --workers 0).
     farm_params = dict(params["dft"]["farm"] or {})
-    overrides = {"workers": args.workers, "mpi_ranks": args.mpi_ranks, "timeout_s": args.timeout_s}
+    overrides = {"workers": args.workers, "mpi_ranks": args.mpi_ranks, "timeout_s": args.timeout_s,
+                 "timeout_clock": args.timeout_clock}
     farm_params.update({k: v for k, v in overrides.items() if v is not None})
     if args.retry_failed:
         farm_params["retry_failed"] = True

@@ -98,6 +98,8 @@ def _run(cache: DFTCache, options: FarmOptions | None = None, only: tuple[str, .
         ("timeout_s", "20m"),
         ("timeout_s", None),
         ("timeout_s", float("inf")),
+        ("timeout_clock", "cpu-time"),
+        ("timeout_clock", None),
         ("retry_failed", "no"),
         ("retry_failed", 1),
         ("retry_failed", None),
@@ -215,6 +217,59 @@ def test_timed_out_worker_is_killed_and_its_limit_recorded(tmp_path, monkeypatch
     assert failure["reason"] == "TimeoutError: exceeded 0.5 s (before the first SCF iteration)"
     assert failure["timeout_s"] == 0.5
     assert timed_out_after(failure) == 0.5
+
+
+def _run_stand_in(tmp_path, monkeypatch, code: str, timeout_s: float, key: str) -> dict:
+    """run_one on a stand-in worker running `code`, under a cpu-clocked time-out."""
+    started: list[subprocess.Popen] = []
+    real_popen = subprocess.Popen
+
+    class RecordingPopen(real_popen):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            started.append(self)
+
+    monkeypatch.setattr(farm, "_worker_command", lambda task, ranks: [sys.executable, "-c", code])
+    monkeypatch.setattr(subprocess, "Popen", RecordingPopen)
+    monkeypatch.setattr(farm, "CPU_CLOCK_POLL_S", 0.1)
+    try:
+        return farm.run_one("Si", {}, key, {}, str(tmp_path / "cache"), 1, timeout_s,
+                            str(tmp_path), timeout_clock="cpu")
+    finally:
+        for proc in started:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+def test_cpu_clock_lets_an_idle_worker_outlast_its_time_out(tmp_path, monkeypatch) -> None:
+    # A worker starved of CPU (here: sleeping) is not timed out by wall time.
+    record = _run_stand_in(tmp_path, monkeypatch, "import time; time.sleep(1.5)", 0.5, "a1" * 32)
+    assert record["status"] == "failed"  # the stand-in writes no product
+    assert not record["reason"].startswith("TimeoutError"), record["reason"]
+    assert record["wall_s"] >= 1.5
+
+
+def test_cpu_clock_times_out_a_busy_worker_on_its_cpu_seconds(tmp_path, monkeypatch) -> None:
+    key = "a2" * 32
+    record = _run_stand_in(tmp_path, monkeypatch, "while True: pass", 0.5, key)
+    assert record["reason"] == (
+        "TimeoutError: exceeded 0.5 s of CPU time per rank (before the first SCF iteration)")
+    failure = json.loads(DFTCache(tmp_path / "cache").failure_path(key).read_text())
+    assert (failure["timeout_s"], failure["timeout_clock"]) == (0.5, "cpu")
+    assert timed_out_after(failure) == 0.5  # a longer time-out retries it
+
+
+def test_cpu_clock_keeps_a_wall_time_guard(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(farm, "CPU_CLOCK_WALL_FACTOR", 10.0)
+    key = "a3" * 32
+    record = _run_stand_in(tmp_path, monkeypatch, "import time; time.sleep(600)", 0.2, key)
+    assert record["reason"] == (
+        "TimeoutError: exceeded 2 s of wall time (before the first SCF iteration)")
+    assert record["wall_s"] < 30
+    failure = json.loads(DFTCache(tmp_path / "cache").failure_path(key).read_text())
+    # The configured limit, so that raising it retries the material.
+    assert (failure["timeout_s"], failure["timeout_clock"]) == (0.2, "wall-guard")
 
 
 def test_time_out_kills_every_process_of_the_worker_session(tmp_path, monkeypatch) -> None:

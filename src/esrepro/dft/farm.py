@@ -44,6 +44,14 @@ from esrepro.dft.worker import FARM_PID_ENV, atoms_to_dict, die_with_parent
 log = logging.getLogger(__name__)
 
 
+#: What a time-out counts (`FarmOptions.timeout_clock`).
+TIMEOUT_CLOCKS = ("wall", "cpu")
+#: Wall-time guard of a cpu-clocked worker, in multiples of its time-out.
+CPU_CLOCK_WALL_FACTOR = 20.0
+#: How often a cpu-clocked farm reads its worker's CPU time (s).
+CPU_CLOCK_POLL_S = 5.0
+
+
 @dataclass
 class FarmOptions:
     """How to run (never part of the cache key)."""
@@ -51,6 +59,11 @@ class FarmOptions:
     workers: int = 1  # concurrent materials
     mpi_ranks: int = 2  # MPI ranks per material
     timeout_s: float = 1800.0
+    #: "wall": the time-out counts seconds of wall time; "cpu": CPU seconds of the worker and
+    #: its ranks per rank, for a farm that shares its cores (a niced warm-up), where wall time
+    #: says more about the load than about the material. A cpu-clocked worker still ends after
+    #: CPU_CLOCK_WALL_FACTOR times the time-out of wall time, so a stuck one cannot hang.
+    timeout_clock: str = "wall"
     retry_failed: bool = False  # re-run materials whose failure is recorded in the cache
     cluster: str = "local"  # "local" or a dask-jobqueue class name, e.g. "SLURMCluster"
     cluster_kwargs: dict[str, Any] | None = None
@@ -89,6 +102,11 @@ class FarmOptions:
                 values[name] = expect_number(value, label, minimum=0.0)
             elif name == "retry_failed":
                 values[name] = expect_bool(value, label)
+            elif name == "timeout_clock":
+                if value not in TIMEOUT_CLOCKS:
+                    raise ValueError(f"{label}: expected one of {list(TIMEOUT_CLOCKS)}, "
+                                     f"got {value!r}")
+                values[name] = value
             elif name == "cluster":
                 values[name] = _check_cluster(value, label)
             elif name == "cluster_kwargs":
@@ -188,6 +206,7 @@ def run_one(
     wait: bool = False,
     failure_seen: int | None = None,
     product: str = GROUND_STATE,
+    timeout_clock: str = "wall",
 ) -> dict:
     """Compute one product into the cache (runs on a Dask worker). Returns a MaterialRecord dict.
 
@@ -196,7 +215,8 @@ def run_one(
     failure record that appeared meanwhile (another farm finished it) is reported instead of
     computing again: `failure_seen` is the mtime (ns) of the failure record the farm saw when it
     chose to compute, None if there was none. `scratch` None: a temporary directory.
-    `product` names the product kind (`esrepro.dft.kinds`) that `settings` describe.
+    `product` names the product kind (`esrepro.dft.kinds`) that `settings` describe;
+    `timeout_clock` what `timeout_s` counts (`FarmOptions.timeout_clock`).
     """
     cache = DFTCache(cache_root)
     product_path = cache.product_path(key)
@@ -215,7 +235,7 @@ def run_one(
         with own:
             return _compute(
                 material_id, atoms_dict, key, settings, cache, mpi_ranks, timeout_s,
-                Path(scratch or own.name), lock, product,
+                Path(scratch or own.name), lock, product, timeout_clock,
             )
     finally:
         lock.release()
@@ -254,6 +274,7 @@ def _compute(
     scratch: Path,
     lock: KeyLock,
     product: str = GROUND_STATE,
+    timeout_clock: str = "wall",
 ) -> dict:
     """Run the worker for one material under its time-out; record its outcome in the cache."""
     product_path = cache.product_path(key)
@@ -294,13 +315,13 @@ def _compute(
         pass_fds=(lock.fd,),
     )
     try:
-        out, _ = proc.communicate(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
+        out = _wait(proc, timeout_s, timeout_clock, mpi_ranks)
+    except subprocess.TimeoutExpired as expired:
         _kill_worker(proc)
         # Where GPAW had got to tells the user what to raise: the time-out (an SCF still
         # iterating) or nothing (one stuck before its first iteration).
         iteration, log_tail = scf_progress(scratch / f"{material_id}.gpaw.txt")
-        reason = f"TimeoutError: exceeded {timeout_s:g} s" + (
+        reason = f"TimeoutError: exceeded {expired.timeout:g} s" + _CLOCK_WORDS[expired.cmd] + (
             f" (SCF iteration {iteration})" if iteration else " (before the first SCF iteration)"
         )
         _record_failure(
@@ -308,7 +329,7 @@ def _compute(
             # The limit as a number too, so a later run with a longer time-out retries it
             # (see `timed_out_after`); older records carry it only in the reason.
             {"material_id": material_id, "reason": reason, "gpaw_log_tail": log_tail,
-             "timeout_s": float(timeout_s)},
+             "timeout_s": float(timeout_s), "timeout_clock": expired.cmd},
             product,
         )
         return asdict(MaterialRecord(material_id, key, "failed", reason, time.perf_counter() - t0))
@@ -345,6 +366,50 @@ def _record_failure(
     extra = {} if product == GROUND_STATE else {"product": product}
     versions = kind_named(product).versions()
     cache.record_failure(key, {**info, "settings": settings, "versions": versions, **extra})
+
+
+#: How a time-out's reason names its clock (the wall-time wording is the original one).
+_CLOCK_WORDS = {"wall": "", "cpu": " of CPU time per rank", "wall-guard": " of wall time"}
+
+
+def _wait(proc: subprocess.Popen, timeout_s: float, clock: str,
+          ranks: int) -> bytes:
+    """The worker's output once it ends, or `subprocess.TimeoutExpired` with ``cmd`` naming the
+    clock that ran out ("wall", "cpu", or "wall-guard": a cpu-clocked worker past
+    `CPU_CLOCK_WALL_FACTOR` times its time-out) and ``timeout`` the limit in seconds."""
+    if clock == "wall":
+        try:
+            out, _ = proc.communicate(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            raise subprocess.TimeoutExpired("wall", timeout_s) from None
+        return out
+    guard = CPU_CLOCK_WALL_FACTOR * timeout_s
+    start = time.monotonic()
+    while True:
+        try:
+            out, _ = proc.communicate(timeout=min(CPU_CLOCK_POLL_S, timeout_s))
+            return out
+        except subprocess.TimeoutExpired:
+            pass  # communicate may be called again: no output is lost
+        if _cpu_seconds(proc.pid) / max(ranks, 1) > timeout_s:
+            raise subprocess.TimeoutExpired("cpu", timeout_s)
+        if time.monotonic() - start > guard:
+            raise subprocess.TimeoutExpired("wall-guard", guard)
+
+
+def _cpu_seconds(sid: int) -> float:
+    """CPU seconds (user + system) used so far by the live processes of session `sid`: the
+    worker, mpirun and every rank (`_session_members`)."""
+    import psutil
+
+    total = 0.0
+    for pid in _session_members(sid):
+        try:
+            times = psutil.Process(pid).cpu_times()
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        total += times.user + times.system
+    return total
 
 
 def _kill_worker(proc: subprocess.Popen) -> None:
@@ -581,6 +646,7 @@ def _farm(todo, settings, cache, options, records, progress, journal_fh) -> None
             wait,
             failure_seen,
             kind.name,
+            options.timeout_clock,
             key=f"dft-{material_id}-{key[:12]}" + ("-wait" if wait else ""),
             pure=False,
         )
