@@ -159,8 +159,10 @@ def test_farm_options_refuse_a_scheduler_and_a_jobqueue_cluster_together() -> No
 # --- the worker is never left running ---------------------------------------------------------
 
 
-def _stand_in_worker(monkeypatch, seconds: float) -> list[subprocess.Popen]:
-    """Make run_one start a process that just sleeps; return the list its Popen objects join."""
+def _stand_in_worker(monkeypatch, seconds: float, code: str | None = None
+                     ) -> list[subprocess.Popen]:
+    """Make run_one start a process that just sleeps (or runs `code`); return the list its
+    Popen objects join."""
     started: list[subprocess.Popen] = []
     real_popen = subprocess.Popen
 
@@ -169,8 +171,8 @@ def _stand_in_worker(monkeypatch, seconds: float) -> list[subprocess.Popen]:
             super().__init__(*args, **kwargs)
             started.append(self)
 
-    monkeypatch.setattr(farm, "_worker_command", lambda task, ranks: [
-        sys.executable, "-c", f"import time; time.sleep({seconds})"])
+    code = code or f"import time; time.sleep({seconds})"
+    monkeypatch.setattr(farm, "_worker_command", lambda task, ranks: [sys.executable, "-c", code])
     monkeypatch.setattr(subprocess, "Popen", RecordingPopen)
     return started
 
@@ -221,16 +223,7 @@ def test_timed_out_worker_is_killed_and_its_limit_recorded(tmp_path, monkeypatch
 
 def _run_stand_in(tmp_path, monkeypatch, code: str, timeout_s: float, key: str) -> dict:
     """run_one on a stand-in worker running `code`, under a cpu-clocked time-out."""
-    started: list[subprocess.Popen] = []
-    real_popen = subprocess.Popen
-
-    class RecordingPopen(real_popen):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            started.append(self)
-
-    monkeypatch.setattr(farm, "_worker_command", lambda task, ranks: [sys.executable, "-c", code])
-    monkeypatch.setattr(subprocess, "Popen", RecordingPopen)
+    started = _stand_in_worker(monkeypatch, 0, code)
     monkeypatch.setattr(farm, "CPU_CLOCK_POLL_S", 0.1)
     try:
         return farm.run_one("Si", {}, key, {}, str(tmp_path / "cache"), 1, timeout_s,
