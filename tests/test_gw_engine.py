@@ -192,3 +192,51 @@ def test_the_vacuum_does_not_change_the_input(mos2_gw, mos2_waves) -> None:
     assert difference.max() < 0.01
     assert np.abs(other.density - mos2_waves.density).max() < 0.05
     assert np.abs(other.super_states[0] - mos2_waves.super_states[0]).max() < 0.01
+
+
+def test_path_states_are_the_grid_exports_states_at_shared_kpoints(mos2_gw, mos2_waves,
+                                                                     tmp_path) -> None:
+    """The path product (fixed density on Γ-K-M-Γ) is exported and scaled as the grid export:
+    at a k-point both hold, the same band has the same energy and the same |ψ|² grid."""
+    from esrepro.dft.path_wavefunctions import PathSettings, PathWavefunctionProduct
+
+    _, _, gw = mos2_gw
+    settings = PathSettings.from_wavefunctions(WAVES, n_kpoints=4, n_dense=3,
+                                               band_offsets=(-1, 0))
+    cache = DFTCache(tmp_path / "cache" / "gw-path-wavefunctions")
+    [record] = compute_products({"MoS2-2H": gw.atoms()}, settings, cache, ONE_RANK,
+                                progress=False)
+    assert record.status == "computed", record.reason
+    path = PathWavefunctionProduct.load(Path(record.product_path))
+    # Γ, K, M, Γ on the trajectory; K, the midpoint of KM and M dense: one new k-point.
+    assert path.states.shape == (5, 2, WAVES.n_z, WAVES.n_xy, WAVES.n_xy)
+    assert path.trajectory.sum() == 4 and path.dense.sum() == 3
+    np.testing.assert_allclose(path.states.astype(float).max(axis=(2, 3, 4)), 1.0, atol=1e-3)
+    assert path.meta["settings"] == settings.to_dict()
+    waves = mos2_waves
+    rows = waves.index()
+    matched = 0
+    for i, k in enumerate(path.kpoints):
+        same = np.flatnonzero(np.all(np.abs(waves.kpoints[:, :2] - k[:2]) < 1e-6, axis=1))
+        if not len(same):
+            continue
+        matched += 1
+        for j, n in enumerate(path.band_index):
+            row = rows[(int(same[0]), int(n))]
+            assert path.energies[i, j] == pytest.approx(waves.energies[row], abs=2e-3)
+            np.testing.assert_allclose(path.states[i, j].astype(float),
+                                       waves.states[row].astype(float), atol=5e-3)
+    assert matched >= 3  # Γ twice and K: GPAW's irreducible K of the 120° cell is (1/3, 1/3)
+
+
+def test_path_export_of_a_square_layer_is_a_recorded_failure(tmp_path) -> None:
+    from esrepro.dft.path_wavefunctions import PathSettings, path_cache_key
+
+    square = next(m for m in all_materials() if m.id == "Fe2S2-FeSe").atoms(vacuum=5.0)
+    settings = PathSettings.from_wavefunctions(WAVES, n_kpoints=4, n_dense=3)
+    cache = DFTCache(tmp_path / "cache")
+    [record] = compute_products({"Fe2S2-FeSe": square}, settings, cache, ONE_RANK,
+                                progress=False)
+    assert record.status == "failed" and "not a hexagonal layer" in record.reason
+    info = json.loads(cache.failure_path(path_cache_key(square, settings)).read_text())
+    assert info["reason"] == record.reason and info["product"] == "gw-path-wavefunctions"

@@ -93,6 +93,9 @@ def tiny_repo(tmp_path_factory, repo_root: Path, mirror_dir: Path) -> Path:
                          gw_ecut_ev=10.0, gw_nbands=30, bands_below=2, bands_above=2)
     vae_gw["wavefunctions"].update(bands_per_side=3, z_window=9.0,
                                    super_state_windows_ev=[[-4.0, 0.0], [0.0, 3.0]])
+    vae_gw["path"].update(n_kpoints=4, n_generated=3)  # Γ, K, M, Γ; K, mid-KM, M
+    # M is not on the 3x3x1 grid: the finite-momentum network trains at K instead.
+    vae_gw["k_distance"].update(finite_k=[1 / 3, 1 / 3], finite_label="K")
     vae_gw["vae"]["train"].update(max_epochs=2, batch_size=16, patience=0)
     vae_gw["gw"]["train"].update(max_epochs=3, batch_size=64, patience=0)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -243,12 +246,19 @@ def test_vae_gw_artifacts(tiny_repo: Path) -> None:
     assert (tiny_repo / "reports/vae_gw/vae_gw.html").stat().st_size > 10_000
     figures = {p.name for p in (tiny_repo / "reports/vae_gw/figures").glob("*.png")}
     assert {"fig2b_mos2_reconstructions.png", "fig2c_gw_parity.png", "fig2d_mos2_bands.png",
-            "fig3a_latent_space.png"} <= figures
+            "fig3de_latent_space.png", "fig3a_latent_trajectory.png",
+            "fig3b_generated_states.png", "fig3c_k_distance.png"} <= figures
+    assert set(metrics["k_distance_mae"]) == {"gamma", "K"}
+    assert metrics["k_distance_mae"]["gamma"]["heldout_tmds"]["n"] == n_heldout
+    generated = metrics["generated_path_states"]["materials"]
+    assert {m: r["n_generated"] for m, r in generated.items() if r["status"] == "ok"} == {
+        "MoS2-2H": 3, "WS2-2H": 3, "CrS2-2H": 3}
     summary = (tiny_repo / "data/vae_gw/dft/summary.csv").read_text()
     assert summary.count("computed") + summary.count("failed") + summary.count("cached") == 5
     lock = yaml.safe_load((tiny_repo / "dvc.lock").read_text())
-    assert {f"vae_gw_{s}" for s in ("structures", "dft", "wavefunctions", "featurize", "vae",
-                                    "train", "evaluate", "report")} <= set(lock["stages"])
+    assert {f"vae_gw_{s}" for s in ("structures", "dft", "wavefunctions", "path", "featurize",
+                                    "vae", "train", "k_distance", "trajectory", "evaluate",
+                                    "report")} <= set(lock["stages"])
 
 
 def test_second_repro_does_nothing(tiny_repo: Path, first_repro: str) -> None:

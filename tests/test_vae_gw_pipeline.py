@@ -1,6 +1,7 @@
 """VAE-GW's pipeline on synthetic products: the state table and its checks, the splits (held-out
 TMDs never trained on, independent of row order), the metrics' schema and their invariance to
-row order, and featurize -> vae -> train -> evaluate end to end on a small made-up set."""
+row order, and featurize -> vae -> train -> k_distance, trajectory -> evaluate end to end on a
+small made-up set."""
 
 from __future__ import annotations
 
@@ -12,13 +13,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from esrepro.dft.path_wavefunctions import PathWavefunctionProduct
 from esrepro.dft.wavefunction_product import WavefunctionProduct
 from esrepro.papers.vae_gw import train
 from esrepro.papers.vae_gw.config import (
     GWParams,
     GWTrain,
+    KDistanceConfig,
+    KDistanceParams,
+    PathParams,
     SplitParams,
     TrainConfig,
+    TrajectoryConfig,
     VAEConfig,
     VAEParams,
     VAESplit,
@@ -241,7 +247,41 @@ def products(tmp_path_factory) -> Path:
                         "cache_key": "y"})
     pd.DataFrame(dft_rows).to_csv(root / "dft/summary.csv", index=False)
     pd.DataFrame(wf_rows).to_csv(root / "wavefunctions/summary.csv", index=False)
+    for i, material_id in enumerate(("MoS2-2H", "WS2-2H")):
+        synthetic_path(seed=i).save(root / "path/products" / f"{material_id}.npz")
+    pd.DataFrame([
+        {"material_id": "MoS2-2H", "status": "computed", "reason": "", "cache_key": "p"},
+        {"material_id": "WS2-2H", "status": "computed", "reason": "", "cache_key": "q"},
+        {"material_id": "CrS2-2H", "status": "failed", "reason": "SCF not converged",
+         "cache_key": "r"},
+    ]).to_csv(root / "path/summary.csv", index=False)
     return root
+
+
+def synthetic_path(seed: int = 0) -> PathWavefunctionProduct:
+    """A path product of 6 trajectory k-points (arc 0..5, K at 2, M at 3) and 4 more dense
+    points between K and M (6 dense points with K and M): Gaussian blobs whose width follows
+    the arc length."""
+    rng = np.random.default_rng(seed)
+    arc = np.array([0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 2.2, 2.4, 2.6, 2.8])
+    trajectory = np.arange(len(arc)) < 6
+    dense = (arc >= 2.0) & (arc <= 3.0)
+    xy = np.arange(N_XY) - N_XY / 2
+    states = []
+    for a in arc:
+        width = 1.0 + 0.4 * a
+        plane = np.exp(-(xy[:, None] ** 2 + xy[None] ** 2) / (2 * width**2))
+        grid = np.exp(-((np.arange(N_Z) - 1.5) ** 2))[:, None, None] * plane[None]
+        grid = grid + 0.01 * rng.random(grid.shape)
+        states.append([grid / grid.max()])
+    return PathWavefunctionProduct(
+        numbers=np.array([42, 16, 16]), cell=np.diag([3.18, 3.18, 18.1]),
+        positions=np.zeros((3, 3)), kpoints=np.zeros((len(arc), 3)), arc=arc,
+        trajectory=trajectory, dense=dense, special_arc=np.array([0.0, 2.0, 3.0, 5.0]),
+        n_ref=13, band_index=np.array([12]), energies=np.zeros((len(arc), 1)),
+        states=np.array(states, dtype=np.float16), state_maxima=np.ones((len(arc), 1)),
+        fermi_level=0.0,
+    )
 
 
 def test_training_params_of_the_config_are_those_the_fits_take() -> None:
@@ -292,10 +332,39 @@ def test_stages_from_products_to_metrics(products: Path) -> None:
     assert len(frame) == 6 * 12  # every window state passes the filter
     for split in ("state_split", "material_split"):
         assert set(frame.loc[frame["heldout"], split]) == {"heldout"}
+    # Fig. 3c: square synthetic cells, k-points Γ, (1/3, 0), (1/3, 1/3): (1/3, 0) is a star of
+    # its own, so each network fits one k-point of each of the 3 trainable materials.
+    k_cfg = KDistanceConfig(
+        k_distance=KDistanceParams(finite_k=(1 / 3, 0.0), finite_label="X", bin_width=0.25),
+        gw=train_cfg.gw, split=train_cfg.split)
+    pipeline.stage_k_distance(k_cfg, dft=root / "dft", features=root / "features",
+                              vae=root / "vae", k_distance=root / "k_distance",
+                              fits=root / "fits")
+    pipeline.stage_trajectory(
+        TrajectoryConfig(path=PathParams(materials=("MoS2-2H", "WS2-2H", "CrS2-2H"),
+                                         n_kpoints=6, n_generated=6, band_offset=-1)),
+        path=root / "path", vae=root / "vae", trajectory=root / "trajectory")
     pipeline.stage_evaluate(dft=root / "dft", features=root / "features", vae=root / "vae",
-                            gw=root / "gw", metrics=root / "metrics.json",
+                            gw=root / "gw", k_distance=root / "k_distance",
+                            trajectory=root / "trajectory", metrics=root / "metrics.json",
                             predictions=root / "predictions.npz")
     metrics = json.loads((root / "metrics.json").read_text())
+    kd = metrics["k_distance_mae"]
+    assert set(kd) == {"gamma", "X"}
+    for label in kd:
+        r = kd[label]
+        assert r["n_fit"] + r["n_val"] == r["train"]["n"] == 3 * 4  # one k-point, 4 bands, 3
+        assert r["trainable_other_k"]["n"] == 3 * 2 * 4 and r["heldout_tmds"]["n"] == 3 * 12
+        assert r["n_trained_materials"] == 3
+        assert sum(b["heldout_tmds"]["n"] for b in r["by_distance"]) == 3 * 12
+    k_states = pd.read_csv(root / "k_distance/states.csv")
+    gamma = k_states[k_states["kx"].eq(0) & k_states["ky"].eq(0)]
+    assert (gamma["distance__gamma"] == 0).all()
+    assert (gamma["trained__gamma"] == ~gamma["heldout"]).all()
+    gen = metrics["generated_path_states"]["materials"]
+    assert gen["CrS2-2H"] == {"status": "failed", "reason": "SCF not converged"}
+    assert gen["MoS2-2H"]["n_generated"] == 6 and gen["MoS2-2H"]["n_interpolated"] == 4
+    assert len(gen["WS2-2H"]["r2_generated"]) == 6
     assert metrics["n_materials"] == 7 and metrics["n_dft_failed"] == 1
     assert metrics["n_used"] == 6 and metrics["n_excluded"] == 1
     assert metrics["delta_gw_filter"]["n_dropped"] == 0
@@ -314,6 +383,15 @@ def test_stages_from_products_to_metrics(products: Path) -> None:
     with np.load(root / "predictions.npz") as z:
         assert z["example_input"].shape == (3, N_Z, N_XY, N_XY)
         assert z["state_mu"].shape == (6 * 18, 3)
+        assert z["kdist_distance_gamma"].shape == z["kdist_gw_net_X"].shape == (6 * 12,)
+        assert list(z["traj_materials"]) == ["MoS2-2H", "WS2-2H"]
+        assert z["traj_m0_generated_map"].shape == (6, N_XY, N_XY)
+        assert z["traj_m1_mu"].shape == (10, 3)
+        # At K, M (trajectory points) the generated state is the VAE's reconstruction; between
+        # them it is decoded from interpolated latents, so it differs.
+        r2, recon = z["traj_m0_r2"], z["traj_m0_r2_recon"]
+        np.testing.assert_allclose(r2[[0, -1]], recon[[0, -1]], rtol=1e-5)
+        assert not np.allclose(r2[1:-1], recon[1:-1])
 
 
 def test_a_split_that_leaves_nothing_to_train_is_one_clear_error(products: Path) -> None:

@@ -4,8 +4,9 @@ The farm, the cache and the worker are shared; a kind says how to key, load, ser
 compute its product. "ground-state" is the original product (`DFTSettings` ->
 `DFTProduct`), whose cache keys, task files and failure records are exactly as before; "bands"
 is the band-structure product (`esrepro.dft.band_product`), "gw" VAE-GW's G0W0 product
-(`esrepro.dft.gw_product`) and "gw-wavefunctions" its local wavefunction grids
-(`esrepro.dft.wavefunction_product`).
+(`esrepro.dft.gw_product`), "gw-wavefunctions" its local wavefunction grids
+(`esrepro.dft.wavefunction_product`) and "gw-path-wavefunctions" the same grids along Γ–K–M–Γ
+(`esrepro.dft.path_wavefunctions`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,13 @@ from esrepro.dft.band_product import (
     band_versions,
 )
 from esrepro.dft.gw_product import GW, GWProduct, GWSettings, gw_cache_key, gw_versions
+from esrepro.dft.path_wavefunctions import (
+    PATH_WAVEFUNCTIONS,
+    PathSettings,
+    PathWavefunctionProduct,
+    path_cache_key,
+    path_versions,
+)
 from esrepro.dft.product import DFTProduct
 from esrepro.dft.settings import DFTSettings, cache_key, code_versions
 from esrepro.dft.wavefunction_product import (
@@ -73,6 +81,10 @@ KINDS: dict[str, ProductKind] = {
         WAVEFUNCTIONS, WavefunctionSettings, wavefunction_cache_key, WavefunctionProduct.load,
         WavefunctionSettings.from_dict, "esrepro.dft.wavefunction_product:run_wavefunction_export",
         wavefunction_versions,
+    ),
+    PATH_WAVEFUNCTIONS: ProductKind(
+        PATH_WAVEFUNCTIONS, PathSettings, path_cache_key, PathWavefunctionProduct.load,
+        PathSettings.from_dict, "esrepro.dft.path_wavefunctions:run_path_export", path_versions,
     ),
 }
 

@@ -23,6 +23,7 @@ from esrepro.dft.band_product import BANDS, BandSettings
 from esrepro.dft.cache import DFTCache
 from esrepro.dft.farm import FarmOptions, MaterialRecord, compute_products
 from esrepro.dft.gw_product import GWSettings, gw_cache
+from esrepro.dft.path_wavefunctions import PathSettings, path_wavefunction_cache
 from esrepro.dft.seeds import NO_SEEDS_ENV, seeds_disabled
 from esrepro.dft.settings import DFTSettings
 from esrepro.dft.wavefunction_product import WavefunctionSettings, wavefunction_cache
@@ -96,13 +97,14 @@ def run_band_stage(
 def run_gw_stage(
     structures: Mapping[str, Atoms],
     dft: Mapping[str, Any],
-    settings: GWSettings | WavefunctionSettings,
+    settings: GWSettings | WavefunctionSettings | PathSettings,
     out_dir: Path,
 ) -> list[MaterialRecord]:
     """As `run_band_stage`, for VAE-GW's products: `GWSettings` give G0W0 products
     (`esrepro.dft.gw_product`, in `gw_cache` of the shared cache and its seeds),
     `WavefunctionSettings` the local wavefunction grids of their relaxed structures
-    (`esrepro.dft.wavefunction_product`, in the writable cache only: never shipped)."""
+    (`esrepro.dft.wavefunction_product`, in the writable cache only: never shipped), and
+    `PathSettings` those grids along Γ–K–M–Γ (`esrepro.dft.path_wavefunctions`, local too)."""
     return _run_stage(structures, settings, dft, out_dir)
 
 
@@ -115,7 +117,7 @@ def band_cache(cache: DFTCache) -> DFTCache:
 
 def _run_stage(
     structures: Mapping[str, Atoms],
-    settings: DFTSettings | BandSettings | GWSettings | WavefunctionSettings,
+    settings: DFTSettings | BandSettings | GWSettings | WavefunctionSettings | PathSettings,
     dft: Mapping[str, Any],
     out_dir: Path,
 ) -> list[MaterialRecord]:
@@ -127,6 +129,8 @@ def _run_stage(
         cache = gw_cache(cache)
     elif isinstance(settings, WavefunctionSettings):
         cache = wavefunction_cache(cache)
+    elif isinstance(settings, PathSettings):
+        cache = path_wavefunction_cache(cache)
     records = compute_products(
         structures, settings, cache, options, journal=cache.root / "journal.jsonl"
     )

@@ -150,10 +150,18 @@ def wavefunction_versions(versions: Mapping[str, str] | None = None) -> dict[str
 def wavefunction_cache_key(atoms: Atoms, settings: WavefunctionSettings,
                            versions: Mapping[str, str] | None = None) -> str:
     """Content address of the wavefunction product of `atoms` (re-centred as the GW key)."""
-    versions = wavefunction_versions(versions)
+    return layer_product_key(WAVEFUNCTIONS, atoms, settings, wavefunction_versions(versions))
+
+
+def layer_product_key(product: str, atoms: Atoms, settings: Any,
+                      versions: Mapping[str, str]) -> str:
+    """Content address of the product kind `product` of the layer `atoms` re-centred with
+    ``settings.vacuum``: the kind, the structure, ``settings.key_dict()`` and `versions` but
+    ASE's (as every kind's key)."""
+    versions = dict(versions)
     versions.pop("ase", None)
     payload = {
-        "product": WAVEFUNCTIONS,
+        "product": product,
         "structure": canonical_structure_hash(layer_with_vacuum(atoms, settings.vacuum)),
         "settings": settings.key_dict(),
         "versions": versions,

@@ -181,3 +181,65 @@ class TrainConfig:
 
     gw: GWParams
     split: SplitParams
+
+
+@dataclass(frozen=True)
+class PathParams:
+    """Fig. 3a-b: the band ``band_offset`` (from the gap: -1 the highest valence band) of
+    ``materials`` (hexagonal, held out of VAE training) along Γ–K–M–Γ: ``n_kpoints`` states on
+    the latent trajectory, and ``n_generated`` states decoded along K → M, each compared with
+    the DFT state at its k."""
+
+    materials: tuple[str, ...] = param()
+    n_kpoints: int = param(minimum=4)  # Γ, K, M, Γ at least
+    n_generated: int = param(minimum=2)
+    band_offset: int
+
+    def __post_init__(self) -> None:
+        if not self.materials:
+            raise ConfigError("params.yaml vae_gw.path.materials: name at least one material")
+
+
+@dataclass(frozen=True)
+class PathConfig(WavefunctionsConfig):
+    """``vae_gw_path``: the path export (:class:`esrepro.dft.path_wavefunctions.PathSettings`)
+    on the grid export's ground state and grid (the fields of :class:`WavefunctionsConfig`),
+    with the shared cache and farm (local product: no seed is read)."""
+
+    path: PathParams
+
+
+@dataclass(frozen=True)
+class KDistanceParams:
+    """Fig. 3c: the GW network trained on the states of one k-point only, at Γ and at
+    ``finite_k`` (fractional; ``finite_label`` names it), its MAE against the distance from
+    that k-point, in bins of ``bin_width`` Å⁻¹."""
+
+    finite_k: tuple[float, ...] = param()
+    finite_label: str
+    bin_width: float = param(above=0.0)
+
+    def __post_init__(self) -> None:
+        if len(self.finite_k) != 2:
+            raise ConfigError("params.yaml vae_gw.k_distance.finite_k: expected two fractional "
+                              f"coordinates, got {list(self.finite_k)}")
+        if not self.finite_label or self.finite_label.lower() == "gamma":
+            raise ConfigError("params.yaml vae_gw.k_distance.finite_label: a name other than "
+                              f"gamma, got {self.finite_label!r}")
+
+
+@dataclass(frozen=True)
+class KDistanceConfig:
+    """``vae_gw_k_distance``: the GW network (``vae_gw.gw``) and the validation fraction and
+    seed of ``vae_gw.split``."""
+
+    k_distance: KDistanceParams
+    gw: GWParams
+    split: SplitParams
+
+
+@dataclass(frozen=True)
+class TrajectoryConfig:
+    """``vae_gw_trajectory``: encodes and generates the path states (``vae_gw.path``)."""
+
+    path: PathParams

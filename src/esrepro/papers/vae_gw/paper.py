@@ -12,6 +12,9 @@ WAVEFUNCTIONS = "data/vae_gw/wavefunctions"
 FEATURES = "data/vae_gw/features"
 VAE = "data/vae_gw/vae"
 GW = "data/vae_gw/gw"
+PATH = "data/vae_gw/path"
+K_DISTANCE = "data/vae_gw/k_distance"
+TRAJECTORY = "data/vae_gw/trajectory"
 FITS = "data/vae_gw/fits"
 REPORTS = "reports/vae_gw"
 NOTEBOOK = "src/esrepro/notebooks/vae_gw.ipynb"
@@ -19,7 +22,7 @@ NOTEBOOK = "src/esrepro/notebooks/vae_gw.ipynb"
 PAPER = Paper(
     name="vae_gw",
     notebook=NOTEBOOK,
-    models=(VAE, GW),
+    models=(VAE, GW, K_DISTANCE),
     stages=(
         Stage(
             "structures", f"{RUN}:stage_structures", config.StructuresConfig,
@@ -38,6 +41,13 @@ PAPER = Paper(
             inputs={"dft": DFT},
             outputs={"wavefunctions": WAVEFUNCTIONS},
             params=("vae_gw.dft", "vae_gw.wavefunctions"),
+            code=("src/esrepro/dft",),
+        ),
+        Stage(
+            "path", f"{RUN}:stage_path", config.PathConfig,
+            inputs={"dft": DFT},
+            outputs={"path": PATH},
+            params=("vae_gw.dft", "vae_gw.wavefunctions", "vae_gw.path"),
             code=("src/esrepro/dft",),
         ),
         Stage(
@@ -60,8 +70,22 @@ PAPER = Paper(
             params=("vae_gw.gw", "vae_gw.split"),
         ),
         Stage(
+            "k_distance", f"{RUN}:stage_k_distance", config.KDistanceConfig,
+            inputs={"dft": DFT, "features": FEATURES, "vae": VAE},
+            outputs={"k_distance": K_DISTANCE},
+            scratch={"fits": FITS},
+            params=("vae_gw.k_distance", "vae_gw.gw", "vae_gw.split"),
+        ),
+        Stage(
+            "trajectory", f"{RUN}:stage_trajectory", config.TrajectoryConfig,
+            inputs={"path": PATH, "vae": VAE},
+            outputs={"trajectory": TRAJECTORY},
+            params=("vae_gw.path",),
+        ),
+        Stage(
             "evaluate", f"{RUN}:stage_evaluate", None,
-            inputs={"dft": DFT, "features": FEATURES, "vae": VAE, "gw": GW},
+            inputs={"dft": DFT, "features": FEATURES, "vae": VAE, "gw": GW,
+                    "k_distance": K_DISTANCE, "trajectory": TRAJECTORY},
             outputs={"metrics": metric(f"{REPORTS}/metrics.json"),
                      "predictions": report(f"{REPORTS}/predictions.npz")},
         ),

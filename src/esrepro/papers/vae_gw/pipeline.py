@@ -1,12 +1,15 @@
 """The VAE-GW pipeline, one function per DVC stage (declared in ``...vae_gw.paper``).
 
     structures -> dft -> wavefunctions -> featurize -> vae -> train -> evaluate -> report
+    Fig. 3: dft -> path; path, vae -> trajectory; features, vae -> k_distance; both -> evaluate
 
 Structures: the 2D set built with ASE (:mod:`esrepro.papers.vae_gw.structures`), a prefix of
 its seeded order (the held-out TMDs MoS2, WS2, CrS2 first). Labels: the DFT engine's G0W0
 products (:mod:`esrepro.dft.gw_product`: in-plane relaxation, PBE, G0W0 on the irreducible
 k-points); inputs: |ψ|² of the same ground state on the paper's 40 × 28 × 28 grid, regenerated
-locally (:mod:`esrepro.dft.wavefunction_product`). Both are farmed through the shared cache.
+locally (:mod:`esrepro.dft.wavefunction_product`). Both are farmed through the shared cache,
+as are Fig. 3a-b's path states (:mod:`esrepro.dft.path_wavefunctions`); Fig. 3's analysis is
+:mod:`esrepro.papers.vae_gw.fig3`.
 
 Each function takes its stage's typed config (``esrepro.papers.vae_gw.config``) and the paths
 the registry entry declares; imports a single stage needs stay inside its function, so each
@@ -24,8 +27,12 @@ import pandas as pd
 
 from esrepro.papers.vae_gw.config import (
     DFTConfig,
+    GWParams,
+    KDistanceConfig,
+    PathConfig,
     StructuresConfig,
     TrainConfig,
+    TrajectoryConfig,
     VAEConfig,
     WavefunctionsConfig,
 )
@@ -126,6 +133,51 @@ def stage_wavefunctions(cfg: WavefunctionsConfig, *, dft: Path, wavefunctions: P
                    "cache_key": r.cache_key} for r in records],
                  columns=["material_id", "status", "reason", "cache_key"]
                  ).to_csv(wavefunctions / "summary.csv", index=False)
+
+
+def stage_path(cfg: PathConfig, *, dft: Path, path: Path) -> None:
+    """Fig. 3a-b's DFT: |ψ|² of one band along Γ–K–M–Γ of each material of ``vae_gw.path``
+    (its GW product's relaxed structure, the wavefunction export's ground state and grid; a
+    fixed-density run on the path; farmed through the local cache,
+    :mod:`esrepro.dft.path_wavefunctions`), copied to ``path/products``, with
+    ``path/summary.csv`` (status, reason, cache key, timings). A material without a GW product
+    is recorded as failed with that reason."""
+    from esrepro.dft.gw_product import GWProduct, GWSettings
+    from esrepro.dft.path_wavefunctions import PathSettings, PathWavefunctionProduct
+    from esrepro.dft.stage import run_gw_stage
+    from esrepro.dft.wavefunction_product import WavefunctionSettings
+
+    gw = GWSettings.from_params(cfg.gw_settings, source="params.yaml vae_gw.dft")
+    export = WavefunctionSettings.from_params(gw, cfg.settings)
+    p = cfg.path
+    settings = PathSettings.from_wavefunctions(export, n_kpoints=p.n_kpoints,
+                                               n_dense=p.n_generated,
+                                               band_offsets=(p.band_offset,))
+    summary = pd.read_csv(dft / "summary.csv", keep_default_na=False).set_index("material_id")
+    rows: dict[str, dict[str, Any]] = {}
+    structures = {}
+    for material_id in p.materials:
+        if material_id not in summary.index:
+            rows[material_id] = {"status": "failed", "reason": "not selected (vae_gw.n_materials)"}
+        elif summary.loc[material_id, "status"] == "failed":
+            rows[material_id] = {"status": "failed", "reason": "G0W0 failed: "
+                                 f"{summary.loc[material_id, 'reason']}"}
+        else:
+            structures[material_id] = GWProduct.load(dft / "products" / f"{material_id}.npz"
+                                                     ).atoms()
+    path.mkdir(parents=True, exist_ok=True)
+    for record in run_gw_stage(structures, cfg.as_params(), settings, path):
+        rows[record.material_id] = {"status": record.status, "reason": record.reason,
+                                    "cache_key": record.cache_key}
+    table = []
+    for material_id in p.materials:
+        row = {"material_id": material_id, "cache_key": "", **rows[material_id]}
+        if row["status"] != "failed":
+            product = PathWavefunctionProduct.load(path / "products" / f"{material_id}.npz")
+            row.update(product.meta.get("timings", {}))
+            row["n_kpoints"] = len(product.kpoints)
+        table.append(row)
+    pd.DataFrame(table).to_csv(path / "summary.csv", index=False)
 
 
 def stage_featurize(*, raw: Path, dft: Path, wavefunctions: Path, features: Path) -> None:
@@ -257,30 +309,29 @@ def stage_vae(cfg: VAEConfig, *, features: Path, vae: Path, fits: Path) -> None:
     )
 
 
-def stage_train(cfg: TrainConfig, *, features: Path, vae: Path, gw: Path, fits: Path) -> None:
-    """The GW network (``vae_gw.gw``) and the three baselines under both splits, on the GW
-    states the code's −5 < ΔGW < 4.7 eV filter keeps; the held-out TMDs are in no training
-    set. Writes the networks (``gw_state_split.pt``, ``gw_material_split.pt``),
-    ``predictions.csv`` (every kept GW state: its parts and every model's ΔGW) and
-    ``train.json`` (filter counts, parameter counts, the input layout)."""
-    import json
+@dataclasses.dataclass
+class GWInputs:
+    """The GW network's data (:func:`gw_inputs`): the GW states used (``used``, labelled and
+    inside the code's ΔGW window), their inputs and targets, and what built them."""
 
+    used: pd.DataFrame
+    parts: dict[str, Any]
+    net_config: Any  # model.GWNetConfig
+    inputs: Any  # torch.Tensor (n_used, input size)
+    target: Any  # torch.Tensor (n_used,)
+    kept: Any  # train.DeltaGWFilter
+
+
+def gw_inputs(features: Path, vae: Path, gw: GWParams, seed: int) -> GWInputs:
+    """What every GW network of the paper reads (the train stage's and Fig. 3c's): states,
+    latents, the lattice code (fitted on the trainable materials, seeded with ``seed``), the
+    density and super-state latents, assembled as ``gw.inputs`` says."""
     import numpy as np
     import torch
 
     from esrepro.errors import InputError
-    from esrepro.papers.vae_gw.baselines import BASELINES, make_baseline, state_features
-    from esrepro.papers.vae_gw.data import gw_splits
-    from esrepro.papers.vae_gw.model import GWNetConfig, assemble_inputs, input_layout
-    from esrepro.papers.vae_gw.train import (
-        DELTA_GW_WINDOW,
-        GWTrainParams,
-        filter_delta_gw,
-        fit_gw,
-        fit_lattice_code,
-        predict_gw,
-    )
-    from esrepro.plain_json import plain_json
+    from esrepro.papers.vae_gw.model import GWNetConfig, assemble_inputs
+    from esrepro.papers.vae_gw.train import filter_delta_gw, fit_lattice_code
 
     states = pd.read_csv(features / "states.csv")
     materials = pd.read_csv(features / "materials.csv")
@@ -296,8 +347,6 @@ def stage_train(cfg: TrainConfig, *, features: Path, vae: Path, gw: Path, fits: 
     kept = filter_delta_gw(states.loc[labelled, "e_gw"], states.loc[labelled, "e_dft"])
     use = np.flatnonzero(labelled)[kept.keep]
     used = states.iloc[use].reset_index(drop=True)
-    parts_of = gw_splits(used, cfg.split.state_test_fraction, cfg.split.material_test_fraction,
-                         cfg.split.val_fraction, cfg.split.seed)
 
     # The code's lattice code: its 3 -> 1 -> 3 autoencoder of reciprocal-lattice numbers,
     # fitted on the trainable materials only.
@@ -305,7 +354,7 @@ def stage_train(cfg: TrainConfig, *, features: Path, vae: Path, gw: Path, fits: 
         list(latents["materials"]), ["b1", "b2", "cos_b"]].to_numpy(), dtype=torch.float32)
     trainable = ~materials.set_index("material_id").loc[
         list(latents["materials"]), "heldout"].to_numpy(dtype=bool)
-    lattice, _ = fit_lattice_code(reciprocal[trainable], seed=cfg.split.seed)
+    lattice, _ = fit_lattice_code(reciprocal[trainable], seed=seed)
     with torch.no_grad():
         lattice_code = lattice.encoder(reciprocal).squeeze(-1).numpy()
     density_max = materials.set_index("material_id").loc[
@@ -315,9 +364,9 @@ def stage_train(cfg: TrainConfig, *, features: Path, vae: Path, gw: Path, fits: 
     n_super = latents["super"].shape[1]
     n_powers = latents["density"].shape[1]
     net_config = GWNetConfig(
-        inputs=cfg.gw.inputs, state_latent=latents["state"].shape[1] // 2,
+        inputs=gw.inputs, state_latent=latents["state"].shape[1] // 2,
         aux_latent=latents["density"].shape[2] // 2, n_super=n_super,
-        n_density_powers=n_powers, hidden=tuple(cfg.gw.hidden),
+        n_density_powers=n_powers, hidden=tuple(gw.hidden),
     )
     parts = {
         "max_density": density_max[rows], "e_dft": used["e_dft"].to_numpy(),
@@ -328,6 +377,37 @@ def stage_train(cfg: TrainConfig, *, features: Path, vae: Path, gw: Path, fits: 
     inputs = assemble_inputs(net_config, {k: torch.as_tensor(np.asarray(v, np.float32))
                                           for k, v in parts.items()})
     target = torch.as_tensor(used["delta_gw"].to_numpy(np.float32))
+    return GWInputs(used, parts, net_config, inputs, target, kept)
+
+
+def stage_train(cfg: TrainConfig, *, features: Path, vae: Path, gw: Path, fits: Path) -> None:
+    """The GW network (``vae_gw.gw``) and the three baselines under both splits, on the GW
+    states the code's −5 < ΔGW < 4.7 eV filter keeps; the held-out TMDs are in no training
+    set. Writes the networks (``gw_state_split.pt``, ``gw_material_split.pt``),
+    ``predictions.csv`` (every kept GW state: its parts and every model's ΔGW) and
+    ``train.json`` (filter counts, parameter counts, the input layout)."""
+    import json
+
+    import numpy as np
+    import torch
+
+    from esrepro.errors import InputError
+    from esrepro.papers.vae_gw.baselines import BASELINES, make_baseline, state_features
+    from esrepro.papers.vae_gw.data import gw_splits
+    from esrepro.papers.vae_gw.model import assemble_inputs, input_layout
+    from esrepro.papers.vae_gw.train import (
+        DELTA_GW_WINDOW,
+        GWTrainParams,
+        fit_gw,
+        predict_gw,
+    )
+    from esrepro.plain_json import plain_json
+
+    data = gw_inputs(features, vae, cfg.gw, cfg.split.seed)
+    used, parts, net_config = data.used, data.parts, data.net_config
+    inputs, target, kept = data.inputs, data.target, data.kept
+    parts_of = gw_splits(used, cfg.split.state_test_fraction, cfg.split.material_test_fraction,
+                         cfg.split.val_fraction, cfg.split.seed)
     orbital = used[[c for c in used.columns if c.startswith("orbital_")]].to_numpy()
     features_x = state_features(used["e_dft"], used["band_from_gap"], orbital)
 
@@ -380,12 +460,165 @@ def stage_train(cfg: TrainConfig, *, features: Path, vae: Path, gw: Path, fits: 
     }), indent=2, sort_keys=True) + "\n")
 
 
-def stage_evaluate(*, dft: Path, features: Path, vae: Path, gw: Path, metrics: Path,
-                   predictions: Path) -> None:
+def stage_k_distance(cfg: KDistanceConfig, *, dft: Path, features: Path, vae: Path,
+                     k_distance: Path, fits: Path) -> None:
+    """Fig. 3c: the GW network of the train stage (same inputs, widths and training) fitted
+    on the states of one k-point of the trainable materials only, at Γ and at
+    ``vae_gw.k_distance.finite_k``; ``val_fraction`` of those states stop it early. Writes the
+    networks (``gw_at_<label>.pt``), ``states.csv`` (every used GW state: distance from each
+    trained k-point, trained or not, each network's ΔGW) and ``k_distance.json``
+    (:func:`esrepro.papers.vae_gw.fig3.k_distance_record` per network)."""
+    import json
+
+    import numpy as np
+
+    from esrepro.dft.gw_product import GWProduct
+    from esrepro.errors import InputError
+    from esrepro.papers.vae_gw.fig3 import k_distance_record, state_distances
+    from esrepro.papers.vae_gw.train import GWTrainParams, fit_gw, predict_gw
+    from esrepro.plain_json import plain_json
+    from esrepro.splits import random_split_labels
+
+    data = gw_inputs(features, vae, cfg.gw, cfg.split.seed)
+    used = data.used
+    cells = {m: GWProduct.load(dft / "products" / f"{m}.npz").cell
+             for m in used["material_id"].unique()}
+    heldout = used["heldout"].astype(bool).to_numpy()
+    ids = used["state_id"].astype(str).to_numpy()
+    out = used[["state_id", "material_id", "heldout", "k_index", "kx", "ky", "band_offset",
+                "delta_gw"]].copy()
+    k_distance.mkdir(parents=True, exist_ok=True)
+    record: dict[str, Any] = {}
+    points = {"gamma": (0.0, 0.0), cfg.k_distance.finite_label: cfg.k_distance.finite_k}
+    for label, k0 in points.items():
+        distance, on = state_distances(used, cells, np.asarray(k0, float))
+        trained = on & ~heldout
+        if not trained.any():
+            raise InputError(f"no trainable GW state lies on the k-point {label} {list(k0)} "
+                             "(params.yaml vae_gw.k_distance)")
+        # Validation states for early stopping: a seeded share of the trained k-point's states.
+        val = np.zeros(len(used), dtype=bool)
+        if cfg.split.val_fraction > 0 and trained.sum() >= 2:
+            labels = random_split_labels(list(ids[trained]), cfg.split.val_fraction,
+                                         cfg.split.seed + 1)
+            val[np.flatnonzero(trained)] = np.asarray(labels) == "test"
+        fit = trained & ~val
+        net, _ = fit_gw(
+            data.inputs[fit], data.target[fit],
+            data.inputs[val] if val.any() else None, data.target[val] if val.any() else None,
+            data.net_config, GWTrainParams(**dataclasses.asdict(cfg.gw.train)), k_distance,
+            name=f"gw_at_{label}", resume_root=fits,
+            metadata={"trained_k": list(k0), "label": label},
+        )
+        out[f"distance__{label}"] = distance
+        out[f"trained__{label}"] = trained
+        out[f"gw_net__{label}"] = predict_gw(net, data.inputs)
+        frame = pd.DataFrame({
+            "material_id": used["material_id"], "heldout": heldout,
+            "k_index": used["k_index"], "distance": distance, "trained": trained,
+            "abs_error": np.abs(out[f"gw_net__{label}"] - used["delta_gw"]).to_numpy(),
+        })
+        record[label] = {"k_fractional": [float(v) for v in k0],
+                         "n_fit": int(fit.sum()), "n_val": int(val.sum()),
+                         **k_distance_record(frame, cfg.k_distance.bin_width)}
+    out.to_csv(k_distance / "states.csv", index=False)
+    (k_distance / "k_distance.json").write_text(
+        json.dumps(plain_json(record), indent=2, sort_keys=True) + "\n")
+
+
+def stage_trajectory(cfg: TrajectoryConfig, *, path: Path, vae: Path, trajectory: Path) -> None:
+    """Fig. 3a-b: each path product's states encoded by the state VAE (μ, the latent
+    trajectory); μ interpolated between consecutive trajectory states at the k-points of the
+    dense K → M points and decoded; each generated state's R² (the code's) against the DFT
+    state there, and the reconstruction's. Writes ``trajectory.json`` (per material: R² of
+    each generated state, their means) and ``trajectory.npz`` (what the report draws)."""
+    import json
+
+    import numpy as np
+    import torch
+
+    from esrepro.dft.path_wavefunctions import PathWavefunctionProduct
+    from esrepro.papers.vae_gw.fig3 import interpolate_latents
+    from esrepro.papers.vae_gw.model import rotate_per_sample
+    from esrepro.papers.vae_gw.train import encode_latents, reconstruct
+    from esrepro.papers.vae_gw.train import reconstruction_r2 as code_r2
+    from esrepro.plain_json import plain_json
+    from esrepro.training.model_files import load_model
+
+    state_vae = load_model(vae / "vae_state.pt").eval()
+    latent = state_vae.config.latent
+    summary = pd.read_csv(path / "summary.csv", keep_default_na=False)
+    trajectory.mkdir(parents=True, exist_ok=True)
+    materials: dict[str, Any] = {}
+    arrays: dict[str, Any] = {}
+    done = []
+    for _, row in summary.iterrows():
+        material_id = row["material_id"]
+        if row["status"] == "failed":
+            materials[material_id] = {"status": "failed", "reason": row["reason"]}
+            continue
+        product = PathWavefunctionProduct.load(path / "products" / f"{material_id}.npz")
+        band = 0  # the product's one band (vae_gw.path.band_offset)
+        images = torch.from_numpy(np.asarray(product.states[:, band], np.float32))
+        mu = encode_latents(state_vae, images).numpy()[:, :latent]
+        on = product.trajectory
+        dense_rows = np.flatnonzero(product.dense)
+        dense_rows = dense_rows[np.argsort(product.arc[dense_rows], kind="stable")]
+        generated_mu = interpolate_latents(product.arc[on], mu[on], product.arc[dense_rows])
+        with torch.no_grad():
+            generated = state_vae.decode(torch.from_numpy(generated_mu.astype(np.float32)),
+                                         images.shape[-1])
+            _, _, frame = state_vae.encode_with_frame(images[dense_rows])
+            if frame is not None:  # table1 decodes in its canonical frame: the DFT state's
+                generated = rotate_per_sample(generated, -frame)
+        generated = generated.numpy()
+        true = images[dense_rows].numpy()
+        recon = reconstruct(state_vae, images[dense_rows]).numpy()
+        r2 = np.atleast_1d(code_r2(generated, true, per_state=True))
+        r2_recon = np.atleast_1d(code_r2(recon, true, per_state=True))
+        interpolated = ~on[dense_rows]
+        materials[material_id] = {
+            "status": "ok", "band_offset": int(product.band_offsets[band]),
+            "n_trajectory": int(on.sum()), "n_generated": int(len(dense_rows)),
+            "n_interpolated": int(interpolated.sum()),
+            "r2_generated_mean": float(r2.mean()),
+            "r2_interpolated_mean": float(r2[interpolated].mean()) if interpolated.any()
+            else float("nan"),
+            "r2_reconstructed_mean": float(r2_recon.mean()),
+            "r2_generated": [float(v) for v in r2],
+        }
+        done.append(material_id)
+        i = len(done) - 1
+        arrays.update({
+            f"m{i}_arc": product.arc, f"m{i}_trajectory": on, f"m{i}_mu": mu.astype(np.float32),
+            f"m{i}_dense": dense_rows, f"m{i}_generated_mu": generated_mu.astype(np.float32),
+            f"m{i}_r2": r2, f"m{i}_r2_recon": r2_recon,
+            # In-plane maps (summed over z) of the generated and true K -> M states.
+            f"m{i}_generated_map": generated.sum(axis=1).astype(np.float32),
+            f"m{i}_true_map": true.sum(axis=1).astype(np.float32),
+            f"m{i}_special_arc": product.special_arc,
+        })
+    ok = list(done)
+    record = {
+        "materials": materials,
+        "r2_generated_mean": float(np.mean([materials[m]["r2_generated_mean"] for m in ok]))
+        if ok else float("nan"),
+        "method": "mu interpolated linearly in arc length between consecutive trajectory "
+                  "states, decoded from z = mu",
+    }
+    (trajectory / "trajectory.json").write_text(
+        json.dumps(plain_json(record), indent=2, sort_keys=True) + "\n")
+    np.savez_compressed(trajectory / "trajectory.npz", materials=np.asarray(done, dtype=str),
+                        **arrays)
+
+
+def stage_evaluate(*, dft: Path, features: Path, vae: Path, gw: Path, k_distance: Path,
+                   trajectory: Path, metrics: Path, predictions: Path) -> None:
     """``metrics.json`` (:mod:`esrepro.papers.vae_gw.evaluate`: every model under both splits
     and on the held-out TMDs, the paired comparisons, the VAE's reconstruction R², parameter
-    counts beside the paper's, the ΔGW filter and material counts) and ``predictions.npz``
-    (what the report draws)."""
+    counts beside the paper's, the ΔGW filter and material counts; Fig. 3c's
+    ``k_distance_mae`` and Fig. 3a-b's ``generated_path_states``) and ``predictions.npz``
+    (what the report draws; Fig. 3's arrays prefixed ``kdist_`` and ``traj_``)."""
     import json
 
     import numpy as np
@@ -445,8 +678,13 @@ def stage_evaluate(*, dft: Path, features: Path, vae: Path, gw: Path, metrics: P
         "n_states": int(len(states)),
         "n_gw_states": int(len(frame)),
         "dft_core_hours": dft_core_hours(summary),
+        "k_distance_mae": json.loads((k_distance / "k_distance.json").read_text()),
+        "generated_path_states": json.loads((trajectory / "trajectory.json").read_text()),
     })
     write_json(metrics, results)
+    k_states = pd.read_csv(k_distance / "states.csv")
+    with np.load(trajectory / "trajectory.npz") as z:
+        traj = {f"traj_{name}": z[name] for name in z.files}
 
     order = states["state_id"].astype(str).to_numpy()
     position = {s: i for i, s in enumerate(order)}
@@ -474,6 +712,13 @@ def stage_evaluate(*, dft: Path, features: Path, vae: Path, gw: Path, metrics: P
         example_r2=np.atleast_1d(example_r2).astype(float),
         example_band_offset=states.loc[examples, "band_offset"].to_numpy(int),
         example_k_index=states.loc[examples, "k_index"].to_numpy(int),
+        kdist_material_id=k_states["material_id"].to_numpy().astype(str),
+        kdist_heldout=k_states["heldout"].to_numpy(bool),
+        kdist_k_index=k_states["k_index"].to_numpy(int),
+        kdist_delta_gw=k_states["delta_gw"].to_numpy(float),
+        **{f"kdist_{c.replace('__', '_')}": k_states[c].to_numpy()
+           for c in k_states.columns if "__" in c},
+        **traj,
     )
 
 
