@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from esrepro.config import load_params
-from esrepro.dft.gw_product import gw_versions
+from esrepro.dft.gw_product import GWSettings, gw_versions
 from esrepro.dft.kinds import kind_of
 from esrepro.dft.seeds import gw_product_kind
 
@@ -76,3 +76,25 @@ def test_unknown_product_is_refused():
                             capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 2
     assert "invalid choice: 'phonons'" in result.stderr
+
+
+def test_seed_status_counts_the_vae_gw_set(tmp_path, capsys):
+    """`esrepro seed status` finds the shipped G0W0 products of the default profile under the
+    keys the stage uses, and none in an empty cache."""
+    from esrepro.dft.seeds import Manifest, _print_gw_status
+
+    params = load_params(ROOT / "params.yaml")
+    manifest = Manifest.load(ROOT / "seeds")
+    n_default = params["vae_gw"]["n_materials"]
+    _print_gw_status(params, manifest, tmp_path / "empty-cache", [])
+    out = capsys.readouterr().out
+    kind = gw_product_kind(GWSettings.from_params(params["vae_gw"]["dft"]).to_dict(),
+                           gw_versions())
+    n_shipped = sum(len(a.products) for a in manifest.archives if a.kind == kind)
+    assert f"G0W0 products of the VAE-GW 2D set (156 materials, kind {kind}" in out
+    assert f"  shipped seed:    {n_shipped:>5}" in out
+    assert "  writable cache:      0" in out
+    assert f"VAE-GW selection (n_materials {n_default}): {n_default} of {n_default} finished" in out
+    # Without a vae_gw block there is nothing to count.
+    _print_gw_status({"dft": {}}, manifest, tmp_path, [])
+    assert capsys.readouterr().out == ""

@@ -741,8 +741,8 @@ def run_status(root: Path | None = None, seeds_dir: Path | None = None, *,
                table: bool = True) -> int:
     """Print what the shipped seed holds per kind, and how much of the DOSnp table the seeds
     and caches cover (ground states; band structures and Bandformer's selection when params
-    have a `bandformer` block). Exit 1 when an archive is missing or does not match the
-    manifest."""
+    have a `bandformer` block; G0W0 products of VAE-GW's 2D set with a `vae_gw` block).
+    Exit 1 when an archive is missing or does not match the manifest."""
     try:
         params, seed_dir, plain, cache_dir = _context(root, seeds_dir)
         manifest = Manifest.load(seed_dir, missing_ok=True)
@@ -777,6 +777,7 @@ def run_status(root: Path | None = None, seeds_dir: Path | None = None, *,
               "(left by an interrupted pack?)")
     if table:
         _print_table_status(params, manifest, cache_dir, plain)
+        _print_gw_status(params, manifest, cache_dir, plain)
     return 1 if damaged else 0
 
 
@@ -870,6 +871,35 @@ def _print_table_status(params, manifest: Manifest, cache_dir: Path, plain: list
     print(f"Bandformer selection (n_materials {selection.n_materials}, max_sites "
           f"{selection.max_sites}, subset_seed {selection.subset_seed}): {n_done} of "
           f"{len(chosen)} finished ({n_failed} of them recorded failures)")
+
+
+def _print_gw_status(params, manifest: Manifest, cache_dir: Path, plain: list[Path]) -> None:
+    """G0W0 products of VAE-GW's 2D set, in the seeded order its `n_materials` takes prefixes
+    of, and how many of the current profile's selection are finished."""
+    from esrepro.dft.gw_product import GWSettings, gw_cache_key, gw_versions
+    from esrepro.papers.vae_gw.structures import select_materials
+
+    block = params.get("vae_gw")
+    if block is None:
+        return
+    try:
+        settings = GWSettings.from_params(block["dft"], source="params.yaml vae_gw.dft")
+        materials = select_materials(0, int(block.get("subset_seed", 0)))
+        n_selected = int(block.get("n_materials", 0)) or len(materials)
+    except (ValueError, KeyError, TypeError) as err:
+        print(f"G0W0 products: not counted ({type(err).__name__}: {err})")
+        return
+    kind = gw_product_kind(settings.to_dict(), gw_versions())
+    found = coverage([gw_cache_key(m.atoms(), settings) for m in materials], kind, manifest,
+                     cache_dir, plain)
+    _print_coverage(f"G0W0 products of the VAE-GW 2D set ({len(materials)} materials, kind "
+                    f"{kind} = params vae_gw.dft; caches' gw/ folders):", found,
+                    cache_dir / GW_DIR, [p / GW_DIR for p in plain])
+    done = found.done
+    print(f"  finished in any: {sum(done):>5}  (first {_prefix(done)} of the seeded order: "
+          f"vae_gw.n_materials: {_prefix(done)} needs no new G0W0)")
+    print(f"VAE-GW selection (n_materials {n_selected}): {sum(done[:n_selected])} of "
+          f"{min(n_selected, len(done))} finished")
 
 
 def run_pack(root: Path | None = None, seeds_dir: Path | None = None, *,
