@@ -197,12 +197,13 @@ def test_the_vacuum_does_not_change_the_input(mos2_gw, mos2_waves) -> None:
 def test_path_states_are_the_grid_exports_states_at_shared_kpoints(mos2_gw, mos2_waves,
                                                                      tmp_path) -> None:
     """The path product (fixed density on Γ-K-M-Γ) is exported and scaled as the grid export:
-    at a k-point both hold, the same band has the same energy and the same |ψ|² grid."""
+    at a k-point both hold, the same band has the same energy and the same |ψ|² grid, and the
+    bands around the gap have the GW product's Kohn-Sham energies and vacuum level."""
     from esrepro.dft.path_wavefunctions import PathSettings, PathWavefunctionProduct
 
     _, _, gw = mos2_gw
     settings = PathSettings.from_wavefunctions(WAVES, n_kpoints=4, n_dense=3,
-                                               band_offsets=(-1, 0))
+                                               band_offsets=(-1, 0), eigenvalue_bands=(2, 2))
     cache = DFTCache(tmp_path / "cache" / "gw-path-wavefunctions")
     [record] = compute_products({"MoS2-2H": gw.atoms()}, settings, cache, ONE_RANK,
                                 progress=False)
@@ -213,6 +214,9 @@ def test_path_states_are_the_grid_exports_states_at_shared_kpoints(mos2_gw, mos2
     assert path.trajectory.sum() == 4 and path.dense.sum() == 3
     np.testing.assert_allclose(path.states.astype(float).max(axis=(2, 3, 4)), 1.0, atol=1e-3)
     assert path.meta["settings"] == settings.to_dict()
+    assert path.band_energy_offsets.tolist() == [-2, -1, 0, 1]
+    np.testing.assert_array_equal(path.band_energies[:, 1:3], path.energies)
+    assert path.vacuum_level == pytest.approx(gw.vacuum_level, abs=2e-3)
     waves = mos2_waves
     rows = waves.index()
     matched = 0
@@ -226,6 +230,9 @@ def test_path_states_are_the_grid_exports_states_at_shared_kpoints(mos2_gw, mos2
             assert path.energies[i, j] == pytest.approx(waves.energies[row], abs=2e-3)
             np.testing.assert_allclose(path.states[i, j].astype(float),
                                        waves.states[row].astype(float), atol=5e-3)
+        # The GW window is the same 2 + 2 bands around the gap.
+        assert path.band_energies_start == gw.band_start
+        np.testing.assert_allclose(path.band_energies[i], gw.e_dft[same[0]], atol=2e-3)
     assert matched >= 3  # Γ twice and K: GPAW's irreducible K of the 120° cell is (1/3, 1/3)
 
 

@@ -93,7 +93,8 @@ def tiny_repo(tmp_path_factory, repo_root: Path, mirror_dir: Path) -> Path:
                          gw_ecut_ev=10.0, gw_nbands=30, bands_below=2, bands_above=2)
     vae_gw["wavefunctions"].update(bands_per_side=3, z_window=9.0,
                                    super_state_windows_ev=[[-4.0, 0.0], [0.0, 3.0]])
-    vae_gw["path"].update(n_kpoints=4, n_generated=3)  # Γ, K, M, Γ; K, mid-KM, M
+    vae_gw["path"].update(n_kpoints=4, n_generated=3,  # Γ, K, M, Γ; K, mid-KM, M
+                          eigenvalue_bands=[2, 2])  # within bands_per_side
     # M is not on the 3x3x1 grid: the finite-momentum network trains at K instead.
     vae_gw["k_distance"].update(finite_k=[1 / 3, 1 / 3], finite_label="K")
     vae_gw["vae"]["train"].update(max_epochs=2, batch_size=16, patience=0)
@@ -247,12 +248,18 @@ def test_vae_gw_artifacts(tiny_repo: Path) -> None:
     figures = {p.name for p in (tiny_repo / "reports/vae_gw/figures").glob("*.png")}
     assert {"fig2b_mos2_reconstructions.png", "fig2c_gw_parity.png", "fig2d_mos2_bands.png",
             "fig3de_latent_space.png", "fig3a_latent_trajectory.png",
-            "fig3b_generated_states.png", "fig3c_k_distance.png"} <= figures
+            "fig3b_generated_states.png", "fig3c_k_distance.png", "fig3b_path_bands.png",
+            "fig3c_zone_map.png"} <= figures
     assert set(metrics["k_distance_mae"]) == {"gamma", "K"}
     assert metrics["k_distance_mae"]["gamma"]["heldout_tmds"]["n"] == n_heldout
+    # The held-out TMDs (hexagonal) on the zone map: their stars tile the 3x3 grid.
+    zone_map = metrics["k_distance_mae"]["gamma"]["kpoint_map"]
+    assert sum(e["multiplicity"] for e in zone_map["kpoints"]
+               if e["group"] == "heldout_tmds") == 9
     generated = metrics["generated_path_states"]["materials"]
     assert {m: r["n_generated"] for m, r in generated.items() if r["status"] == "ok"} == {
         "MoS2-2H": 3, "WS2-2H": 3, "CrS2-2H": 3}
+    assert all(r["gap_path_ev"] > 0 for r in generated.values())
     summary = (tiny_repo / "data/vae_gw/dft/summary.csv").read_text()
     assert summary.count("computed") + summary.count("failed") + summary.count("cached") == 5
     lock = yaml.safe_load((tiny_repo / "dvc.lock").read_text())

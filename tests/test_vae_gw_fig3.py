@@ -1,6 +1,7 @@
 """VAE-GW's Fig. 3 pieces without GPAW: k-space distances on known lattices, the Γ–K–M–Γ path
 and its dense K → M points, the path product's settings, key and file, the state scaling it
-shares with the grid export, the k-distance metrics and the latent interpolation."""
+shares with the grid export, the k-distance metrics, the unfolding of irreducible k-points onto
+the Brillouin zone (checked against GPAW's own reduction) and the latent interpolation."""
 
 from __future__ import annotations
 
@@ -20,13 +21,24 @@ from esrepro.dft.path_wavefunctions import (
 from esrepro.dft.wavefunction_grid import GridSampler, GridSpec
 from esrepro.dft.wavefunction_product import WavefunctionSettings
 from esrepro.layer_kspace import (
+    brillouin_zone,
     hexagonal_points,
     k_distance,
+    kpoint_star,
     lattice_point_group,
     path_kpoints,
     same_kpoint,
+    standard_cell,
+    zone_images,
 )
-from esrepro.papers.vae_gw.fig3 import interpolate_latents, k_distance_record, state_distances
+from esrepro.papers.vae_gw.fig3 import (
+    interpolate_latents,
+    k_distance_record,
+    kpoint_map,
+    star_points,
+    state_distances,
+    zone_corners,
+)
 
 A = 3.18
 HEX_120 = np.array([[A, 0, 0], [-A / 2, A * 3**0.5 / 2, 0], [0, 0, 20.0]])  # ASE's mx2 cell
@@ -120,7 +132,8 @@ def test_path_settings_come_from_the_grid_export_and_key_every_setting() -> None
     key = path_cache_key(atoms, settings, versions)
     assert key == path_cache_key(atoms, settings, {**versions, "ase": "3.27"})
     for change in ({"n_kpoints": 13}, {"n_dense": 8}, {"band_offsets": (0,)},
-                   {"ecut_ev": 350.0}, {"degenerate_tolerance_ev": 1e-2}):
+                   {"ecut_ev": 350.0}, {"degenerate_tolerance_ev": 1e-2},
+                   {"eigenvalue_bands": (3, 4)}):
         assert path_cache_key(atoms, dataclasses.replace(settings, **change), versions) != key
     assert path_cache_key(atoms, settings, {**versions, "gpaw": "26.8.0"}) != key
 
@@ -134,7 +147,8 @@ def _product(n_k: int = 4, n_z: int = 4, n_xy: int = 8) -> PathWavefunctionProdu
         special_arc=np.array([0.0, 1.0, 3.0]), n_ref=13, band_index=np.array([12]),
         energies=rng.random((n_k, 1)),
         states=rng.random((n_k, 1, n_z, n_xy, n_xy)).astype(np.float16),
-        state_maxima=rng.random((n_k, 1)), fermi_level=-4.2, meta={"a": 1},
+        state_maxima=rng.random((n_k, 1)), fermi_level=-4.2, band_energies_start=9,
+        band_energies=rng.random((n_k, 8)), vacuum_level=3.5, meta={"a": 1},
     )
 
 
@@ -143,10 +157,13 @@ def test_path_product_round_trips_and_refuses_damaged_files(tmp_path) -> None:
     product.save(tmp_path / "p.npz")
     again = PathWavefunctionProduct.load(tmp_path / "p.npz")
     for name in ("kpoints", "arc", "trajectory", "dense", "special_arc", "band_index",
-                 "energies", "states", "state_maxima"):
+                 "energies", "states", "state_maxima", "band_energies"):
         np.testing.assert_array_equal(getattr(again, name), getattr(product, name), name)
     assert again.fermi_level == -4.2 and again.meta == {"a": 1}
+    assert again.vacuum_level == 3.5 and again.band_energies_start == 9
     assert again.band_offsets.tolist() == [-1]
+    # n_ref 13: bands 9..16 are the 4 valence and 4 conduction bands around the gap.
+    assert again.band_energy_offsets.tolist() == [-4, -3, -2, -1, 0, 1, 2, 3]
     (tmp_path / "bad.npz").write_bytes(b"not a zip")
     with pytest.raises(ValueError, match="damaged path wavefunction product file"):
         PathWavefunctionProduct.load(tmp_path / "bad.npz")
@@ -220,3 +237,113 @@ def test_latent_interpolation_is_linear_in_arc_length_and_exact_at_the_nodes() -
         interpolate_latents(arc, mu, np.array([3.5]))
     with pytest.raises(ValueError, match="must increase"):
         interpolate_latents(arc[::-1], mu, np.array([1.0]))
+
+
+# GPAW's irreducible k-points and weights of the Γ-centred 6×6×1 grid of MoS2-2H (120° cell, 12
+# symmetry operations with time reversal), as `gpaw.new.brillouin` reduces them (and as the GW
+# products list them): the live reduction is test_gpaw_reduction_is_what_the_stars_unfold.
+IBZ_6X6 = np.array([[0, 0], [1 / 6, 0], [1 / 3, -1 / 6], [1 / 3, 0], [1 / 3, 1 / 3],
+                    [1 / 2, 1 / 3], [1 / 2, 1 / 2]])
+WEIGHTS_6X6 = np.array([1, 6, 6, 6, 2, 12, 3]) / 36
+TO_60 = np.array([[1, 1], [0, 1]])  # fractional k of the 120° cell -> of the 60° cell
+
+
+def _unfolds_to_the_grid(ibz: np.ndarray, weights: np.ndarray, cell: np.ndarray, n: int) -> None:
+    stars = [kpoint_star(k, cell) for k in ibz]
+    np.testing.assert_array_equal([len(s) for s in stars], np.round(weights * n * n))
+    points = np.vstack(stars)
+    on_grid = np.round(points * n)
+    np.testing.assert_allclose(points * n, on_grid, atol=1e-9)
+    # Every point of the n×n grid exactly once.
+    assert sorted(map(tuple, (on_grid % n).astype(int).tolist())) == [
+        (i, j) for i in range(n) for j in range(n)]
+
+
+def test_irreducible_kpoints_unfold_to_the_whole_grid_with_gpaws_weights() -> None:
+    _unfolds_to_the_grid(IBZ_6X6, WEIGHTS_6X6, HEX_120, 6)
+    # The same k-points in the 60° cell (a2' = a1 + a2): k' = (k1, k1 + k2).
+    _unfolds_to_the_grid(IBZ_6X6 @ TO_60, WEIGHTS_6X6, HEX_60, 6)
+
+
+@pytest.mark.gpaw
+def test_gpaw_reduction_is_what_the_stars_unfold() -> None:
+    """GPAW's own reduction of the Γ-centred 6×6×1 grid, for a 2H, a 1T and a square layer."""
+    from gpaw.new.brillouin import MonkhorstPackKPoints
+    from gpaw.new.symmetry import create_symmetries_object
+
+    from esrepro.papers.vae_gw.structures import all_materials
+
+    for material_id in ("MoS2-2H", "TiS2-1T", "Fe2S2-FeSe"):
+        atoms = next(m for m in all_materials() if m.id == material_id).atoms(vacuum=7.5)
+        ibz = MonkhorstPackKPoints((6, 6, 1), shift=(1 / 12, 1 / 12, 0)).reduce(
+            create_symmetries_object(atoms))
+        assert ibz.weight_k.sum() == pytest.approx(1.0)
+        _unfolds_to_the_grid(ibz.kpt_kc[:, :2], ibz.weight_k, np.array(atoms.cell), 6)
+        if material_id == "MoS2-2H":
+            np.testing.assert_allclose(ibz.kpt_kc[:, :2], IBZ_6X6, atol=1e-12)
+            np.testing.assert_allclose(ibz.weight_k, WEIGHTS_6X6, atol=1e-12)
+
+
+def test_brillouin_zone_and_zone_images_of_known_lattices() -> None:
+    zone = brillouin_zone(HEX_120)
+    assert len(zone) == 6
+    np.testing.assert_allclose(np.linalg.norm(zone, axis=1), GAMMA_K, rtol=1e-12)
+    area = 0.5 * abs(np.sum(zone[:, 0] * np.roll(zone[:, 1], -1)
+                            - np.roll(zone[:, 0], -1) * zone[:, 1]))
+    assert area == pytest.approx((2 * np.pi) ** 2 / (A * A * 3**0.5 / 2))
+    square = brillouin_zone(SQUARE)
+    np.testing.assert_allclose(np.abs(square), np.pi / A, rtol=1e-12)
+    # K is a corner shared by three zones, M an edge shared by two; Γ and a general point lie
+    # inside once.
+    points = hexagonal_points(HEX_120)
+    assert len(zone_images(points["K"], HEX_120)) == 3
+    assert len(zone_images(points["M"], HEX_120)) == 2
+    assert len(zone_images(np.array([1 / 6, 0.0]), HEX_120)) == 1
+    np.testing.assert_allclose(np.linalg.norm(zone_images(points["M"], HEX_120), axis=1),
+                               GAMMA_M)
+    # The standard frame: a1 along x with |a1| = 1, whatever the input's orientation.
+    turn = np.array([[np.cos(0.3), np.sin(0.3), 0], [-np.sin(0.3), np.cos(0.3), 0], [0, 0, 1]])
+    np.testing.assert_allclose(standard_cell(HEX_120 @ turn), HEX_120[:2, :2] / A, atol=1e-12)
+
+
+def test_zone_map_pools_one_star_over_materials_of_any_size_and_cell_setting() -> None:
+    """Two hexagonal materials (different a, 120° and 60° cells) fall on the same 36 points in
+    units of 2π/a; a square one is left out; each star's MAE pools its states."""
+    other = HEX_60 * np.array([[1.1], [1.1], [1.0]])
+    rows = []
+    for material_id, ibz, heldout, error in (("a", IBZ_6X6, False, 0.1),
+                                             ("b", IBZ_6X6 @ TO_60, False, 0.3),
+                                             ("c", IBZ_6X6, True, 1.0),
+                                             ("sq", np.array([[0, 0], [0.5, 0]]), False, 9.0)):
+        for i, k in enumerate(ibz):
+            for band in range(2):  # two states per k-point
+                rows.append({"material_id": material_id, "heldout": heldout, "kx": k[0],
+                             "ky": k[1], "at_trained_k": i == 0,
+                             "abs_error": error * (i + 1) + 0.01 * band})
+    frame = pd.DataFrame(rows)
+    result = kpoint_map(frame, {"a": HEX_120, "b": other, "c": HEX_120, "sq": SQUARE})
+    assert result["left_out"] == ["sq"]
+    np.testing.assert_allclose(np.abs(zone_corners()).max(axis=0), [2 / 3, 1 / 3**0.5])
+    trainable = [e for e in result["kpoints"] if e["group"] == "trainable"]
+    heldout = [e for e in result["kpoints"] if e["group"] == "heldout_tmds"]
+    assert len(trainable) == len(heldout) == 7
+    assert sum(e["multiplicity"] for e in trainable) == 36
+    # Drawn points, all inside the hexagon: Γ once, M at its 6 edge midpoints, K at the 6
+    # corners, the rest 6 or 12.
+    drawn = [star_points(e["k_cartesian"]) for e in trainable]
+    assert sorted(map(len, drawn)) == [1, 6, 6, 6, 6, 6, 12]
+    zone = zone_corners()
+    assert max(np.linalg.norm(p, axis=1).max() for p in drawn) <= 2 / 3 + 1e-9
+    edges = (zone + np.roll(zone, -1, axis=0)) / 2  # the six M points
+    inside = [np.all(p @ edges.T <= (edges**2).sum(axis=1) + 1e-9) for p in drawn]
+    assert all(inside)
+    gamma = trainable[0]
+    assert gamma["k_cartesian"] == [0.0, 0.0] and gamma["at_trained_k"]
+    assert gamma["n"] == 4 and gamma["n_materials"] == 2
+    assert gamma["mae"] == pytest.approx((0.1 + 0.11 + 0.3 + 0.31) / 4)
+    assert not any(e["at_trained_k"] for e in trainable[1:])
+    k_point = next(e for e in trainable if e["multiplicity"] == 2)
+    np.testing.assert_allclose(k_point["k_cartesian"], [2 / 3, 0.0], atol=1e-12)
+    # K is the fifth irreducible point of both cells' lists.
+    assert k_point["mae"] == pytest.approx((0.5 + 0.51 + 1.5 + 1.51) / 4)
+    assert heldout[0]["mae"] == pytest.approx(1.005) and heldout[0]["n_materials"] == 1

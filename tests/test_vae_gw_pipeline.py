@@ -280,7 +280,12 @@ def synthetic_path(seed: int = 0) -> PathWavefunctionProduct:
         trajectory=trajectory, dense=dense, special_arc=np.array([0.0, 2.0, 3.0, 5.0]),
         n_ref=13, band_index=np.array([12]), energies=np.zeros((len(arc), 1)),
         states=np.array(states, dtype=np.float16), state_maxima=np.ones((len(arc), 1)),
-        fermi_level=0.0,
+        fermi_level=0.0, band_energies_start=11,
+        # Bands 11..14 (offsets -2..+1): the valence band tops out at arc 2 (K), the
+        # conduction band bottoms out at arc 3 (M), 1.5 eV apart.
+        band_energies=np.column_stack([-3 - np.abs(arc - 2), -1 - np.abs(arc - 2),
+                                       0.5 + np.abs(arc - 3), 2 + np.abs(arc - 3)]),
+        vacuum_level=4.0,
     )
 
 
@@ -342,7 +347,8 @@ def test_stages_from_products_to_metrics(products: Path) -> None:
                               fits=root / "fits")
     pipeline.stage_trajectory(
         TrajectoryConfig(path=PathParams(materials=("MoS2-2H", "WS2-2H", "CrS2-2H"),
-                                         n_kpoints=6, n_generated=6, band_offset=-1)),
+                                         n_kpoints=6, n_generated=6, band_offset=-1,
+                                         eigenvalue_bands=(2, 2))),
         path=root / "path", vae=root / "vae", trajectory=root / "trajectory")
     pipeline.stage_evaluate(dft=root / "dft", features=root / "features", vae=root / "vae",
                             gw=root / "gw", k_distance=root / "k_distance",
@@ -357,6 +363,10 @@ def test_stages_from_products_to_metrics(products: Path) -> None:
         assert r["trainable_other_k"]["n"] == 3 * 2 * 4 and r["heldout_tmds"]["n"] == 3 * 12
         assert r["n_trained_materials"] == 3
         assert sum(b["heldout_tmds"]["n"] for b in r["by_distance"]) == 3 * 12
+        # The synthetic cells are square: no material on the hexagonal zone map.
+        assert r["kpoint_map"]["left_out"] == ["A-2H", "B-1T", "C-GaS", "CrS2-2H", "MoS2-2H",
+                                                "WS2-2H"]
+        assert r["kpoint_map"]["kpoints"] == []
     k_states = pd.read_csv(root / "k_distance/states.csv")
     gamma = k_states[k_states["kx"].eq(0) & k_states["ky"].eq(0)]
     assert (gamma["distance__gamma"] == 0).all()
@@ -365,6 +375,8 @@ def test_stages_from_products_to_metrics(products: Path) -> None:
     assert gen["CrS2-2H"] == {"status": "failed", "reason": "SCF not converged"}
     assert gen["MoS2-2H"]["n_generated"] == 6 and gen["MoS2-2H"]["n_interpolated"] == 4
     assert len(gen["WS2-2H"]["r2_generated"]) == 6
+    assert gen["MoS2-2H"]["gap_path_ev"] == pytest.approx(1.5)
+    assert (gen["MoS2-2H"]["vbm_arc"], gen["MoS2-2H"]["cbm_arc"]) == (2.0, 3.0)
     assert metrics["n_materials"] == 7 and metrics["n_dft_failed"] == 1
     assert metrics["n_used"] == 6 and metrics["n_excluded"] == 1
     assert metrics["delta_gw_filter"]["n_dropped"] == 0
@@ -387,6 +399,10 @@ def test_stages_from_products_to_metrics(products: Path) -> None:
         assert list(z["traj_materials"]) == ["MoS2-2H", "WS2-2H"]
         assert z["traj_m0_generated_map"].shape == (6, N_XY, N_XY)
         assert z["traj_m1_mu"].shape == (10, 3)
+        # Bands from the vacuum level (4 eV above GPAW's zero here), with their offsets.
+        assert z["traj_m0_band_offsets"].tolist() == [-2, -1, 0, 1]
+        assert int(z["traj_m0_encoded_offset"]) == -1
+        np.testing.assert_allclose(z["traj_m0_bands"][:6, 1], -5 - np.abs(np.arange(6) - 2))
         # At K, M (trajectory points) the generated state is the VAE's reconstruction; between
         # them it is decoded from interpolated latents, so it differs.
         r2, recon = z["traj_m0_r2"], z["traj_m0_r2_recon"]

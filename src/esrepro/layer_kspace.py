@@ -116,3 +116,63 @@ def path_kpoints(cell: np.ndarray, labels: str, n_kpoints: int) -> tuple[np.ndar
     arc.append(start_arc)
     kpts = np.array(kpts)
     return np.column_stack([kpts, np.zeros(len(kpts))]), np.array(arc)
+
+
+def is_hexagonal(cell: np.ndarray) -> bool:
+    """Whether the in-plane lattice is hexagonal (`hexagonal_points`' test)."""
+    try:
+        hexagonal_points(cell)
+    except ValueError:
+        return False
+    return True
+
+
+def kpoint_star(k: np.ndarray, cell: np.ndarray) -> np.ndarray:
+    """The distinct fractional k-points (m, 2) of the star of `k` under `lattice_point_group`,
+    modulo the reciprocal lattice, each in [0, 1): the full-zone points an irreducible k-point
+    stands for; m is its multiplicity (GPAW's k-point weight × the grid's point count)."""
+    k = np.asarray(k, float).ravel()[:2]
+    images = k @ lattice_point_group(cell)  # (ops, 2)
+    images -= np.floor(images + K_TOLERANCE)  # into [0, 1), a coordinate of ~1 counted as 0
+    out: list[np.ndarray] = []
+    for p in images:
+        if not any(np.all(np.abs(p - q) < K_TOLERANCE) for q in out):
+            out.append(p)
+    return np.array(out)
+
+
+def zone_images(k: np.ndarray, cell: np.ndarray) -> np.ndarray:
+    """Cartesian points (Å⁻¹, (m, 2)) of the fractional `k` inside the first Brillouin zone:
+    the shortest of k + G, all of them where k lies on the zone boundary (a K corner or an M
+    edge point is drawn at every equivalent place)."""
+    k = np.asarray(k, float).ravel()[:2]
+    b = reciprocal_2d(cell)
+    shifts = np.array(list(itertools.product(range(-2, 3), repeat=2)), float)
+    cart = (k - np.round(k) + shifts) @ b
+    length = np.linalg.norm(cart, axis=1)
+    scale = float(np.linalg.norm(b, axis=1).max())
+    return cart[length < length.min() + K_TOLERANCE * scale]
+
+
+def brillouin_zone(cell: np.ndarray) -> np.ndarray:
+    """Corners (Å⁻¹, (n, 2), counter-clockwise) of the 2D lattice's first Brillouin zone, the
+    Wigner–Seitz cell of the reciprocal lattice: a hexagon for a hexagonal lattice."""
+    from scipy.spatial import Voronoi
+
+    b = reciprocal_2d(cell)
+    shifts = np.array(list(itertools.product(range(-2, 3), repeat=2)), float)
+    voronoi = Voronoi(shifts @ b)
+    origin = int(np.flatnonzero(np.all(shifts == 0, axis=1))[0])
+    corners = voronoi.vertices[voronoi.regions[voronoi.point_region[origin]]]
+    angle = np.arctan2(corners[:, 1], corners[:, 0])
+    return corners[np.argsort(angle)]
+
+
+def standard_cell(cell: np.ndarray) -> np.ndarray:
+    """The in-plane cell (2, 2) rotated so that a1 lies along +x and scaled to |a1| = 1: its
+    reciprocal vectors / 2π are Cartesian k in units of 2π/a, the same frame for every
+    material of one lattice type whatever its lattice constant or orientation."""
+    a = np.asarray(cell, float)[:2, :2]
+    n = float(np.linalg.norm(a[0]))
+    c, s = a[0] / n
+    return a @ np.array([[c, -s], [s, c]]) / n

@@ -10,6 +10,11 @@ the same `GridSampler`, degenerate states (within `degenerate_tolerance_ev` amon
 divided by its maximum (`state_grids`). So a path state at a grid k-point is the grid export's
 state, and the state VAE reads both alike.
 
+Beside the exported band, the PBE eigenvalues of `eigenvalue_bands` = (valence, conduction)
+bands around the gap at every path k-point (`band_energies`, Fig. 3b's band structure), and
+the ground state's `vacuum_level` (`esrepro.dft.gw_engine.vacuum_level`, as the GW product's):
+the state table measures energies from the vacuum level, and so can the bands.
+
 The k-points: `n_kpoints` along the whole path (the latent trajectory of the paper's Fig. 3a),
 then `n_dense` evenly spaced on the segment `dense_segment` (K → M: the k-points where Fig. 3b's
 generated states are compared with DFT), those already on the trajectory not repeated.
@@ -43,7 +48,7 @@ from esrepro.layer_kspace import K_TOLERANCE, hexagonal_points, path_kpoints, re
 
 #: Name of this product kind (cache keys, task files, failure records, product files).
 PATH_WAVEFUNCTIONS = "gw-path-wavefunctions"
-PATH_FORMAT = 1
+PATH_FORMAT = 2  # 2: band_energies and vacuum_level
 
 #: Fields shared with `WavefunctionSettings`: the ground state and how a state is exported.
 _EXPORT_FIELDS = (*_GROUND_STATE_FIELDS, "bands_per_side", "n_z", "n_xy", "z_window",
@@ -75,6 +80,8 @@ class PathSettings:
     dense_segment: str = "KM"
     n_dense: int = 15
     band_offsets: tuple[int, ...] = (-1,)
+    #: Bands below and above the gap whose eigenvalues are kept (within `bands_per_side`).
+    eigenvalue_bands: tuple[int, int] = (4, 4)
 
     @classmethod
     def from_wavefunctions(cls, export: WavefunctionSettings, **path: Any) -> PathSettings:
@@ -127,6 +134,7 @@ class PathSettings:
         data = asdict(self)
         data["kpts"] = list(self.kpts)
         data["band_offsets"] = list(self.band_offsets)
+        data["eigenvalue_bands"] = list(self.eigenvalue_bands)
         return data
 
     @classmethod
@@ -134,6 +142,7 @@ class PathSettings:
         data = dict(data)
         data["kpts"] = tuple(data["kpts"])
         data["band_offsets"] = tuple(data["band_offsets"])
+        data["eigenvalue_bands"] = tuple(data["eigenvalue_bands"])
         return cls(**{f.name: data[f.name] for f in fields(cls)})
 
     def key_dict(self) -> dict[str, Any]:
@@ -153,7 +162,8 @@ def path_cache_key(atoms: Atoms, settings: PathSettings,
 
 @dataclass
 class PathWavefunctionProduct:
-    """States of a few bands along the path on the `GridSpec` grid, each / its max."""
+    """States of a few bands along the path on the `GridSpec` grid, each / its max, and the
+    eigenvalues of the bands around the gap."""
 
     numbers: np.ndarray
     cell: np.ndarray
@@ -169,11 +179,19 @@ class PathWavefunctionProduct:
     states: np.ndarray  # (n_k, n_bands, n_z, n_xy, n_xy) float16, |ψ|² / max
     state_maxima: np.ndarray  # (n_k, n_bands)
     fermi_level: float
+    band_energies_start: int  # 0-based band of band_energies' first column
+    band_energies: np.ndarray  # (n_k, n_window) eV (GPAW's zero), PBE, bands around the gap
+    vacuum_level: float  # eV (GPAW's zero), the ground state's, as the GW product's
     meta: dict[str, Any] = field(default_factory=dict)
 
     @property
     def band_offsets(self) -> np.ndarray:
         return self.band_index - self.n_ref
+
+    @property
+    def band_energy_offsets(self) -> np.ndarray:
+        """Each `band_energies` column's band from the gap (-1: highest valence band)."""
+        return self.band_energies_start + np.arange(self.band_energies.shape[1]) - self.n_ref
 
     def save(self, path: Path) -> None:
         path = Path(path)
@@ -193,6 +211,9 @@ class PathWavefunctionProduct:
                 energies=self.energies.astype(np.float64), states=self.states.astype(np.float16),
                 state_maxima=self.state_maxima.astype(np.float64),
                 fermi_level=np.array([self.fermi_level], np.float64),
+                band_energies_start=np.array([self.band_energies_start], np.int32),
+                band_energies=self.band_energies.astype(np.float64),
+                vacuum_level=np.array([self.vacuum_level], np.float64),
                 meta=np.frombuffer(json.dumps(self.meta, sort_keys=True).encode(),
                                    dtype=np.uint8),
             )
@@ -212,12 +233,18 @@ class PathWavefunctionProduct:
                     n_ref=int(z["n_ref"][0]), band_index=z["band_index"].astype(int),
                     energies=z["energies"], states=z["states"], state_maxima=z["state_maxima"],
                     fermi_level=float(z["fermi_level"][0]),
+                    band_energies_start=int(z["band_energies_start"][0]),
+                    band_energies=z["band_energies"],
+                    vacuum_level=float(z["vacuum_level"][0]),
                     meta=json.loads(bytes(z["meta"]).decode()),
                 )
             if product.states.shape[:2] != (len(product.kpoints), len(product.band_index)):
                 raise ValueError(f"state grids {product.states.shape[:2]} for "
                                  f"{len(product.kpoints)} k-points x "
                                  f"{len(product.band_index)} bands")
+            if len(product.band_energies) != len(product.kpoints):
+                raise ValueError(f"band energies at {len(product.band_energies)} of "
+                                 f"{len(product.kpoints)} k-points")
             return product
         except _DAMAGED_FILE_ERRORS as err:
             reason = " ".join(str(err).split()) or type(err).__name__
@@ -266,6 +293,7 @@ def run_path_export(atoms: Atoms, settings: PathSettings,
         _converge,
         build_gw_calculator,
         n_reference_bands,
+        vacuum_level,
     )
 
     clock = _Clock()
@@ -278,12 +306,19 @@ def run_path_export(atoms: Atoms, settings: PathSettings,
     if first < 0 or any(not first <= n < stop for n in wanted):
         raise ValueError(f"band offsets {list(settings.band_offsets)} must lie within "
                          f"bands_per_side={settings.bands_per_side} of the gap (n_ref {n_ref})")
+    below, above = settings.eigenvalue_bands
+    e_start, e_stop = n_ref - below, n_ref + above
+    if below < 1 or above < 0 or e_start < first or e_stop > stop:
+        raise ValueError(f"eigenvalue_bands {list(settings.eigenvalue_bands)}: at least one "
+                         f"valence band, at most bands_per_side={settings.bands_per_side} each "
+                         f"side (n_ref {n_ref})")
     ground = settings.ground_state()
     calc = build_gw_calculator(ground, txt)
     scf = layer.copy()
     scf.calc = calc
     _converge(scf, ground)
     iterations = _scf_iterations(calc)
+    vacuum = vacuum_level(calc)
     scf_wall, scf_cpu = clock.lap()
     path = calc.fixed_density(
         kpts=kpoints, symmetry="off", nbands=stop + BUFFER_BANDS,
@@ -313,6 +348,7 @@ def run_path_export(atoms: Atoms, settings: PathSettings,
         n_ref=n_ref, band_index=np.array(wanted), energies=eps[:, wanted],
         states=np.array(states, dtype=np.float16), state_maxima=np.array(maxima),
         fermi_level=float(calc.get_fermi_level()),
+        band_energies_start=e_start, band_energies=eps[:, e_start:e_stop], vacuum_level=vacuum,
         meta={
             "product": PATH_WAVEFUNCTIONS,
             "grid_shape_gpaw": [int(n) for n in path.dft.density.nt_sR.desc.size],

@@ -188,16 +188,22 @@ class PathParams:
     """Fig. 3a-b: the band ``band_offset`` (from the gap: -1 the highest valence band) of
     ``materials`` (hexagonal, held out of VAE training) along Γ–K–M–Γ: ``n_kpoints`` states on
     the latent trajectory, and ``n_generated`` states decoded along K → M, each compared with
-    the DFT state at its k."""
+    the DFT state at its k; ``eigenvalue_bands`` (valence, conduction) bands around the gap
+    keep their PBE eigenvalues at every path k-point (Fig. 3b's band structure)."""
 
     materials: tuple[str, ...] = param()
     n_kpoints: int = param(minimum=4)  # Γ, K, M, Γ at least
     n_generated: int = param(minimum=2)
     band_offset: int
+    eigenvalue_bands: tuple[int, ...] = param()
 
     def __post_init__(self) -> None:
         if not self.materials:
             raise ConfigError("params.yaml vae_gw.path.materials: name at least one material")
+        bands = self.eigenvalue_bands
+        if len(bands) != 2 or bands[0] < 1 or bands[1] < 0:
+            raise ConfigError("params.yaml vae_gw.path.eigenvalue_bands: expected [valence, "
+                              f"conduction] with at least one valence band, got {list(bands)}")
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,8 @@ its k-point from the trained one (`esrepro.layer_kspace.k_distance`: Å⁻¹, mi
 the k-point's symmetry star), in its material's own reciprocal lattice. Errors are pooled in
 distance bins: the trainable materials' states at other k-points (the trained k-point's states
 are the training set), and every state of the held-out TMDs (materials no network saw).
+The zone map (`kpoint_map`) pools the same errors per k-point star over the hexagonal
+materials and unfolds each irreducible k-point onto its star inside the Brillouin zone.
 
 **Fig. 3a-b.** Path states are encoded to μ; between the trajectory's consecutive states μ is
 interpolated linearly in the arc length along the path, and decoded at the k-points of the dense
@@ -25,7 +27,21 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from esrepro.layer_kspace import k_distance, same_kpoint
+from esrepro.layer_kspace import (
+    brillouin_zone,
+    is_hexagonal,
+    k_distance,
+    kpoint_star,
+    reciprocal_2d,
+    same_kpoint,
+    standard_cell,
+    zone_images,
+)
+
+#: Two unfolded k-points (units of 2π/a) closer than this are the same point of the zone map.
+MAP_TOLERANCE = 1e-4
+#: The cell (|a1| = 1, a1 along x) whose frame the zone map draws every hexagonal material in.
+HEXAGONAL_FRAME = np.array([[1.0, 0.0], [-0.5, 3**0.5 / 2]])
 
 
 def state_distances(states: pd.DataFrame, cells: Mapping[str, np.ndarray], k0: np.ndarray
@@ -106,6 +122,92 @@ def k_distance_record(frame: pd.DataFrame, bin_width: float) -> dict[str, Any]:
         **spearman,
         "n_trained_materials": int(frame.loc[~heldout & trained, "material_id"].nunique()),
     }
+
+
+def star_points(k_cartesian: np.ndarray, cell: np.ndarray = HEXAGONAL_FRAME) -> np.ndarray:
+    """Every point (m, 2) inside the first zone of the star of the k-point `k_cartesian`, both in
+    units of 2π/a of `cell` (|a1| = 1, a `standard_cell`): a point on the zone's edge at each
+    of its places, so K is drawn at all six corners and M at all six edge midpoints."""
+    b = reciprocal_2d(cell) / (2 * np.pi)
+    k = np.asarray(k_cartesian, float).ravel()[:2] @ np.linalg.inv(b)
+    return np.vstack([zone_images(p, cell) for p in kpoint_star(k, cell)]) / (2 * np.pi)
+
+
+def zone_corners(cell: np.ndarray = HEXAGONAL_FRAME) -> np.ndarray:
+    """The first Brillouin zone's corners (n, 2) of `cell` (|a1| = 1) in units of 2π/a."""
+    return brillouin_zone(cell) / (2 * np.pi)
+
+
+def _wedge_point(points: np.ndarray) -> np.ndarray:
+    # A star's point in the irreducible wedge Γ-K-M (0° to 30°, K along +x).
+    angle = np.degrees(np.arctan2(points[:, 1], points[:, 0]))
+    inside = np.flatnonzero((angle > -1e-6) & (angle < 30 + 1e-6))
+    return points[inside[0] if len(inside) else 0]
+
+
+def kpoint_map(frame: pd.DataFrame, cells: Mapping[str, np.ndarray]) -> dict[str, Any]:
+    """Fig. 3c's Brillouin-zone map of one network: the MAE per k-point star, pooled over the
+    states of the hexagonal materials.
+
+    ``frame``: every used GW state with columns material_id, heldout, kx, ky (fractional, the
+    irreducible k-point), at_trained_k (its k-point is on the trained one's star), abs_error.
+    Each material's k-points are taken to its `standard_cell` (Cartesian, units of 2π/a, a1
+    along x), where the same star of every hexagonal material falls on the same points.
+    Returns ``kpoints``: per group (``trainable``: every state of the trainable materials, the
+    trained k-point's included; ``heldout_tmds``) and star: ``k_cartesian`` (its point in the
+    wedge Γ–K–M; `star_points` unfolds it onto the zone), ``multiplicity`` (its distinct points
+    modulo the reciprocal lattice: GPAW's k-point weight × the grid's point count), ``mae``,
+    ``rmse``, ``n`` states, ``n_materials``, ``at_trained_k``; and ``left_out``, the materials
+    that are not hexagonal (their zone is another shape)."""
+    stars: list[dict[str, Any]] = []  # points (m, 2) and multiplicity of each star met
+    star_of = np.full(len(frame), -1)
+    left_out = []
+    k_frac = frame[["kx", "ky"]].to_numpy(float)
+    for material_id, rows in frame.groupby("material_id", sort=True).indices.items():
+        cell = cells[material_id]
+        if not is_hexagonal(cell):
+            left_out.append(str(material_id))
+            continue
+        std = standard_cell(cell)
+        b = reciprocal_2d(std) / (2 * np.pi)
+        _, first = np.unique(np.round(k_frac[rows], 6), axis=0, return_index=True)
+        for k in k_frac[rows][np.sort(first)]:
+            points = star_points(k @ b, std)
+            multiplicity = len(kpoint_star(k, std))
+            match = [i for i, s in enumerate(stars)
+                     if np.min(np.linalg.norm(s["points"] - points[0], axis=1)) < MAP_TOLERANCE]
+            if match:
+                index = match[0]
+                if stars[index]["multiplicity"] != multiplicity:
+                    raise ValueError(f"{material_id}: the star of {k.tolist()} has "
+                                     f"{multiplicity} points, another material's "
+                                     f"{stars[index]['multiplicity']}")
+            else:
+                index = len(stars)
+                stars.append({"points": points, "multiplicity": multiplicity})
+            star_of[rows[np.all(np.abs(k_frac[rows] - k) < 1e-6, axis=1)]] = index
+    err = frame["abs_error"].to_numpy(float)
+    heldout = frame["heldout"].astype(bool).to_numpy()
+    at_trained = frame["at_trained_k"].astype(bool).to_numpy()
+    material = frame["material_id"].astype(str).to_numpy()
+    wedge = [_wedge_point(s["points"]) for s in stars]
+    order = sorted(range(len(stars)), key=lambda i: (round(float(np.hypot(*wedge[i])), 6),
+                                                     round(float(np.arctan2(*wedge[i][::-1])),
+                                                           6)))
+    entries = []
+    for group, rows in (("trainable", ~heldout), ("heldout_tmds", heldout)):
+        for index in order:
+            inside = rows & (star_of == index)
+            if inside.any():
+                entries.append({
+                    "group": group,
+                    "k_cartesian": (np.round(wedge[index], 9) + 0.0).tolist(),  # no -0.0
+                    "multiplicity": stars[index]["multiplicity"], **_error(err[inside]),
+                    "n_materials": int(len(set(material[inside]))),
+                    "at_trained_k": bool(at_trained[inside].any()),
+                })
+    return {"frame": "Cartesian k in units of 2π/a, a1 along x", "kpoints": entries,
+            "left_out": sorted(left_out)}
 
 
 def interpolate_latents(arc: np.ndarray, mu: np.ndarray, at: np.ndarray) -> np.ndarray:

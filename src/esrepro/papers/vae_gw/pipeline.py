@@ -137,6 +137,7 @@ def stage_wavefunctions(cfg: WavefunctionsConfig, *, dft: Path, wavefunctions: P
 
 def stage_path(cfg: PathConfig, *, dft: Path, path: Path) -> None:
     """Fig. 3a-b's DFT: |ψ|² of one band along Γ–K–M–Γ of each material of ``vae_gw.path``
+    and the eigenvalues of ``eigenvalue_bands`` around the gap
     (its GW product's relaxed structure, the wavefunction export's ground state and grid; a
     fixed-density run on the path; farmed through the local cache,
     :mod:`esrepro.dft.path_wavefunctions`), copied to ``path/products``, with
@@ -152,7 +153,8 @@ def stage_path(cfg: PathConfig, *, dft: Path, path: Path) -> None:
     p = cfg.path
     settings = PathSettings.from_wavefunctions(export, n_kpoints=p.n_kpoints,
                                                n_dense=p.n_generated,
-                                               band_offsets=(p.band_offset,))
+                                               band_offsets=(p.band_offset,),
+                                               eigenvalue_bands=tuple(p.eigenvalue_bands))
     summary = pd.read_csv(dft / "summary.csv", keep_default_na=False).set_index("material_id")
     rows: dict[str, dict[str, Any]] = {}
     structures = {}
@@ -467,14 +469,15 @@ def stage_k_distance(cfg: KDistanceConfig, *, dft: Path, features: Path, vae: Pa
     ``vae_gw.k_distance.finite_k``; ``val_fraction`` of those states stop it early. Writes the
     networks (``gw_at_<label>.pt``), ``states.csv`` (every used GW state: distance from each
     trained k-point, trained or not, each network's ΔGW) and ``k_distance.json``
-    (:func:`esrepro.papers.vae_gw.fig3.k_distance_record` per network)."""
+    (:func:`esrepro.papers.vae_gw.fig3.k_distance_record` per network, with its zone map
+    :func:`~esrepro.papers.vae_gw.fig3.kpoint_map` under ``kpoint_map``)."""
     import json
 
     import numpy as np
 
     from esrepro.dft.gw_product import GWProduct
     from esrepro.errors import InputError
-    from esrepro.papers.vae_gw.fig3 import k_distance_record, state_distances
+    from esrepro.papers.vae_gw.fig3 import k_distance_record, kpoint_map, state_distances
     from esrepro.papers.vae_gw.train import GWTrainParams, fit_gw, predict_gw
     from esrepro.plain_json import plain_json
     from esrepro.splits import random_split_labels
@@ -520,7 +523,10 @@ def stage_k_distance(cfg: KDistanceConfig, *, dft: Path, features: Path, vae: Pa
         })
         record[label] = {"k_fractional": [float(v) for v in k0],
                          "n_fit": int(fit.sum()), "n_val": int(val.sum()),
-                         **k_distance_record(frame, cfg.k_distance.bin_width)}
+                         **k_distance_record(frame, cfg.k_distance.bin_width),
+                         "kpoint_map": kpoint_map(frame.assign(
+                             kx=used["kx"].to_numpy(float), ky=used["ky"].to_numpy(float),
+                             at_trained_k=on), cells)}
     out.to_csv(k_distance / "states.csv", index=False)
     (k_distance / "k_distance.json").write_text(
         json.dumps(plain_json(record), indent=2, sort_keys=True) + "\n")
@@ -531,7 +537,8 @@ def stage_trajectory(cfg: TrajectoryConfig, *, path: Path, vae: Path, trajectory
     trajectory); μ interpolated between consecutive trajectory states at the k-points of the
     dense K → M points and decoded; each generated state's R² (the code's) against the DFT
     state there, and the reconstruction's. Writes ``trajectory.json`` (per material: R² of
-    each generated state, their means) and ``trajectory.npz`` (what the report draws)."""
+    each generated state, their means, the PBE gap along the path) and ``trajectory.npz``
+    (what the report draws, with the path's band energies from the vacuum level)."""
     import json
 
     import numpy as np
@@ -586,6 +593,7 @@ def stage_trajectory(cfg: TrajectoryConfig, *, path: Path, vae: Path, trajectory
             else float("nan"),
             "r2_reconstructed_mean": float(r2_recon.mean()),
             "r2_generated": [float(v) for v in r2],
+            **path_gap(product),
         }
         done.append(material_id)
         i = len(done) - 1
@@ -597,6 +605,10 @@ def stage_trajectory(cfg: TrajectoryConfig, *, path: Path, vae: Path, trajectory
             f"m{i}_generated_map": generated.sum(axis=1).astype(np.float32),
             f"m{i}_true_map": true.sum(axis=1).astype(np.float32),
             f"m{i}_special_arc": product.special_arc,
+            # Fig. 3b's bands: eV from the vacuum level, as the state table's energies.
+            f"m{i}_bands": product.band_energies - product.vacuum_level,
+            f"m{i}_band_offsets": product.band_energy_offsets,
+            f"m{i}_encoded_offset": np.asarray(product.band_offsets[band]),
         })
     ok = list(done)
     record = {
@@ -610,6 +622,22 @@ def stage_trajectory(cfg: TrajectoryConfig, *, path: Path, vae: Path, trajectory
         json.dumps(plain_json(record), indent=2, sort_keys=True) + "\n")
     np.savez_compressed(trajectory / "trajectory.npz", materials=np.asarray(done, dtype=str),
                         **arrays)
+
+
+def path_gap(product) -> dict[str, Any]:
+    """The PBE gap along the path of a path product (lowest conduction minus highest valence
+    eigenvalue over its k-points, eV) and the arc length of each edge; {} without a conduction
+    band."""
+    import numpy as np
+
+    offsets = product.band_energy_offsets
+    valence = product.band_energies[:, offsets == -1]
+    conduction = product.band_energies[:, offsets == 0]
+    if not valence.size or not conduction.size:
+        return {}
+    top, bottom = int(np.argmax(valence[:, 0])), int(np.argmin(conduction[:, 0]))
+    return {"gap_path_ev": float(conduction[bottom, 0] - valence[top, 0]),
+            "vbm_arc": float(product.arc[top]), "cbm_arc": float(product.arc[bottom])}
 
 
 def stage_evaluate(*, dft: Path, features: Path, vae: Path, gw: Path, k_distance: Path,
