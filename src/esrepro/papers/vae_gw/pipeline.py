@@ -258,10 +258,10 @@ def stage_vae(cfg: VAEConfig, *, features: Path, vae: Path, fits: Path) -> None:
     from esrepro.errors import InputError
     from esrepro.papers.vae_gw.data import density_powers, vae_split
     from esrepro.papers.vae_gw.model import VAEConfig as NetworkConfig
-    from esrepro.papers.vae_gw.train import VAETrainParams, encode_latents, fit_vae
+    from esrepro.papers.vae_gw.train import encode_latents, fit_vae
 
     p = cfg.vae
-    train_params = VAETrainParams(**dataclasses.asdict(p.train))
+    train_params = p.train
     states = pd.read_csv(features / "states.csv")
     tensors = torch.load(features / "tensors.pt", weights_only=False)
     images = tensors["states"].float()
@@ -399,7 +399,6 @@ def stage_train(cfg: TrainConfig, *, features: Path, vae: Path, gw: Path, fits: 
     from esrepro.papers.vae_gw.model import assemble_inputs, input_layout
     from esrepro.papers.vae_gw.train import (
         DELTA_GW_WINDOW,
-        GWTrainParams,
         fit_gw,
         predict_gw,
     )
@@ -427,7 +426,7 @@ def stage_train(cfg: TrainConfig, *, features: Path, vae: Path, gw: Path, fits: 
         net, _ = fit_gw(
             inputs[train], target[train],
             inputs[val] if val.any() else None, target[val] if val.any() else None,
-            net_config, GWTrainParams(**dataclasses.asdict(cfg.gw.train)), gw,
+            net_config, cfg.gw.train, gw,
             name=f"gw_{split_name}", resume_root=fits,
             metadata={"split": split_name},
         )
@@ -448,7 +447,7 @@ def stage_train(cfg: TrainConfig, *, features: Path, vae: Path, gw: Path, fits: 
         net, _ = fit_gw(
             x[train], target[train], x[val] if val.any() else None,
             target[val] if val.any() else None, ablated,
-            GWTrainParams(**dataclasses.asdict(cfg.gw.train)), gw / "ablations",
+            cfg.gw.train, gw / "ablations",
             name=f"gw_without_{group}", resume_root=fits, metadata={"ablate": group},
         )
         out[f"gw_net_without_{group}__state_split"] = predict_gw(net, x)
@@ -478,7 +477,7 @@ def stage_k_distance(cfg: KDistanceConfig, *, dft: Path, features: Path, vae: Pa
     from esrepro.dft.gw_product import GWProduct
     from esrepro.errors import InputError
     from esrepro.papers.vae_gw.fig3 import k_distance_record, kpoint_map, state_distances
-    from esrepro.papers.vae_gw.train import GWTrainParams, fit_gw, predict_gw
+    from esrepro.papers.vae_gw.train import fit_gw, predict_gw
     from esrepro.plain_json import plain_json
     from esrepro.splits import random_split_labels
 
@@ -509,7 +508,7 @@ def stage_k_distance(cfg: KDistanceConfig, *, dft: Path, features: Path, vae: Pa
         net, _ = fit_gw(
             data.inputs[fit], data.target[fit],
             data.inputs[val] if val.any() else None, data.target[val] if val.any() else None,
-            data.net_config, GWTrainParams(**dataclasses.asdict(cfg.gw.train)), k_distance,
+            data.net_config, cfg.gw.train, k_distance,
             name=f"gw_at_{label}", resume_root=fits,
             metadata={"trained_k": list(k0), "label": label},
         )

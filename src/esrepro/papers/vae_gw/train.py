@@ -40,7 +40,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-from esrepro.checks import expect_devices
+from esrepro.papers.vae_gw.config import GWTrain, VAETrain
 from esrepro.papers.vae_gw.model import (
     VAE,
     GWNetConfig,
@@ -51,7 +51,6 @@ from esrepro.papers.vae_gw.model import (
 )
 from esrepro.plain_json import plain_json
 from esrepro.training import FitResult, fit_module, run_key, save_model
-from esrepro.typed_config import param
 
 log = logging.getLogger(__name__)
 
@@ -84,35 +83,9 @@ DELTA_GW_WINDOW: tuple[float, float] = (-5.0, 4.7)
 # --------------------------------------------------------------------------- params
 
 
-@dataclass(frozen=True)
-class VAETrainParams:
-    """Adam on eq. 1 (``beta``: the KL weight; the code's default 1.0, lr 1e-3)."""
-
-    max_epochs: int = param(minimum=1)
-    patience: int | None = param(minimum=0)  # 0 or null: no early stopping
-    batch_size: int = param(minimum=1)
-    lr: float = param(above=0.0)
-    beta: float = param(minimum=0.0)
-    start_at_mean: bool
-    seed: int
-    accelerator: str
-    devices: int | str = param(check=expect_devices)
-
-
-@dataclass(frozen=True)
-class GWTrainParams:
-    """SGD on the MSE of Delta GW (the code: lr 1e-3, momentum 0, batch 600, 58,000 epochs)."""
-
-    max_epochs: int = param(minimum=1)
-    patience: int | None = param(minimum=0)
-    batch_size: int = param(minimum=1)
-    lr: float = param(above=0.0)
-    momentum: float = param(minimum=0.0)
-    start_at_mean: bool
-    standardize_inputs: bool
-    seed: int
-    accelerator: str
-    devices: int | str = param(check=expect_devices)
+# The training params are the typed config's (one definition, checked where params are read).
+VAETrainParams = VAETrain
+GWTrainParams = GWTrain
 
 
 # --------------------------------------------------------------------------- targets, metrics
