@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from esrepro.cli import app
 from esrepro.dft.cost import describe_cost, dft_cost, summarize
-from esrepro.dft.product import read_product_meta
+from esrepro.dft.product import DFTProduct, read_product_meta
 from esrepro.targets import SnapshotError, snapshot_reference
 from test_spectra import make_product
 from test_targets import PAPER, make_repo
@@ -63,6 +63,32 @@ def test_products_without_a_time_are_counted_not_guessed(tmp_path: Path) -> None
     untimed = dft_cost(paths[1:])
     assert untimed["core_s_per_material"] is None
     assert "none records its time" in describe_cost(untimed)
+
+
+def test_step_laps_and_cpu_time_of_band_and_gw_products(tmp_path: Path) -> None:
+    # Meta as the band engine (rank 0's CPU) and the G0W0 engine (CPU summed over ranks) write it.
+    metas = {
+        "bands": {"mpi_ranks": 2, "timings": {"path_setup_wall_s": 100.0, "scf_wall_s": 1000.0,
+                                              "scf_cpu_s": 800.0, "path_wall_s": 3000.0,
+                                              "path_cpu_s": 2000.0}},
+        "gw": {"mpi_ranks": 2, "timings": {"relax_wall_s": 500.0, "relax_cpu_s": 400.0,
+                                           "relax_core_s": 900.0, "gw_wall_s": 2000.0,
+                                           "gw_cpu_s": 1500.0, "gw_core_s": 3000.0}},
+        "ground-state": {"mpi_ranks": 1, "wall_s": 1200.0},
+    }
+    paths = _write_products(tmp_path / "p", [(m, None, 1, "h") for m in metas])
+    for path, meta in zip(paths, metas.values(), strict=True):
+        product = DFTProduct.load(path)
+        product.meta = meta
+        product.save(path)
+    cost = dft_cost(paths)
+    wall_core_s = (100 + 1000 + 3000) * 2 + (500 + 2000) * 2 + 1200
+    assert cost["n_timed"] == 3
+    assert cost["core_hours"] == pytest.approx(wall_core_s / 3600, abs=1e-3)
+    assert cost["n_cpu_timed"] == 2  # the ground state records wall time only
+    assert cost["cpu_core_hours"] == pytest.approx(((800 + 2000) * 2 + 900 + 3000) / 3600,
+                                                   abs=1e-3)
+    assert "CPU 2.639 core-hours over 2" in describe_cost(cost)
 
 
 def test_damaged_product_is_named(tmp_path: Path) -> None:
