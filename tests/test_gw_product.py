@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from ase.build import bulk
 
-from esrepro.dft.band_product import BandSettings, band_cache_key
+from esrepro.dft.band_product import BandProduct, BandSettings, band_cache_key
 from esrepro.dft.cache import DFTCache
 from esrepro.dft.gw_engine import clear_gw_files, gw_name
 from esrepro.dft.gw_product import (
@@ -33,11 +33,12 @@ from esrepro.dft.wavefunction_grid import (
     scaled,
 )
 from esrepro.dft.wavefunction_product import (
+    WavefunctionProduct,
     WavefunctionSettings,
     wavefunction_cache_key,
 )
 from esrepro.papers.vae_gw.structures import all_materials
-from helpers import synthetic_gw_product
+from helpers import synthetic_band_product, synthetic_gw_product
 
 VERSIONS = {"product_format": "2", "gpaw": "26.7.0", "gpaw-data": "1.2.1", "ase": "3.29.0"}
 
@@ -192,8 +193,6 @@ def test_a_damaged_file_is_one_clear_line_naming_it(tmp_path, damage) -> None:
     elif damage == "garbage":
         path.write_bytes(b"not a zip file at all")
     elif damage == "foreign":
-        from helpers import synthetic_band_product
-
         synthetic_band_product(1.0, 1.7, 1.2).save(path)
     else:
         with np.load(path) as z:
@@ -212,6 +211,41 @@ def test_arrays_of_the_wrong_shape_are_refused(tmp_path) -> None:
     product.save(path)
     with pytest.raises(ValueError, match="do not have the shape"):
         GWProduct.load(path)
+
+
+def _tiny_waves() -> WavefunctionProduct:
+    gw = synthetic_gw_product()
+    n_k = len(gw.kpoints)
+    n = 2 * n_k
+    return WavefunctionProduct(
+        numbers=gw.numbers, cell=gw.cell, positions=gw.positions, kpoints=gw.kpoints,
+        k_weights=gw.k_weights, n_ref=gw.n_ref, k_index=np.repeat(np.arange(n_k), 2),
+        band_index=np.tile([gw.n_ref - 1, gw.n_ref], n_k), energies=np.zeros(n),
+        occupations=np.zeros(n), states=np.ones((n, 2, 3, 3), np.float16),
+        state_maxima=np.ones(n), density=np.ones((2, 3, 3)), density_max=1.0,
+        super_states=np.ones((1, 2, 3, 3)), super_maxima=np.ones(1), z_offsets=np.zeros(2),
+        energy_reference=0.0,
+    )
+
+
+@pytest.mark.parametrize("damage", ["truncated", "foreign"])
+@pytest.mark.parametrize("label", ["band product", "wavefunction product"])
+def test_other_tagged_kinds_name_a_damaged_or_foreign_file(tmp_path, label, damage) -> None:
+    # Every kind reads through `esrepro.dft.product_file`; the GW kind is covered above.
+    kind, own = {"band product": (BandProduct, synthetic_band_product(1.0, 1.7, 1.2)),
+                 "wavefunction product": (WavefunctionProduct, _tiny_waves())}[label]
+    path = tmp_path / "p.npz"
+    own.save(path)
+    if damage == "truncated":
+        path.write_bytes(path.read_bytes()[:-100])
+    else:
+        synthetic_gw_product().save(path)
+    with pytest.raises(ValueError) as info:
+        kind.load(path)
+    message = str(info.value)
+    assert message.startswith(f"damaged {label} file {path}: ")
+    if damage == "foreign":
+        assert message.endswith(f"not a {label}")
 
 
 # --- the sampling grid ---------------------------------------------------------------------

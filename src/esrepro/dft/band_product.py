@@ -22,7 +22,7 @@ import numpy as np
 from ase import Atoms
 
 from esrepro.checks import expect_int, expect_mapping, expect_number
-from esrepro.dft.product import _DAMAGED_FILE_ERRORS
+from esrepro.dft.product_file import open_product_file, write_product_file
 from esrepro.dft.settings import DFTSettings, code_versions
 from esrepro.kpath import ContinuousKPath
 from esrepro.structures import canonical_structure_hash
@@ -185,56 +185,46 @@ class BandProduct:
 
     def save(self, path: Path) -> None:
         """Write atomically (temporary file + rename), as `DFTProduct.save`."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        meta = {**self.meta, "kpath": self.kpath.to_json()}
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as fh:
-            np.savez_compressed(
-                fh,
-                product=np.frombuffer(BANDS.encode(), dtype=np.uint8),
-                numbers=self.numbers.astype(np.int16),
-                cell=self.cell.astype(np.float64),
-                positions=self.positions.astype(np.float64),
-                kpoints=self.kpoints.astype(np.float64),
-                segment_offsets=self.segment_offsets.astype(np.int32),
-                eigenvalues=self.eigenvalues.astype(np.float64),
-                bands=np.array([self.band_start, self.hob], dtype=np.int32),
-                scalars=np.array([self.fermi_level, self.n_electrons], dtype=np.float64),
-                scf_eigenvalues=self.scf_eigenvalues.astype(np.float64),
-                scf_occupations=self.scf_occupations.astype(np.float32),
-                scf_k_weights=self.scf_k_weights.astype(np.float64),
-                meta=np.frombuffer(json.dumps(meta, sort_keys=True).encode(), dtype=np.uint8),
-            )
-        tmp.replace(path)
+        write_product_file(
+            path,
+            {
+                "numbers": self.numbers.astype(np.int16),
+                "cell": self.cell.astype(np.float64),
+                "positions": self.positions.astype(np.float64),
+                "kpoints": self.kpoints.astype(np.float64),
+                "segment_offsets": self.segment_offsets.astype(np.int32),
+                "eigenvalues": self.eigenvalues.astype(np.float64),
+                "bands": np.array([self.band_start, self.hob], dtype=np.int32),
+                "scalars": np.array([self.fermi_level, self.n_electrons], dtype=np.float64),
+                "scf_eigenvalues": self.scf_eigenvalues.astype(np.float64),
+                "scf_occupations": self.scf_occupations.astype(np.float32),
+                "scf_k_weights": self.scf_k_weights.astype(np.float64),
+            },
+            {**self.meta, "kpath": self.kpath.to_json()},
+            tag=BANDS,
+        )
 
     @classmethod
     def load(cls, path: Path) -> BandProduct:
         """Read a product written by `save`; a damaged or foreign file raises ValueError."""
-        try:
-            with np.load(path) as z:
-                if bytes(z["product"]).decode() != BANDS:
-                    raise ValueError("not a band product")
-                meta = json.loads(bytes(z["meta"]).decode())
-                kpath = ContinuousKPath.from_json(meta.pop("kpath"))
-                band_start, hob = (int(x) for x in z["bands"])
-                fermi, n_electrons = (float(x) for x in z["scalars"])
-                return cls(
-                    numbers=z["numbers"].astype(int),
-                    cell=z["cell"],
-                    positions=z["positions"],
-                    kpoints=z["kpoints"],
-                    segment_offsets=z["segment_offsets"].astype(int),
-                    eigenvalues=z["eigenvalues"],
-                    band_start=band_start,
-                    hob=hob,
-                    fermi_level=fermi,
-                    n_electrons=n_electrons,
-                    scf_eigenvalues=z["scf_eigenvalues"],
-                    scf_occupations=z["scf_occupations"],
-                    scf_k_weights=z["scf_k_weights"],
-                    kpath=kpath,
-                    meta=meta,
-                )
-        except _DAMAGED_FILE_ERRORS as err:
-            raise ValueError(f"damaged band product file {path}: {err}") from err
+        with open_product_file(path, "band product", tag=BANDS) as (z, meta):
+            kpath = ContinuousKPath.from_json(meta.pop("kpath"))
+            band_start, hob = (int(x) for x in z["bands"])
+            fermi, n_electrons = (float(x) for x in z["scalars"])
+            return cls(
+                numbers=z["numbers"].astype(int),
+                cell=z["cell"],
+                positions=z["positions"],
+                kpoints=z["kpoints"],
+                segment_offsets=z["segment_offsets"].astype(int),
+                eigenvalues=z["eigenvalues"],
+                band_start=band_start,
+                hob=hob,
+                fermi_level=fermi,
+                n_electrons=n_electrons,
+                scf_eigenvalues=z["scf_eigenvalues"],
+                scf_occupations=z["scf_occupations"],
+                scf_k_weights=z["scf_k_weights"],
+                kpath=kpath,
+                meta=meta,
+            )

@@ -28,7 +28,7 @@ import numpy as np
 from ase import Atoms
 
 from esrepro.checks import expect_bool, expect_choice, expect_int, expect_mapping, expect_number
-from esrepro.dft.product import _DAMAGED_FILE_ERRORS
+from esrepro.dft.product_file import open_product_file, write_product_file
 from esrepro.dft.settings import _xc_error, code_versions
 from esrepro.structures import canonical_structure_hash
 
@@ -286,64 +286,54 @@ class GWProduct:
 
     def save(self, path: Path) -> None:
         """Write atomically (temporary file + rename), as the other products."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as fh:
-            np.savez_compressed(
-                fh,
-                product=np.frombuffer(GW.encode(), dtype=np.uint8),
-                numbers=self.numbers.astype(np.int16),
-                cell=self.cell.astype(np.float64),
-                positions=self.positions.astype(np.float64),
-                kpoints=self.kpoints.astype(np.float64),
-                k_weights=self.k_weights.astype(np.float64),
-                bands=np.array([self.band_start, self.n_ref], dtype=np.int32),
+        write_product_file(
+            path,
+            {
+                "numbers": self.numbers.astype(np.int16),
+                "cell": self.cell.astype(np.float64),
+                "positions": self.positions.astype(np.float64),
+                "kpoints": self.kpoints.astype(np.float64),
+                "k_weights": self.k_weights.astype(np.float64),
+                "bands": np.array([self.band_start, self.n_ref], dtype=np.int32),
                 **{name: getattr(self, name).astype(np.float64) for name in _STATE_ARRAYS},
-                orbital_character=self.orbital_character.astype(np.float32),
-                scalars=np.array([self.fermi_level, self.n_electrons, self.gap_dft,
-                                  self.gap_gw, self.vacuum_level], dtype=np.float64),
-                meta=np.frombuffer(json.dumps(self.meta, sort_keys=True).encode(),
-                                   dtype=np.uint8),
-            )
-        tmp.replace(path)
+                "orbital_character": self.orbital_character.astype(np.float32),
+                "scalars": np.array([self.fermi_level, self.n_electrons, self.gap_dft,
+                                     self.gap_gw, self.vacuum_level], dtype=np.float64),
+            },
+            self.meta,
+            tag=GW,
+        )
 
     @classmethod
     def load(cls, path: Path) -> GWProduct:
         """Read a product written by `save`; a damaged or foreign file raises ValueError with one
         line naming the file."""
-        try:
-            with np.load(path) as z:
-                if bytes(z["product"]).decode() != GW:
-                    raise ValueError("not a GW product")
-                band_start, n_ref = (int(x) for x in z["bands"])
-                fermi, n_electrons, gap_dft, gap_gw, vacuum = (float(x) for x in z["scalars"])
-                product = cls(
-                    numbers=z["numbers"].astype(int),
-                    cell=z["cell"],
-                    positions=z["positions"],
-                    kpoints=z["kpoints"],
-                    k_weights=z["k_weights"],
-                    band_start=band_start,
-                    n_ref=n_ref,
-                    **{name: z[name] for name in _STATE_ARRAYS},
-                    orbital_character=z["orbital_character"],
-                    fermi_level=fermi,
-                    n_electrons=n_electrons,
-                    gap_dft=gap_dft,
-                    gap_gw=gap_gw,
-                    vacuum_level=vacuum,
-                    meta=json.loads(bytes(z["meta"]).decode()),
-                )
+        with open_product_file(path, "GW product", tag=GW, one_line=True) as (z, meta):
+            band_start, n_ref = (int(x) for x in z["bands"])
+            fermi, n_electrons, gap_dft, gap_gw, vacuum = (float(x) for x in z["scalars"])
+            product = cls(
+                numbers=z["numbers"].astype(int),
+                cell=z["cell"],
+                positions=z["positions"],
+                kpoints=z["kpoints"],
+                k_weights=z["k_weights"],
+                band_start=band_start,
+                n_ref=n_ref,
+                **{name: z[name] for name in _STATE_ARRAYS},
+                orbital_character=z["orbital_character"],
+                fermi_level=fermi,
+                n_electrons=n_electrons,
+                gap_dft=gap_dft,
+                gap_gw=gap_gw,
+                vacuum_level=vacuum,
+                meta=meta,
+            )
             shape = (len(product.kpoints), product.e_dft.shape[1])
             bad = [n for n in _STATE_ARRAYS if getattr(product, n).shape != shape]
             if bad or product.orbital_character.shape != (*shape, len(ORBITALS)):
                 raise ValueError(f"arrays {bad or ['orbital_character']} do not have the "
                                  f"shape {shape} of (k-points, window bands)")
             return product
-        except _DAMAGED_FILE_ERRORS as err:
-            reason = " ".join(str(err).split()) or type(err).__name__
-            raise ValueError(f"damaged GW product file {path}: {reason}") from err
 
 
 def gw_cache(cache):

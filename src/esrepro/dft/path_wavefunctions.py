@@ -25,7 +25,6 @@ Never shipped (like the grid export): products live in ``<dft.cache>/gw-path-wav
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
@@ -36,7 +35,7 @@ import numpy as np
 from ase import Atoms
 
 from esrepro.dft.gw_product import GWSettings, layer_with_vacuum
-from esrepro.dft.product import _DAMAGED_FILE_ERRORS
+from esrepro.dft.product_file import open_product_file, write_product_file
 from esrepro.dft.wavefunction_grid import GridSampler, GridSpec, degenerate_groups, scaled
 from esrepro.dft.wavefunction_product import (
     _GROUND_STATE_FIELDS,
@@ -194,50 +193,45 @@ class PathWavefunctionProduct:
         return self.band_energies_start + np.arange(self.band_energies.shape[1]) - self.n_ref
 
     def save(self, path: Path) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as fh:
-            np.savez_compressed(
-                fh,
-                product=np.frombuffer(PATH_WAVEFUNCTIONS.encode(), dtype=np.uint8),
-                numbers=self.numbers.astype(np.int16), cell=self.cell.astype(np.float64),
-                positions=self.positions.astype(np.float64),
-                kpoints=self.kpoints.astype(np.float64), arc=self.arc.astype(np.float64),
-                trajectory=self.trajectory.astype(bool), dense=self.dense.astype(bool),
-                special_arc=self.special_arc.astype(np.float64),
-                n_ref=np.array([self.n_ref], np.int32),
-                band_index=self.band_index.astype(np.int32),
-                energies=self.energies.astype(np.float64), states=self.states.astype(np.float16),
-                state_maxima=self.state_maxima.astype(np.float64),
-                fermi_level=np.array([self.fermi_level], np.float64),
-                band_energies_start=np.array([self.band_energies_start], np.int32),
-                band_energies=self.band_energies.astype(np.float64),
-                vacuum_level=np.array([self.vacuum_level], np.float64),
-                meta=np.frombuffer(json.dumps(self.meta, sort_keys=True).encode(),
-                                   dtype=np.uint8),
-            )
-        tmp.replace(path)
+        write_product_file(
+            path,
+            {
+                "numbers": self.numbers.astype(np.int16), "cell": self.cell.astype(np.float64),
+                "positions": self.positions.astype(np.float64),
+                "kpoints": self.kpoints.astype(np.float64), "arc": self.arc.astype(np.float64),
+                "trajectory": self.trajectory.astype(bool), "dense": self.dense.astype(bool),
+                "special_arc": self.special_arc.astype(np.float64),
+                "n_ref": np.array([self.n_ref], np.int32),
+                "band_index": self.band_index.astype(np.int32),
+                "energies": self.energies.astype(np.float64),
+                "states": self.states.astype(np.float16),
+                "state_maxima": self.state_maxima.astype(np.float64),
+                "fermi_level": np.array([self.fermi_level], np.float64),
+                "band_energies_start": np.array([self.band_energies_start], np.int32),
+                "band_energies": self.band_energies.astype(np.float64),
+                "vacuum_level": np.array([self.vacuum_level], np.float64),
+            },
+            self.meta,
+            tag=PATH_WAVEFUNCTIONS,
+        )
 
     @classmethod
     def load(cls, path: Path) -> PathWavefunctionProduct:
         """Read a product written by `save`; a damaged or foreign file raises ValueError."""
-        try:
-            with np.load(path) as z:
-                if bytes(z["product"]).decode() != PATH_WAVEFUNCTIONS:
-                    raise ValueError("not a path wavefunction product")
-                product = cls(
-                    numbers=z["numbers"].astype(int), cell=z["cell"], positions=z["positions"],
-                    kpoints=z["kpoints"], arc=z["arc"], trajectory=z["trajectory"].astype(bool),
-                    dense=z["dense"].astype(bool), special_arc=z["special_arc"],
-                    n_ref=int(z["n_ref"][0]), band_index=z["band_index"].astype(int),
-                    energies=z["energies"], states=z["states"], state_maxima=z["state_maxima"],
-                    fermi_level=float(z["fermi_level"][0]),
-                    band_energies_start=int(z["band_energies_start"][0]),
-                    band_energies=z["band_energies"],
-                    vacuum_level=float(z["vacuum_level"][0]),
-                    meta=json.loads(bytes(z["meta"]).decode()),
-                )
+        with open_product_file(path, "path wavefunction product", tag=PATH_WAVEFUNCTIONS,
+                               one_line=True) as (z, meta):
+            product = cls(
+                numbers=z["numbers"].astype(int), cell=z["cell"], positions=z["positions"],
+                kpoints=z["kpoints"], arc=z["arc"], trajectory=z["trajectory"].astype(bool),
+                dense=z["dense"].astype(bool), special_arc=z["special_arc"],
+                n_ref=int(z["n_ref"][0]), band_index=z["band_index"].astype(int),
+                energies=z["energies"], states=z["states"], state_maxima=z["state_maxima"],
+                fermi_level=float(z["fermi_level"][0]),
+                band_energies_start=int(z["band_energies_start"][0]),
+                band_energies=z["band_energies"],
+                vacuum_level=float(z["vacuum_level"][0]),
+                meta=meta,
+            )
             if product.states.shape[:2] != (len(product.kpoints), len(product.band_index)):
                 raise ValueError(f"state grids {product.states.shape[:2]} for "
                                  f"{len(product.kpoints)} k-points x "
@@ -246,9 +240,6 @@ class PathWavefunctionProduct:
                 raise ValueError(f"band energies at {len(product.band_energies)} of "
                                  f"{len(product.kpoints)} k-points")
             return product
-        except _DAMAGED_FILE_ERRORS as err:
-            reason = " ".join(str(err).split()) or type(err).__name__
-            raise ValueError(f"damaged path wavefunction product file {path}: {reason}") from err
 
 
 def path_wavefunction_cache(cache):

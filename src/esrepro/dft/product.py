@@ -7,17 +7,13 @@ are featurization parameters: changing them never re-runs DFT.
 
 from __future__ import annotations
 
-import json
-import zipfile
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-# What reading a truncated, empty or foreign .npz raises (zip, npz, JSON and decoding errors).
-_DAMAGED_FILE_ERRORS = (OSError, EOFError, KeyError, ValueError, zipfile.BadZipFile, zlib.error)
+from esrepro.dft.product_file import open_product_file, write_product_file
 
 #: Channel order of the 16 PDOS channels: s; p(y,z,x); d(m=-2..2); f(m=-3..3).
 CHANNEL_LABELS: tuple[str, ...] = (
@@ -71,59 +67,53 @@ class DFTProduct:
 
     def save(self, path: Path) -> None:
         """Write atomically (temporary file + rename) so an interrupted run leaves no half file."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as fh:
-            np.savez_compressed(
-                fh,
-                numbers=self.numbers.astype(np.int16),
-                cell=self.cell.astype(np.float64),
-                positions=self.positions.astype(np.float64),
-                eigenvalues=self.eigenvalues.astype(np.float32),
-                k_weights=self.k_weights.astype(np.float32),
-                scalars=np.array(
+        write_product_file(
+            path,
+            {
+                "numbers": self.numbers.astype(np.int16),
+                "cell": self.cell.astype(np.float64),
+                "positions": self.positions.astype(np.float64),
+                "eigenvalues": self.eigenvalues.astype(np.float32),
+                "k_weights": self.k_weights.astype(np.float32),
+                "scalars": np.array(
                     [self.fermi_level, self.vbm, self.cbm, self.gap, self.n_electrons],
                     dtype=np.float64,
                 ),
-                projector_weights=self.projector_weights.astype(np.float16),
-                band_range=np.array([self.band_start, self.band_stop], dtype=np.int32),
-                channel_mask=self.channel_mask.astype(bool),
-                meta=np.frombuffer(json.dumps(self.meta, sort_keys=True).encode(), dtype=np.uint8),
-                **(
-                    {} if self.atom_weights is None
-                    else {"atom_weights": self.atom_weights.astype(np.float16)}
-                ),
-            )
-        tmp.replace(path)
+                "projector_weights": self.projector_weights.astype(np.float16),
+                "band_range": np.array([self.band_start, self.band_stop], dtype=np.int32),
+                "channel_mask": self.channel_mask.astype(bool),
+            },
+            self.meta,
+            after_meta=(
+                None if self.atom_weights is None
+                else {"atom_weights": self.atom_weights.astype(np.float16)}
+            ),
+        )
 
     @classmethod
     def load(cls, path: Path) -> DFTProduct:
         """Read a product written by `save`; a damaged file raises ValueError naming it."""
-        try:
-            with np.load(path) as z:
-                fermi, vbm, cbm, gap, nel = (float(x) for x in z["scalars"])
-                start, stop = (int(x) for x in z["band_range"])
-                return cls(
-                    numbers=z["numbers"].astype(int),
-                    cell=z["cell"],
-                    positions=z["positions"],
-                    eigenvalues=z["eigenvalues"],
-                    k_weights=z["k_weights"],
-                    fermi_level=fermi,
-                    vbm=vbm,
-                    cbm=cbm,
-                    gap=gap,
-                    n_electrons=nel,
-                    projector_weights=z["projector_weights"],
-                    band_start=start,
-                    band_stop=stop,
-                    channel_mask=z["channel_mask"],
-                    meta=json.loads(bytes(z["meta"]).decode()),
-                    atom_weights=z["atom_weights"] if "atom_weights" in z.files else None,
-                )
-        except _DAMAGED_FILE_ERRORS as err:
-            raise ValueError(f"damaged DFT product file {path}: {err}") from err
+        with open_product_file(path, "DFT product") as (z, meta):
+            fermi, vbm, cbm, gap, nel = (float(x) for x in z["scalars"])
+            start, stop = (int(x) for x in z["band_range"])
+            return cls(
+                numbers=z["numbers"].astype(int),
+                cell=z["cell"],
+                positions=z["positions"],
+                eigenvalues=z["eigenvalues"],
+                k_weights=z["k_weights"],
+                fermi_level=fermi,
+                vbm=vbm,
+                cbm=cbm,
+                gap=gap,
+                n_electrons=nel,
+                projector_weights=z["projector_weights"],
+                band_start=start,
+                band_stop=stop,
+                channel_mask=z["channel_mask"],
+                meta=meta,
+                atom_weights=z["atom_weights"] if "atom_weights" in z.files else None,
+            )
 
 
 def read_product_meta(path: Path) -> dict[str, Any]:
@@ -131,11 +121,7 @@ def read_product_meta(path: Path) -> dict[str, Any]:
 
     A damaged file raises ValueError naming it, as `DFTProduct.load` does.
     """
-    try:
-        with np.load(path) as z:
-            meta = json.loads(bytes(z["meta"]).decode())
-    except _DAMAGED_FILE_ERRORS as err:
-        raise ValueError(f"damaged DFT product file {path}: {err}") from err
-    if not isinstance(meta, dict):
-        raise ValueError(f"damaged DFT product file {path}: meta is not a JSON object")
+    with open_product_file(path, "DFT product") as (_, meta):
+        if not isinstance(meta, dict):
+            raise ValueError("meta is not a JSON object")
     return meta

@@ -39,7 +39,7 @@ from ase import Atoms
 
 from esrepro.checks import expect_int, expect_mapping, expect_number
 from esrepro.dft.gw_product import GWSettings, gw_versions, layer_with_vacuum
-from esrepro.dft.product import _DAMAGED_FILE_ERRORS
+from esrepro.dft.product_file import open_product_file, write_product_file
 from esrepro.dft.wavefunction_grid import GridSampler, GridSpec, degenerate_groups, scaled
 from esrepro.structures import canonical_structure_hash
 
@@ -205,60 +205,51 @@ class WavefunctionProduct:
                                                                     strict=True))}
 
     def save(self, path: Path) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as fh:
-            np.savez_compressed(
-                fh,
-                product=np.frombuffer(WAVEFUNCTIONS.encode(), dtype=np.uint8),
-                numbers=self.numbers.astype(np.int16),
-                cell=self.cell.astype(np.float64),
-                positions=self.positions.astype(np.float64),
-                kpoints=self.kpoints.astype(np.float64),
-                k_weights=self.k_weights.astype(np.float64),
-                n_ref=np.array([self.n_ref], dtype=np.int32),
-                k_index=self.k_index.astype(np.int32),
-                band_index=self.band_index.astype(np.int32),
-                energies=self.energies.astype(np.float64),
-                occupations=self.occupations.astype(np.float64),
-                states=self.states.astype(np.float16),
-                state_maxima=self.state_maxima.astype(np.float64),
-                density=self.density.astype(np.float32),
-                super_states=self.super_states.astype(np.float32),
-                super_maxima=self.super_maxima.astype(np.float64),
-                z_offsets=self.z_offsets.astype(np.float64),
-                scalars=np.array([self.density_max, self.energy_reference], dtype=np.float64),
-                meta=np.frombuffer(json.dumps(self.meta, sort_keys=True).encode(),
-                                   dtype=np.uint8),
-            )
-        tmp.replace(path)
+        write_product_file(
+            path,
+            {
+                "numbers": self.numbers.astype(np.int16),
+                "cell": self.cell.astype(np.float64),
+                "positions": self.positions.astype(np.float64),
+                "kpoints": self.kpoints.astype(np.float64),
+                "k_weights": self.k_weights.astype(np.float64),
+                "n_ref": np.array([self.n_ref], dtype=np.int32),
+                "k_index": self.k_index.astype(np.int32),
+                "band_index": self.band_index.astype(np.int32),
+                "energies": self.energies.astype(np.float64),
+                "occupations": self.occupations.astype(np.float64),
+                "states": self.states.astype(np.float16),
+                "state_maxima": self.state_maxima.astype(np.float64),
+                "density": self.density.astype(np.float32),
+                "super_states": self.super_states.astype(np.float32),
+                "super_maxima": self.super_maxima.astype(np.float64),
+                "z_offsets": self.z_offsets.astype(np.float64),
+                "scalars": np.array([self.density_max, self.energy_reference], dtype=np.float64),
+            },
+            self.meta,
+            tag=WAVEFUNCTIONS,
+        )
 
     @classmethod
     def load(cls, path: Path) -> WavefunctionProduct:
         """Read a product written by `save`; a damaged or foreign file raises ValueError."""
-        try:
-            with np.load(path) as z:
-                if bytes(z["product"]).decode() != WAVEFUNCTIONS:
-                    raise ValueError("not a wavefunction product")
-                density_max, reference = (float(x) for x in z["scalars"])
-                product = cls(
-                    numbers=z["numbers"].astype(int), cell=z["cell"], positions=z["positions"],
-                    kpoints=z["kpoints"], k_weights=z["k_weights"], n_ref=int(z["n_ref"][0]),
-                    k_index=z["k_index"].astype(int), band_index=z["band_index"].astype(int),
-                    energies=z["energies"], occupations=z["occupations"], states=z["states"],
-                    state_maxima=z["state_maxima"], density=z["density"],
-                    density_max=density_max, super_states=z["super_states"],
-                    super_maxima=z["super_maxima"], z_offsets=z["z_offsets"],
-                    energy_reference=reference, meta=json.loads(bytes(z["meta"]).decode()),
-                )
+        with open_product_file(path, "wavefunction product", tag=WAVEFUNCTIONS,
+                               one_line=True) as (z, meta):
+            density_max, reference = (float(x) for x in z["scalars"])
+            product = cls(
+                numbers=z["numbers"].astype(int), cell=z["cell"], positions=z["positions"],
+                kpoints=z["kpoints"], k_weights=z["k_weights"], n_ref=int(z["n_ref"][0]),
+                k_index=z["k_index"].astype(int), band_index=z["band_index"].astype(int),
+                energies=z["energies"], occupations=z["occupations"], states=z["states"],
+                state_maxima=z["state_maxima"], density=z["density"],
+                density_max=density_max, super_states=z["super_states"],
+                super_maxima=z["super_maxima"], z_offsets=z["z_offsets"],
+                energy_reference=reference, meta=meta,
+            )
             if product.states.shape[0] != len(product.band_index):
                 raise ValueError(f"{product.states.shape[0]} state grids for "
                                  f"{len(product.band_index)} states")
             return product
-        except _DAMAGED_FILE_ERRORS as err:
-            reason = " ".join(str(err).split()) or type(err).__name__
-            raise ValueError(f"damaged wavefunction product file {path}: {reason}") from err
 
 
 def wavefunction_cache(cache):
