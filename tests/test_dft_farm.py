@@ -378,6 +378,26 @@ def _launches(monkeypatch) -> list[str]:
     return launched
 
 
+def test_materials_are_computed_in_the_order_given(tmp_path, monkeypatch) -> None:
+    # Names as VAE-GW's and the table's: Dask groups tasks by key name ("dft-NbSeTe", "dft",
+    # "dft-mp"), and with one group per name the small groups ran first, in reverse (the G0W0
+    # warm-up of 7 Dec 2026 took positions 7, 92, 89, 87, ...), so no prefix ever finished.
+    launched = []
+
+    def command(task, ranks):
+        launched.append(Path(task).name.removesuffix(".task.json"))
+        return [sys.executable, "-c", "import time; time.sleep(0.2)"]
+
+    monkeypatch.setattr(farm, "_worker_command", command)
+    names = ["TaSe2-1T", "VSe2-1T", "NbSeTe-2H", "MoS2-2H", "PdSSe-1T", "SnSTe-1T", "WS2-2H",
+             "CrSSe-2H", "HfSeTe-1T", *(f"mp-{i}" for i in range(6)),
+             *(f"X{c}Y-1T" for c in "ABCDEF")]
+    materials = {n: bulk("Si", "diamond", a=5.0 + 0.01 * i) for i, n in enumerate(names)}
+    compute_products(materials, SETTINGS, DFTCache(tmp_path / "cache"),
+                     FarmOptions(workers=1, mpi_ranks=1), progress=False)
+    assert launched == names
+
+
 @pytest.mark.parametrize("outcome", ["product", "failure"])
 def test_a_material_another_farm_computes_is_waited_for_not_computed(
     tmp_path, monkeypatch, caplog, outcome

@@ -632,7 +632,9 @@ def _farm(todo, settings, cache, options, records, progress, journal_fh) -> None
     kind = kind_of(settings)
     client, cluster = _make_client(options)
 
-    def submit(material_id, atoms, key, failure_seen, wait=False):
+    n_todo = len(todo)
+
+    def submit(position, material_id, atoms, key, failure_seen, wait=False):
         return client.submit(
             run_one,
             material_id,
@@ -647,14 +649,16 @@ def _farm(todo, settings, cache, options, records, progress, journal_fh) -> None
             failure_seen,
             kind.name,
             options.timeout_clock,
-            key=f"dft-{material_id}-{key[:12]}" + ("-wait" if wait else ""),
+            # Dask groups tasks by key name, and groups of a few tasks skip the scheduler's
+            # queue: one group for all, and priorities in the given order, so that a prefix
+            # of the seeded order finishes first. A deferred wait comes after everything.
+            key=("dft", material_id, key[:12] + ("-wait" if wait else "")),
+            priority=-1 if wait else n_todo - position,
             pure=False,
         )
 
     try:
-        # Submission order is Dask's priority order, so a material deferred below (locked by
-        # another farm) is taken up again after everything else this farm has to do.
-        futures = [submit(*item) for item in todo]
+        futures = [submit(position, *item) for position, item in enumerate(todo)]
         items = {future.key: item for future, item in zip(futures, todo, strict=True)}
         pending = as_completed(futures)
         bar = tqdm(total=len(items), desc="GPAW", unit="material", disable=not progress)
@@ -678,7 +682,7 @@ def _farm(todo, settings, cache, options, records, progress, journal_fh) -> None
                     "for it after its other materials rather than compute it twice",
                     material_id, record.reason or "holder unknown",
                 )
-                wait_for_it = submit(material_id, atoms, key, failure_seen, wait=True)
+                wait_for_it = submit(0, material_id, atoms, key, failure_seen, wait=True)
                 items[wait_for_it.key] = items[future.key]
                 pending.add(wait_for_it)
                 continue
