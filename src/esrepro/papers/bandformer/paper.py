@@ -63,7 +63,7 @@ PAPER = Paper(
             outputs={"html": report(f"{REPORTS}/bandformer.html"),
                      "executed": report(f"{REPORTS}/bandformer.ipynb"),
                      "figures": report(f"{REPORTS}/figures")},
-            reads=shown_runs("bandformer"),
+            reads=shown_runs("bandformer", "partial"),
             code=(TARGETS_CODE,),
         ),
     ),
