@@ -34,6 +34,7 @@ from esrepro.dft.seeds import (
     coverage,
     pack,
     product_kind,
+    small_cells_in_order,
     unpack_archive,
 )
 from esrepro.dft.settings import DFTSettings, code_versions
@@ -254,6 +255,8 @@ def test_coverage_of_band_keys_and_the_bandformer_selection(packed, source, tmp_
     assert selection == Selection(n_materials=2, max_sites=4, subset_seed=0)
     table = pd.DataFrame({"material_id": [1, 2, 3], "nsites": [2, 8, 1]})
     assert len(select_materials(table, selection)) == 2
+    # The band prefix counts in the small cells' order: mp-2 (8 sites) does not break it.
+    assert small_cells_in_order(table, ["mp-3", "mp-2", "mp-1"], 4) == ["mp-3", "mp-1"]
     with pytest.raises(ValueError, match=r"bandformer\.max_sites"):
         bandformer_params({"bandformer": {"max_sites": -1}})
 

@@ -829,6 +829,13 @@ def _print_coverage(title: str, found: Coverage, cache_dir: Path, plain: list[Pa
           f"({', '.join(map(str, plain)) or 'none'})")
 
 
+def small_cells_in_order(table, ids: Sequence[str], max_sites: int) -> list[str]:
+    """The material ids of `ids` (in their order) whose cells have at most `max_sites`
+    sites, by the table's ``nsites`` column."""
+    nsites = dict(zip((f"mp-{i}" for i in table["material_id"]), table["nsites"], strict=True))
+    return [i for i in ids if nsites[i] <= max_sites]
+
+
 def _print_table_status(params, manifest: Manifest, cache_dir: Path, plain: list[Path]) -> None:
     from esrepro.dft.band_product import band_cache_key, band_versions
     from esrepro.dft.settings import DFTSettings, cache_key, code_versions
@@ -864,6 +871,15 @@ def _print_table_status(params, manifest: Manifest, cache_dir: Path, plain: list
                     [p / BAND_DIR for p in plain])
     done = found.done
     print(f"  finished in any: {sum(done):>5}  (first {_prefix(done)} of the seeded order)")
+    if selection.max_sites:
+        # The band warm-up and the profile's n_materials take the small cells in the seeded
+        # order, so that is the prefix which says what a partial run can use.
+        small = small_cells_in_order(table, ids, selection.max_sites)
+        finished = dict(zip(ids, done, strict=True))
+        prefix = _prefix([finished[i] for i in small])
+        print(f"  first {prefix} of the {len(small)} cells with <= {selection.max_sites} sites "
+              f"in the seeded order (n_materials: {prefix}, max_sites: {selection.max_sites} "
+              "needs no new DFT)")
     chosen = set(select_materials(table, selection)["mp_id"])
     flags = {i: (d, p) for i, d, p in zip(ids, done, found.products, strict=True)}
     n_done = sum(flags[i][0] for i in chosen)
