@@ -21,12 +21,12 @@ import argparse
 import logging
 import sys
 
-from esrepro.config import load_params, mirror_dir
+from esrepro.config import Selection, load_params, mirror_dir
 from esrepro.dft.farm import FarmOptions, compute_products
 from esrepro.dft.kinds import kind_of
 from esrepro.dft.settings import DFTSettings
 from esrepro.dft.stage import band_cache, cache_from_params
-from esrepro.selection import fetch_structures, fetch_table, seeded_order
+from esrepro.selection import fetch_structures, fetch_table, selected_ids
 
 PRODUCTS = ("ground-state", "bands", "gw")
 
@@ -98,11 +98,8 @@ def main() -> int:
         structures = gw_structures(params, args.seed, args.max_sites)
     else:
         table = fetch_table(params["dosnp"]["table_commit"], mirror_dir(params))
-        ids = seeded_order([f"mp-{i}" for i in table["material_id"]], args.seed or 0)
-        if args.max_sites:
-            sites = dict(zip([f"mp-{i}" for i in table["material_id"]], table["nsites"],
-                             strict=True))
-            ids = [i for i in ids if sites[i] <= args.max_sites]
+        everything = Selection(n_materials=0, max_sites=args.max_sites, subset_seed=args.seed or 0)
+        ids = selected_ids(table, everything)
         structures = fetch_structures(ids, mirror_dir(params))
     cache = cache_from_params(params["dft"])
     if args.product == "bands":

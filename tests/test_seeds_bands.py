@@ -34,12 +34,11 @@ from esrepro.dft.seeds import (
     coverage,
     pack,
     product_kind,
-    small_cells_in_order,
     unpack_archive,
 )
 from esrepro.dft.settings import DFTSettings, code_versions
 from esrepro.dft.stage import band_cache, cache_from_params, run_band_stage
-from esrepro.selection import select_materials
+from esrepro.selection import seeded_order, select_materials, selected_ids
 
 pytestmark = [
     pytest.mark.gpaw,
@@ -255,8 +254,10 @@ def test_coverage_of_band_keys_and_the_bandformer_selection(packed, source, tmp_
     assert selection == Selection(n_materials=2, max_sites=4, subset_seed=0)
     table = pd.DataFrame({"material_id": [1, 2, 3], "nsites": [2, 8, 1]})
     assert len(select_materials(table, selection)) == 2
-    # The band prefix counts in the small cells' order: mp-2 (8 sites) does not break it.
-    assert small_cells_in_order(table, ["mp-3", "mp-2", "mp-1"], 4) == ["mp-3", "mp-1"]
+    # The order the band warm-up and the status prefix use: mp-2 (8 sites) is skipped.
+    small = [i for i in seeded_order(["mp-1", "mp-2", "mp-3"], 0) if i != "mp-2"]
+    assert selected_ids(table, Selection(n_materials=0, max_sites=4, subset_seed=0)) == small
+    assert selected_ids(table, selection) == small[:2]
     with pytest.raises(ValueError, match=r"bandformer\.max_sites"):
         bandformer_params({"bandformer": {"max_sites": -1}})
 

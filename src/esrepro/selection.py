@@ -84,19 +84,23 @@ def seeded_order(material_ids: list[str], seed: int) -> list[str]:
     return order
 
 
-def select_materials(table: pd.DataFrame, selection: Selection) -> pd.DataFrame:
-    """The profile's materials: the first `n_materials` of the seeded order with
-    nsites <= max_sites.
-
-    `n_materials: 0` keeps every row (the paper-scale run); so does `max_sites: 0`. Rows are
-    returned sorted by material id, with an ``mp_id`` column ("mp-<id>").
-    """
+def selected_ids(table: pd.DataFrame, selection: Selection) -> list[str]:
+    """The profile's material ids ("mp-<id>") in the seeded order: the first `n_materials`
+    (0 = all) of those with nsites <= max_sites (0 = no limit). The order the DFT warm-up
+    computes them in, so a finished prefix is a profile that needs no new DFT."""
     ids = [f"mp-{i}" for i in table["material_id"]]
-    rows = table.assign(mp_id=ids).set_index("mp_id").loc[seeded_order(ids, selection.subset_seed)]
-    if selection.max_sites:
-        rows = rows[rows["nsites"] <= selection.max_sites]
-    if selection.n_materials:
-        rows = rows.iloc[: selection.n_materials]
+    nsites = dict(zip(ids, table["nsites"], strict=True))
+    ordered = [i for i in seeded_order(ids, selection.subset_seed)
+               if not selection.max_sites or nsites[i] <= selection.max_sites]
+    return ordered[: selection.n_materials] if selection.n_materials else ordered
+
+
+def select_materials(table: pd.DataFrame, selection: Selection) -> pd.DataFrame:
+    """The rows of :func:`selected_ids`, sorted by material id, with an ``mp_id`` column
+    ("mp-<id>"). `n_materials: 0` keeps every row (the paper-scale run); so does
+    `max_sites: 0`."""
+    ids = [f"mp-{i}" for i in table["material_id"]]
+    rows = table.assign(mp_id=ids).set_index("mp_id").loc[selected_ids(table, selection)]
     return rows.reset_index().sort_values("material_id").reset_index(drop=True)
 
 

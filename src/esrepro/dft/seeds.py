@@ -829,17 +829,11 @@ def _print_coverage(title: str, found: Coverage, cache_dir: Path, plain: list[Pa
           f"({', '.join(map(str, plain)) or 'none'})")
 
 
-def small_cells_in_order(table, ids: Sequence[str], max_sites: int) -> list[str]:
-    """The material ids of `ids` (in their order) whose cells have at most `max_sites`
-    sites, by the table's ``nsites`` column."""
-    nsites = dict(zip((f"mp-{i}" for i in table["material_id"]), table["nsites"], strict=True))
-    return [i for i in ids if nsites[i] <= max_sites]
-
-
 def _print_table_status(params, manifest: Manifest, cache_dir: Path, plain: list[Path]) -> None:
+    from esrepro.config import Selection
     from esrepro.dft.band_product import band_cache_key, band_versions
     from esrepro.dft.settings import DFTSettings, cache_key, code_versions
-    from esrepro.selection import select_materials
+    from esrepro.selection import select_materials, selected_ids
 
     try:
         table, ids, structures = dosnp_table(params)
@@ -874,7 +868,9 @@ def _print_table_status(params, manifest: Manifest, cache_dir: Path, plain: list
     if selection.max_sites:
         # The band warm-up and the profile's n_materials take the small cells in the seeded
         # order, so that is the prefix which says what a partial run can use.
-        small = small_cells_in_order(table, ids, selection.max_sites)
+        small = selected_ids(
+            table, Selection(n_materials=0, max_sites=selection.max_sites,
+                             subset_seed=selection.subset_seed))
         finished = dict(zip(ids, done, strict=True))
         prefix = _prefix([finished[i] for i in small])
         print(f"  first {prefix} of the {len(small)} cells with <= {selection.max_sites} sites "
