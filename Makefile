@@ -60,7 +60,7 @@ LDOS_PAPER_SCALE = -S ldos.max_atoms=216 -S dft.farm.timeout_s=7200 \
 ldos-paper-scale: setup
 	dvc exp run ldos_report $(LDOS_PAPER_SCALE)
 
-# Bandformer on every table material of at most 4 sites (449): its band DFT is ~12 core-hours
+# Bandformer on every table material of at most 4 sites (449): its band DFT is ~10 core-hours
 # (README, "Bandformer"); products already in a seed are not computed again.
 BANDFORMER_PAPER_SCALE = -S bandformer.n_materials=0 -S bandformer.max_sites=4 \
 	-S dft.farm.timeout_s=3600

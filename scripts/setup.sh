@@ -41,11 +41,13 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   OPENBLAS_NUM_THREADS=1 .venv/bin/python -m pip install -q --require-hashes --no-deps -r requirements.lock
   .venv/bin/python -m pip install -q --no-deps -e .
   # pip reuses a GPAW wheel it built earlier, whatever GPAW_CONFIG said then: rebuild a GPAW that
-  # lacks FFTW (drop the stale wheel so the rebuilt one is what pip caches from now on).
-  gpaw_has_fftw() { .venv/bin/python -c "import sys, gpaw.fftw; sys.exit(not gpaw.fftw.have_fftw())"; }
-  if ! gpaw_has_fftw; then
+  # lacks FFTW or C BLAS (drop the stale wheel so the rebuilt one is what pip caches from now on).
+  gpaw_built_right() {
+    .venv/bin/python -c "import sys, _gpaw, gpaw.fftw; sys.exit(not (gpaw.fftw.have_fftw() and hasattr(_gpaw, 'mmm')))"
+  }
+  if ! gpaw_built_right; then
     gpaw_version=$(.venv/bin/python -c "from importlib.metadata import version; print(version('gpaw'))")
-    echo "setup: GPAW $gpaw_version was built without FFTW; rebuilding it with FFTW"
+    echo "setup: GPAW $gpaw_version was built without FFTW or BLAS; rebuilding it with both"
     .venv/bin/python -m pip cache remove gpaw >/dev/null 2>&1 || true
     # The lock's gpaw entry (the requirement line and its hashes), so the rebuild is hash-checked.
     gpaw_lock=$(mktemp)
@@ -53,7 +55,7 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     OPENBLAS_NUM_THREADS=1 .venv/bin/python -m pip install -q --force-reinstall --no-deps \
       --require-hashes -r "$gpaw_lock"
     rm -f "$gpaw_lock"
-    gpaw_has_fftw || { echo "setup: GPAW still has no FFTW; see scripts/gpaw_siteconfig.py" >&2; exit 1; }
+    gpaw_built_right || { echo "setup: GPAW still lacks FFTW or BLAS; see scripts/gpaw_siteconfig.py" >&2; exit 1; }
   fi
   echo "$want" > "$stamp"
 fi
@@ -62,4 +64,4 @@ fi
 [ -d .git ] || git init -q
 # The page template of `dvc plots show` (.dvc/config) with Vega inlined, so it draws offline.
 .venv/bin/python scripts/dvc_plots_template.py
-echo "setup: ready ($(.venv/bin/python -c 'import gpaw, torch; import gpaw.fftw; print("gpaw", gpaw.__version__, "FFTW" if gpaw.fftw.have_fftw() else "no FFTW", "torch", torch.__version__)'))"
+echo "setup: ready ($(.venv/bin/python -c 'import _gpaw, gpaw, torch; import gpaw.fftw; print("gpaw", gpaw.__version__, "FFTW" if gpaw.fftw.have_fftw() else "no FFTW", "BLAS" if hasattr(_gpaw, "mmm") else "no BLAS", "torch", torch.__version__)'))"

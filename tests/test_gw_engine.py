@@ -21,6 +21,8 @@ from esrepro.dft import farm
 from esrepro.dft.cache import DFTCache
 from esrepro.dft.farm import FarmOptions, compute_products
 from esrepro.dft.gw_product import GWProduct, GWSettings, gw_cache_key
+from esrepro.dft.seed_verify import run_verify
+from esrepro.dft.seeds import NO_SEEDS_ENV, pack
 from esrepro.dft.wavefunction_product import (
     WavefunctionProduct,
     WavefunctionSettings,
@@ -90,6 +92,8 @@ def test_farmed_g0w0_of_mos2_has_finite_quasiparticle_energies_of_the_right_shap
         assert timings[f"{step}_wall_s"] > 0 and timings[f"{step}_core_s"] > 0
     assert product.meta["settings"] == TINY.to_dict()
     assert product.meta["versions"]["product_format"] == "gw-1"
+    # scripts/setup.sh builds GPAW with FFTW and a C BLAS (docs/dft-cache.md, "GPAW's build").
+    assert product.meta["gpaw_fftw"] is True and product.meta["gpaw_blas"] is True
 
 
 def test_second_call_is_served_from_the_cache(mos2_gw, monkeypatch) -> None:
@@ -143,6 +147,40 @@ def test_failure_is_recorded_with_its_reason_settings_and_kind(tmp_path, monkeyp
     monkeypatch.setattr(farm, "_farm", _no_farm)
     [again] = compute_products({"MoS2-2H": mos2()}, settings, cache, ONE_RANK, progress=False)
     assert again.status == "failed" and again.reason == record.reason
+
+
+def _gw_seed(mos2_gw, tmp_path: Path, name: str, *, material_id: str = "MoS2-2H",
+             shift_ev: float = 0.0) -> Path:
+    """A shipped seed holding only the MoS2 G0W0 product, its quasiparticle energies shifted."""
+    record, _, product = mos2_gw
+    product = dataclasses.replace(product, e_gw=product.e_gw + shift_ev)
+    source = tmp_path / f"{name}-cache"
+    product.save(DFTCache(source / "gw").product_path(record.cache_key))
+    pack(tmp_path / name, [source], material_ids={record.cache_key: material_id})
+    return tmp_path / name
+
+
+def test_seed_verify_recomputes_a_shipped_g0w0_product_and_catches_an_altered_one(
+        mos2_gw, tmp_path, monkeypatch, capsys) -> None:
+    """The input layer is rebuilt from the 2D set by the manifest's material id (the product
+    keeps only the relaxed one); relaxation, ground state and G0W0 run again."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.delenv(NO_SEEDS_ENV, raising=False)
+    key = mos2_gw[0].cache_key
+    assert run_verify(1, seeds_dir=_gw_seed(mos2_gw, tmp_path, "good"), timeout_s=600.0) == 0
+    [line] = [row for row in capsys.readouterr().out.splitlines() if row.startswith("ok    ")]
+    assert key in line and "MoS2-2H" in line and "relaxed structure" in line
+
+    altered = _gw_seed(mos2_gw, tmp_path, "altered", shift_ev=0.05)
+    assert run_verify(1, seeds_dir=altered, timeout_s=600.0) == 1
+    out = capsys.readouterr().out
+    assert f"FAIL  {key}" in out and "quasiparticle energies differ by 0.05" in out
+
+    monkeypatch.setattr(farm, "_farm", _no_farm)  # a wrong input is refused before any GPAW run
+    wrong = _gw_seed(mos2_gw, tmp_path, "wrong", material_id="WS2-2H")
+    assert run_verify(1, seeds_dir=wrong, timeout_s=600.0) == 1
+    assert "WS2-2H as the 2D set builds it now does not give this product's cache key" in (
+        capsys.readouterr().out)
 
 
 def test_wavefunction_grids_have_the_papers_shape_and_each_state_its_maximum_at_one(

@@ -226,7 +226,9 @@ def seed_verify(
 
     Runs this machine's engine on each product's own structure and settings, and compares
     eigenvalues, E_F, band edges, gap and weights within the tolerances in docs/dft-cache.md
-    (band products: SCF and path again; path eigenvalues, HOB, gap and E_F of metals).
+    (band products: SCF and path again; path eigenvalues, HOB, gap and E_F of metals;
+    G0W0 products: relaxation, ground state and G0W0 again from the 2D set's input layer;
+    relaxed structure, Kohn-Sham and quasiparticle energies, gaps and vacuum level).
     Exit 1 naming each product that differs.
     """
     from esrepro.dft.seed_verify import run_verify

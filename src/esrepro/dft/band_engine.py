@@ -16,6 +16,7 @@ from ase import Atoms
 from esrepro.dft.band_product import BandProduct, BandSettings, band_versions
 from esrepro.dft.gpaw_engine import (
     SCFNotConverged,
+    _gpaw_has_blas,
     _gpaw_has_fftw,
     _scf_iterations,
     build_calculator,
@@ -169,6 +170,7 @@ def run_gpaw_bands(
             "mpi_ranks": int(world.size),
             "versions": band_versions(),
             "gpaw_fftw": _gpaw_has_fftw(),
+            "gpaw_blas": _gpaw_has_blas(),
             "settings": settings.to_dict(),
             "host": os.uname().nodename,
         },

@@ -319,6 +319,7 @@ def run_gpaw(atoms: Atoms, settings: DFTSettings, txt: str | Path | None = None)
             # How GPAW was built changes speed, not results (products agree to the stored
             # precision), so it is recorded here and kept out of the cache key.
             "gpaw_fftw": _gpaw_has_fftw(),
+            "gpaw_blas": _gpaw_has_blas(),
             "settings": settings.to_dict(),
             "setups": {s.symbol: getattr(s, "fingerprint", None) for s in calc.setups},
             "host": os.uname().nodename,
@@ -331,6 +332,13 @@ def _gpaw_has_fftw() -> bool:
     from gpaw.fftw import have_fftw
 
     return bool(have_fftw())
+
+
+def _gpaw_has_blas() -> bool:
+    """Whether this GPAW links a C BLAS (else it calls scipy's and falls back to slower loops)."""
+    import _gpaw
+
+    return hasattr(_gpaw, "mmm")
 
 
 def _scf_iterations(calc) -> int | None:

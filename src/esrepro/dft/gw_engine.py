@@ -33,6 +33,7 @@ from esrepro.dft.gpaw_engine import (
     SCFNotConverged,
     _band_edges,
     _channel_weights,
+    _gpaw_has_blas,
     _gpaw_has_fftw,
     _scf_iterations,
 )
@@ -365,6 +366,7 @@ def run_gpaw_gw(atoms: Atoms, settings: GWSettings, txt: str | Path | None = Non
             "mpi_ranks": int(world.size),
             "versions": gw_versions(),
             "gpaw_fftw": _gpaw_has_fftw(),
+            "gpaw_blas": _gpaw_has_blas(),
             "settings": settings.to_dict(),
             "host": os.uname().nodename,
         },

@@ -278,7 +278,7 @@ def run_path_export(atoms: Atoms, settings: PathSettings,
     """SCF of `atoms` (no relaxation: the GW product's relaxed structure), the fixed-density
     run on the path and the grids. Runs in a farm worker."""
     from esrepro.dft.band_engine import _Clock
-    from esrepro.dft.gpaw_engine import _gpaw_has_fftw, _scf_iterations
+    from esrepro.dft.gpaw_engine import _gpaw_has_blas, _gpaw_has_fftw, _scf_iterations
     from esrepro.dft.gw_engine import (
         BUFFER_BANDS,
         _converge,
@@ -350,6 +350,7 @@ def run_path_export(atoms: Atoms, settings: PathSettings,
                         "export_wall_s": export_wall, "export_cpu_s": export_cpu},
             "versions": path_versions(),
             "gpaw_fftw": _gpaw_has_fftw(),
+            "gpaw_blas": _gpaw_has_blas(),
             "settings": settings.to_dict(),
             "host": os.uname().nodename,
         },

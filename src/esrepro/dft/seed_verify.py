@@ -4,7 +4,11 @@ A shipped product stores the structure it was computed on (the Niggli cell where
 reduced it) and its settings in its meta, so the engine can run the same calculation again
 (the farm, one MPI rank, into a temporary cache). Band products (`esrepro.dft.band_product`)
 store their input cell and `BandSettings`: SCF and path run again, and the path's
-eigenvalues, HOB, E_F and gap are compared (`compare_band_products`). Tolerances and what
+eigenvalues, HOB, E_F and gap are compared (`compare_band_products`). G0W0 products
+(`esrepro.dft.gw_product`) store the relaxed layer, not the input: the input is rebuilt from
+VAE-GW's 2D set by the material id the manifest records, and must give the product's cache key;
+relaxation, ground state and G0W0 then run again and the relaxed structure, the Kohn-Sham and
+quasiparticle energies and the gaps are compared (`compare_gw_products`). Tolerances and what
 they rest on: docs/dft-cache.md, "Verifying shipped products".
 """
 
@@ -25,6 +29,7 @@ from esrepro.dft.seeds import (
     Manifest,
     SeedError,
     is_band_kind,
+    is_gw_kind,
     member_name,
     shipped_seed_dir,
     unpack_archive,
@@ -51,6 +56,8 @@ class Tolerances:
     #: (see `_degenerate_sums`), |dw| / max(1, |w|): weights are stored as float16, whose
     #: steps are 2^-10 (1e-3) relative; measured up to 2.4e-4, one float16 step.
     weights: float = 5e-3
+    #: G0W0 products: the relaxed cell and positions, Å (the relaxation runs again).
+    structure_a: float = 1e-3
 
 
 @dataclass
@@ -60,6 +67,7 @@ class Comparison:
     eigenvalues_ev: float = 0.0
     levels_ev: float = 0.0
     weights: float = 0.0
+    structure_a: float = 0.0
     problems: list[str] = field(default_factory=list)
 
 
@@ -122,14 +130,11 @@ def compare_products(shipped, recomputed, tolerances: Tolerances) -> Comparison:
             )
             for a, b in pairs
         )
-    for label, value, limit in (
+    return _flag_excess(result, (
         ("eigenvalues", result.eigenvalues_ev, tolerances.eigenvalues_ev),
         ("/".join(_level_names(shipped)), result.levels_ev, tolerances.levels_ev),
         ("weights", result.weights, tolerances.weights),
-    ):
-        if not value <= limit:  # NaN fails too
-            result.problems.append(f"{label} differ by {value:.3g} > {limit:g}")
-    return result
+    ))
 
 
 def band_levels(product) -> dict[str, float]:
@@ -174,19 +179,96 @@ def compare_band_products(shipped, recomputed, tolerances: Tolerances) -> Compar
         return result
     result.eigenvalues_ev = float(np.abs(recomputed.eigenvalues - shipped.eigenvalues).max(
         initial=0.0))
-    ours, theirs = band_levels(shipped), band_levels(recomputed)
-    if ours.keys() != theirs.keys():  # metal on one side only: the gap tells by how much
-        result.problems.append(f"gap {theirs.get('gap', 0.0):.4f} eV vs shipped "
-                               f"{ours.get('gap', 0.0):.4f} eV (a metal in one of them)")
+    ours = band_levels(shipped)
+    if not _compare_levels(result, ours, band_levels(recomputed), "gap"):
         return result
-    result.levels_ev = max(abs(theirs[name] - ours[name]) for name in ours)
-    for label, value, limit in (
+    return _flag_excess(result, (
         ("path eigenvalues", result.eigenvalues_ev, tolerances.eigenvalues_ev),
         ("/".join(ours), result.levels_ev, tolerances.levels_ev),
-    ):
+    ))
+
+
+def _compare_levels(result: Comparison, ours: Mapping[str, float],
+                    theirs: Mapping[str, float], gap: str) -> bool:
+    """Set `result.levels_ev` to the largest level difference; False (with the problem noted)
+    when the two products hold different levels: a metal on one side only."""
+    if ours.keys() != theirs.keys():  # the gap tells by how much
+        result.problems.append(f"{gap} {theirs.get(gap, 0.0):.4f} eV vs shipped "
+                               f"{ours.get(gap, 0.0):.4f} eV (a metal in one of them)")
+        return False
+    result.levels_ev = max(abs(theirs[name] - ours[name]) for name in ours)
+    return True
+
+
+def _flag_excess(result: Comparison, rows) -> Comparison:
+    """Note each (label, difference, tolerance) row whose difference exceeds its tolerance."""
+    for label, value, limit in rows:
         if not value <= limit:  # NaN fails too
             result.problems.append(f"{label} differ by {value:.3g} > {limit:g}")
     return result
+
+
+def gw_levels(product) -> dict[str, float]:
+    """Levels of a G0W0 product: the Kohn-Sham and quasiparticle gaps on the k-grid, the vacuum
+    level, and E_F of a metal only (in a gap, smearing tails alone place it)."""
+    levels = {"gap_dft": float(product.gap_dft), "gap_gw": float(product.gap_gw),
+              "vacuum_level": float(product.vacuum_level)}
+    if not product.gap_dft > 0:
+        levels["fermi_level"] = float(product.fermi_level)
+    return levels
+
+
+def compare_gw_products(shipped, recomputed, tolerances: Tolerances) -> Comparison:
+    """The relaxed structure, the Kohn-Sham and quasiparticle energies of every state in the
+    window, and `gw_levels` within tolerances; the k-points and the band window must agree."""
+    result = Comparison()
+    same_grid = (
+        shipped.kpoints.shape == recomputed.kpoints.shape
+        and np.allclose(shipped.kpoints, recomputed.kpoints, rtol=0, atol=1e-8)
+        and np.allclose(shipped.k_weights, recomputed.k_weights, rtol=0, atol=1e-6)
+    )
+    if not same_grid:
+        result.problems.append(f"irreducible k-points differ ({len(recomputed.kpoints)} vs "
+                               f"shipped {len(shipped.kpoints)})")
+    window = (shipped.band_start, shipped.n_ref, shipped.e_gw.shape)
+    if (recomputed.band_start, recomputed.n_ref, recomputed.e_gw.shape) != window:
+        result.problems.append(
+            f"band window from {recomputed.band_start} ({recomputed.e_gw.shape[1]} bands) != "
+            f"shipped from {shipped.band_start} ({shipped.e_gw.shape[1]} bands)"
+        )
+    if shipped.positions.shape != recomputed.positions.shape:
+        result.problems.append("the relaxed structures have different numbers of atoms")
+    if result.problems:
+        return result
+    result.structure_a = float(max(np.abs(recomputed.cell - shipped.cell).max(),
+                                   np.abs(recomputed.positions - shipped.positions).max()))
+    result.eigenvalues_ev = float(max(np.abs(recomputed.e_dft - shipped.e_dft).max(),
+                                      np.abs(recomputed.e_gw - shipped.e_gw).max()))
+    ours = gw_levels(shipped)
+    if not _compare_levels(result, ours, gw_levels(recomputed), "gap_dft"):
+        return result
+    return _flag_excess(result, (
+        ("relaxed cell/positions (Å)", result.structure_a, tolerances.structure_a),
+        ("Kohn-Sham/quasiparticle energies", result.eigenvalues_ev, tolerances.eigenvalues_ev),
+        ("/".join(ours), result.levels_ev, tolerances.levels_ev),
+    ))
+
+
+def gw_input_structure(material_id: str | None, key: str, settings):
+    """The input layer of the G0W0 product `key`: VAE-GW's material `material_id` as its 2D set
+    builds it, checked against the key (ValueError naming what does not match)."""
+    from esrepro.dft.gw_product import gw_cache_key
+    from esrepro.papers.vae_gw.structures import all_materials
+
+    material = {m.id: m for m in all_materials()}.get(material_id or "")
+    if material is None:
+        raise ValueError(f"its material {material_id!r} is not in VAE-GW's 2D set, so its input "
+                         "structure cannot be rebuilt")
+    atoms = material.atoms(settings.vacuum)
+    if gw_cache_key(atoms, settings) != key:
+        raise ValueError(f"{material_id} as the 2D set builds it now does not give this "
+                         "product's cache key (its structure or the code versions changed)")
+    return atoms
 
 
 def _degenerate_sums(
@@ -243,7 +325,7 @@ class VerifyResult:
     archive: str
     comparison: Comparison | None = None
     error: str = ""
-    bands: bool = False  # a band product (no weights to compare)
+    what: str = "ground-state"  # "bands" or "gw": products without projector weights
 
     @property
     def ok(self) -> bool:
@@ -266,7 +348,12 @@ def verify_products(
     from esrepro.dft.band_product import BandProduct, BandSettings
     from esrepro.dft.cache import DFTCache
     from esrepro.dft.farm import FarmOptions, compute_products
+    from esrepro.dft.gw_product import GWProduct, GWSettings
     from esrepro.dft.product import DFTProduct
+
+    loaders = {"ground-state": DFTProduct.load, "bands": BandProduct.load, "gw": GWProduct.load}
+    comparisons = {"ground-state": compare_products, "bands": compare_band_products,
+                   "gw": compare_gw_products}
 
     where = manifest.shipped("product")
     shipped: dict[str, Any] = {}
@@ -276,22 +363,32 @@ def verify_products(
     directories: dict[str, Path] = {}
     for key in keys:
         entry = where[key]
-        bands = is_band_kind(entry.kind)
-        result = results[key] = VerifyResult(key, entry.products[key], entry.path, bands=bands)
+        what = ("bands" if is_band_kind(entry.kind) else "gw" if is_gw_kind(entry.kind)
+                else "ground-state")
+        result = results[key] = VerifyResult(key, entry.products[key], entry.path, what=what)
         if entry.path not in directories:
             directories[entry.path] = unpack_archive(manifest, entry, unpack_dest)
         path = directories[entry.path] / member_name(key, "product", entry.kind)
-        product = shipped[key] = (BandProduct if bands else DFTProduct).load(path)
+        product = shipped[key] = loaders[what](path)
         try:
-            settings = (BandSettings.from_dict(product.meta["settings"]) if bands
+            settings = (BandSettings.from_dict(product.meta["settings"]) if what == "bands"
+                        else GWSettings.from_dict(product.meta["settings"]) if what == "gw"
                         else recompute_settings(product.meta))
-        except (KeyError, TypeError) as err:
+        except (KeyError, TypeError, ValueError) as err:
             result.error = f"its meta names no usable settings ({err})"
             continue
-        label = json.dumps([bands, settings.to_dict()], sort_keys=True)
+        if what == "gw":
+            try:
+                atoms = gw_input_structure(entry.products[key], key, settings)
+            except ValueError as err:
+                result.error = str(err)
+                continue
+        else:
+            atoms = Atoms(numbers=product.numbers, cell=product.cell,
+                          positions=product.positions, pbc=True)
+        label = json.dumps([what, settings.to_dict()], sort_keys=True)
         settings_of[label] = settings
-        groups[label][key] = Atoms(numbers=product.numbers, cell=product.cell,
-                                   positions=product.positions, pbc=True)
+        groups[label][key] = atoms
     options = FarmOptions(workers=workers, mpi_ranks=1, timeout_s=timeout_s)
     with tempfile.TemporaryDirectory(prefix="esrepro-seed-verify-") as tmp:
         cache = DFTCache(tmp)
@@ -302,13 +399,9 @@ def verify_products(
                 if record.status == "failed":
                     result.error = f"recomputation failed: {record.reason}"
                     continue
-                if result.bands:
-                    recomputed = BandProduct.load(Path(record.product_path))
-                    compare = compare_band_products
-                else:
-                    recomputed = DFTProduct.load(Path(record.product_path))
-                    compare = compare_products
-                result.comparison = compare(shipped[result.key], recomputed, tolerances)
+                recomputed = loaders[result.what](Path(record.product_path))
+                result.comparison = comparisons[result.what](shipped[result.key], recomputed,
+                                                             tolerances)
     return [results[k] for k in keys]
 
 
@@ -343,7 +436,8 @@ def run_verify(
           f"({kind or 'every kind'}, seed {seed}); tolerances: eigenvalues "
           f"{tolerances.eigenvalues_ev:g} eV, band edges/gap/E_F {tolerances.levels_ev:g} eV, "
           f"weights {tolerances.weights:g} (relative above 1; band products: eigenvalues on "
-          "the path, HOB maximum/next minimum/gap/E_F of metals)")
+          "the path, HOB maximum/next minimum/gap/E_F of metals; G0W0 products: relaxed "
+          f"structure {tolerances.structure_a:g} Å, KS and QP energies, gaps, vacuum level)")
     try:
         results = verify_products(manifest, keys, workers=workers, timeout_s=timeout_s,
                                   tolerances=tolerances)
@@ -355,9 +449,10 @@ def run_verify(
         name = f"{r.key} ({r.material_id or 'no id'}, {r.archive})"
         if r.ok:
             c = r.comparison
-            weights = "" if r.bands else f", weights {c.weights:.2g}"
+            extra = (f", weights {c.weights:.2g}" if r.what == "ground-state"
+                     else f", relaxed structure {c.structure_a:.2g} Å" if r.what == "gw" else "")
             print(f"ok    {name}: eigenvalues {c.eigenvalues_ev:.2g} eV, levels "
-                  f"{c.levels_ev:.2g} eV{weights}")
+                  f"{c.levels_ev:.2g} eV{extra}")
         else:
             why = r.error or "; ".join(r.comparison.problems)
             print(f"FAIL  {name}: {why}")
