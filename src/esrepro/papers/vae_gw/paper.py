@@ -97,7 +97,7 @@ PAPER = Paper(
             outputs={"html": report(f"{REPORTS}/vae_gw.html"),
                      "executed": report(f"{REPORTS}/vae_gw.ipynb"),
                      "figures": report(f"{REPORTS}/figures")},
-            reads=shown_runs("vae_gw"),
+            reads=shown_runs("vae_gw", "partial"),
             code=(TARGETS_CODE,),
         ),
     ),
